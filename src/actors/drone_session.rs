@@ -1,0 +1,301 @@
+//! **DroneSession** — one per registered drone. Owns the drone's heartbeat deadline, its
+//! paused flag, the control commands waiting for its next heartbeat, and a ring buffer of
+//! its recent log lines.
+//!
+//! Receives: `Heartbeat` and `Claim` from HTTP handlers (via the registry's lookup),
+//! `Control` from the operator, `PushCommand` from the registry (cancels decided by the
+//! queue), `GetLogs`, `Shutdown` when the drone registers again. Sends `SessionChanged` to
+//! the registry and `ReclaimDrone` to the queue when the heartbeat deadline passes. The
+//! deadline timer carries a generation; a timer from before the latest heartbeat does
+//! nothing.
+
+use crate::actors::circuit_breaker::{CircuitBreaker, MayClaim};
+use crate::actors::drone_registry::{DroneRegistry, SessionChanged};
+use crate::actors::package_queue::{
+    CheckLeases, ClaimPackage, PackageQueue, QueueError, ReclaimDrone,
+};
+use crate::actors::store::DroneRow;
+use crate::api::{ControlAction, DroneAction, DroneCommand, HeartbeatResponse, WorkAssignment};
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Log lines kept per drone.
+pub const LOG_RING: usize = 2000;
+/// Longest single log line kept.
+const LOG_LINE_BYTES: usize = 4096;
+
+/// What the registry knows of a session, pushed on every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub host: String,
+    pub slots: u32,
+    pub version: String,
+    pub paused: bool,
+    pub online: bool,
+    pub last_seen_unix: Option<u64>,
+}
+
+impl SessionSummary {
+    pub fn row(&self) -> DroneRow {
+        DroneRow {
+            name: self.name.clone(),
+            aliases: self.aliases.clone(),
+            host: self.host.clone(),
+            slots: self.slots,
+            version: self.version.clone(),
+            paused: self.paused,
+            last_seen_unix: self.last_seen_unix,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "HeartbeatResponse")]
+pub struct Heartbeat {
+    pub leases: Vec<u64>,
+    pub log: Vec<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Option<WorkAssignment>, QueueError>")]
+pub struct Claim;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Control(pub ControlAction);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PushCommand(pub DroneCommand);
+
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct GetLogs {
+    pub n: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct HeartbeatExpired {
+    generation: u64,
+}
+
+pub struct SessionPeers {
+    pub queue: Addr<PackageQueue>,
+    pub breaker: Addr<CircuitBreaker>,
+    pub registry: Addr<DroneRegistry>,
+}
+
+pub struct DroneSession {
+    summary: SessionSummary,
+    ttl: Duration,
+    generation: u64,
+    deadline: Option<SpawnHandle>,
+    commands: VecDeque<DroneCommand>,
+    log_lines: VecDeque<String>,
+    peers: SessionPeers,
+    log: Logger,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl DroneSession {
+    /// `online`: whether the drone counts as alive until its first heartbeat deadline.
+    pub fn new(summary: SessionSummary, ttl: Duration, peers: SessionPeers, log: Logger) -> Self {
+        let log = log.new(slog::o!("actor" => "drone_session", "drone" => summary.name.clone()));
+        DroneSession {
+            summary,
+            ttl,
+            generation: 0,
+            deadline: None,
+            commands: VecDeque::new(),
+            log_lines: VecDeque::new(),
+            peers,
+            log,
+        }
+    }
+
+    fn changed(&self) {
+        self.peers
+            .registry
+            .do_send(SessionChanged(self.summary.clone()));
+    }
+
+    /// Any contact from the drone: it is alive until `ttl` from now.
+    fn alive(&mut self, ctx: &mut Context<Self>) {
+        let was_online = self.summary.online;
+        self.summary.online = true;
+        self.summary.last_seen_unix = Some(now_unix());
+        self.generation += 1;
+        if let Some(h) = self.deadline.take() {
+            ctx.cancel_future(h);
+        }
+        self.deadline = Some(ctx.notify_later(
+            HeartbeatExpired {
+                generation: self.generation,
+            },
+            self.ttl,
+        ));
+        if !was_online {
+            info!(self.log, "drone is back online");
+        }
+        self.changed();
+    }
+}
+
+impl Actor for DroneSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.summary.online {
+            self.alive(ctx);
+        } else {
+            self.changed();
+        }
+    }
+}
+
+impl Handler<HeartbeatExpired> for DroneSession {
+    type Result = ();
+    fn handle(&mut self, msg: HeartbeatExpired, _: &mut Self::Context) {
+        if msg.generation != self.generation || !self.summary.online {
+            return;
+        }
+        warn!(self.log, "no heartbeat within the TTL, drone is offline"; "ttl_s" => self.ttl.as_secs());
+        self.summary.online = false;
+        self.changed();
+        self.peers.queue.do_send(ReclaimDrone {
+            drone: self.summary.name.clone(),
+            reason: format!("drone offline: no heartbeat for {} s", self.ttl.as_secs()),
+        });
+    }
+}
+
+impl Handler<Heartbeat> for DroneSession {
+    type Result = ResponseActFuture<Self, HeartbeatResponse>;
+    fn handle(&mut self, msg: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
+        self.alive(ctx);
+        for line in msg.log {
+            if self.log_lines.len() >= LOG_RING {
+                self.log_lines.pop_front();
+            }
+            self.log_lines
+                .push_back(crate::process::tail_str(&line, LOG_LINE_BYTES).to_string());
+        }
+        let check = self.peers.queue.send(CheckLeases {
+            drone: self.summary.name.clone(),
+            listed: msg.leases,
+        });
+        Box::pin(check.into_actor(self).map(|stop, act, _| {
+            for lease in stop.unwrap_or_default() {
+                let cmd = DroneCommand {
+                    action: DroneAction::Cancel,
+                    lease: Some(lease),
+                };
+                if !act.commands.contains(&cmd) {
+                    act.commands.push_back(cmd);
+                }
+            }
+            HeartbeatResponse {
+                commands: act.commands.drain(..).collect(),
+            }
+        }))
+    }
+}
+
+impl Handler<Claim> for DroneSession {
+    type Result = ResponseActFuture<Self, Result<Option<WorkAssignment>, QueueError>>;
+    fn handle(&mut self, _: Claim, ctx: &mut Self::Context) -> Self::Result {
+        if !self.summary.online {
+            self.alive(ctx);
+        }
+        if self.summary.paused {
+            return Box::pin(fut::ready(Ok(None)));
+        }
+        let drone = self.summary.name.clone();
+        let slots = self.summary.slots;
+        let breaker = self.peers.breaker.clone();
+        let queue = self.peers.queue.clone();
+        Box::pin(
+            async move {
+                match breaker
+                    .send(MayClaim {
+                        drone: drone.clone(),
+                    })
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_grounded)) => return Ok(None),
+                    Err(e) => return Err(QueueError::Busy(format!("circuit breaker: {e}"))),
+                }
+                queue
+                    .send(ClaimPackage { drone, slots })
+                    .await
+                    .map_err(|e| QueueError::Busy(format!("package queue: {e}")))?
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<Control> for DroneSession {
+    type Result = ();
+    fn handle(&mut self, msg: Control, _: &mut Self::Context) {
+        info!(self.log, "operator control"; "action" => format!("{:?}", msg.0));
+        let action = match msg.0 {
+            ControlAction::Pause => {
+                self.summary.paused = true;
+                self.changed();
+                DroneAction::Pause
+            }
+            ControlAction::Resume => {
+                self.summary.paused = false;
+                self.changed();
+                DroneAction::Resume
+            }
+            ControlAction::Restart => DroneAction::Restart,
+            ControlAction::Unground => return,
+        };
+        self.commands.push_back(DroneCommand {
+            action,
+            lease: None,
+        });
+    }
+}
+
+impl Handler<PushCommand> for DroneSession {
+    type Result = ();
+    fn handle(&mut self, msg: PushCommand, _: &mut Self::Context) {
+        if !self.commands.contains(&msg.0) {
+            self.commands.push_back(msg.0);
+        }
+    }
+}
+
+impl Handler<GetLogs> for DroneSession {
+    type Result = MessageResult<GetLogs>;
+    fn handle(&mut self, msg: GetLogs, _: &mut Self::Context) -> Self::Result {
+        let skip = self.log_lines.len().saturating_sub(msg.n);
+        MessageResult(self.log_lines.iter().skip(skip).cloned().collect())
+    }
+}
+
+impl Handler<Shutdown> for DroneSession {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,78 @@
+//! `swarm-orchestrator --config FILE`: hosts the actor system and serves the HTTP API.
+
+use build_swarm::config::{OrchestratorConfig, EXIT_BAD_CONFIG};
+use build_swarm::logging;
+use build_swarm::orchestrator::{Orchestrator, StartError};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "swarm-orchestrator",
+    version,
+    about = "build-swarm orchestrator: package queue, drone sessions, HTTP API"
+)]
+struct Args {
+    /// TOML configuration file (every key has a default except the tokens).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn load(args: &Args) -> Result<OrchestratorConfig, build_swarm::config::ConfigError> {
+    match &args.config {
+        Some(path) => OrchestratorConfig::load(path),
+        None => {
+            let mut cfg = OrchestratorConfig::default();
+            cfg.apply_env();
+            cfg.validate()?;
+            Ok(cfg)
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() {
+    let args = Args::parse();
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("swarm-orchestrator: {e}");
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+    };
+    if args.check {
+        println!("configuration is valid");
+        return;
+    }
+    let log = match logging::root_logger(
+        &cfg.log.level,
+        cfg.log.file.as_deref(),
+        "swarm-orchestrator",
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("swarm-orchestrator: cannot open log file: {e}");
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+    };
+    let orch = match Orchestrator::start(cfg, log.clone(), true).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("swarm-orchestrator: {e}");
+            let code = if matches!(e, StartError::Config(_)) {
+                EXIT_BAD_CONFIG
+            } else {
+                1
+            };
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = orch.server.await {
+        eprintln!("swarm-orchestrator: server error: {e}");
+        std::process::exit(1);
+    }
+    slog::info!(log, "orchestrator stopped");
+}

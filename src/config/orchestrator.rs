@@ -1,0 +1,345 @@
+//! `swarm-orchestrator --config FILE` (SPEC §2, orchestrator keys).
+
+use super::{env_override, load_file, ConfigError};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Shown in status and used by the gateway.
+    pub name: String,
+    /// Durable state (SQLite) lives here.
+    pub state_dir: PathBuf,
+    /// Uploads land here, one directory per lease.
+    pub staging_dir: PathBuf,
+    /// Verified packages are published here (PKGDIR layout).
+    pub binhost_dir: PathBuf,
+    /// The rsync destination drones use for `staging_dir`; empty = `staging_dir` itself.
+    pub upload_target: String,
+    /// argv run after publishing (coalesced: one run covers every publish since the last).
+    pub publish_command: Vec<String>,
+    /// Seconds `publish_command` may run before it is killed.
+    pub publish_timeout_s: u64,
+    /// Gateway URL to register with (optional).
+    pub gateway: Option<String>,
+    /// The URL the gateway should use to reach this orchestrator (defaults from `listen`).
+    pub public_url: Option<String>,
+    /// Largest accepted package-set body, in bytes.
+    pub max_submit_bytes: usize,
+    pub auth: AuthConfig,
+    pub breaker: BreakerConfig,
+    pub leases: LeaseConfig,
+    pub policy: PolicyConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub admin_token: Option<String>,
+    pub drone_token: Option<String>,
+    /// When set, read endpoints need this token (or the admin or drone token).
+    pub read_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that ground a drone.
+    pub max_failures: u32,
+    /// Seconds a grounded drone waits before it may work again.
+    pub cooloff_s: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            max_failures: 5,
+            cooloff_s: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// A drone with no heartbeat for this long is offline and its leases are reclaimed.
+    pub heartbeat_ttl_s: u64,
+    /// A lease must reach `uploading` within this long after the claim.
+    pub build_timeout_s: u64,
+    /// A lease must complete within this long after `uploading`.
+    pub upload_timeout_s: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            heartbeat_ttl_s: 60,
+            build_timeout_s: 6 * 3600,
+            upload_timeout_s: 900,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// A package whose build failed on this many distinct drones is `failed` for good.
+    pub build_failure_drones: u32,
+    /// Infrastructure failures of one package before it is `failed`.
+    pub max_infra_retries: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            build_failure_drones: 2,
+            max_infra_retries: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// trace, debug, info, warning, error, critical
+    pub level: String,
+    /// Log to this file instead of standard error.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            file: None,
+        }
+    }
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            listen: "0.0.0.0:8080".into(),
+            name: "orchestrator".into(),
+            state_dir: "/var/lib/build-swarm".into(),
+            staging_dir: "/var/cache/build-swarm/staging".into(),
+            binhost_dir: "/var/cache/build-swarm/binhost".into(),
+            upload_target: String::new(),
+            publish_command: Vec::new(),
+            publish_timeout_s: 600,
+            gateway: None,
+            public_url: None,
+            max_submit_bytes: 64 * 1024 * 1024,
+            auth: AuthConfig::default(),
+            breaker: BreakerConfig::default(),
+            leases: LeaseConfig::default(),
+            policy: PolicyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The tokens after environment overrides; both are required.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub admin: String,
+    pub drone: String,
+    pub read: Option<String>,
+}
+
+impl OrchestratorConfig {
+    /// Reads, applies the environment and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: OrchestratorConfig = load_file(path)?;
+        cfg.apply_env();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn apply_env(&mut self) {
+        self.auth.admin_token =
+            env_override("BUILD_SWARM_ADMIN_TOKEN", self.auth.admin_token.take());
+        self.auth.drone_token =
+            env_override("BUILD_SWARM_DRONE_TOKEN", self.auth.drone_token.take());
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "listen",
+                format!("`{}` is not an address like 0.0.0.0:8080", self.listen),
+            )
+        })
+    }
+
+    /// What drones are told to rsync into.
+    pub fn effective_upload_target(&self) -> String {
+        if self.upload_target.trim().is_empty() {
+            self.staging_dir.display().to_string()
+        } else {
+            self.upload_target.trim().trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn tokens(&self) -> Result<Tokens, ConfigError> {
+        let admin = self
+            .auth
+            .admin_token
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
+                key: "auth.admin_token".into(),
+                hint: " (set it in [auth] or BUILD_SWARM_ADMIN_TOKEN)".into(),
+            })?;
+        let drone = self
+            .auth
+            .drone_token
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
+                key: "auth.drone_token".into(),
+                hint: " (set it in [auth] or BUILD_SWARM_DRONE_TOKEN)".into(),
+            })?;
+        Ok(Tokens {
+            admin,
+            drone,
+            read: self.auth.read_token.clone().filter(|t| !t.is_empty()),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::invalid("name", "must not be empty"));
+        }
+        for (key, dir) in [
+            ("state_dir", &self.state_dir),
+            ("staging_dir", &self.staging_dir),
+            ("binhost_dir", &self.binhost_dir),
+        ] {
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(key, "must not be empty"));
+            }
+        }
+        if self.staging_dir == self.binhost_dir {
+            return Err(ConfigError::invalid(
+                "binhost_dir",
+                "must differ from staging_dir (uploads must never show up half-written in the binhost)",
+            ));
+        }
+        if self.publish_command.first().is_some_and(|c| c.is_empty()) {
+            return Err(ConfigError::invalid(
+                "publish_command",
+                "the program name (first element) is empty",
+            ));
+        }
+        for (key, url) in [("gateway", &self.gateway), ("public_url", &self.public_url)] {
+            if let Some(url) = url {
+                check_url(key, url)?;
+            }
+        }
+        if self.breaker.max_failures == 0 {
+            return Err(ConfigError::invalid(
+                "breaker.max_failures",
+                "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("leases.heartbeat_ttl_s", self.leases.heartbeat_ttl_s),
+            ("leases.build_timeout_s", self.leases.build_timeout_s),
+            ("leases.upload_timeout_s", self.leases.upload_timeout_s),
+            ("publish_timeout_s", self.publish_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1 second"));
+            }
+        }
+        if self.policy.build_failure_drones == 0 {
+            return Err(ConfigError::invalid(
+                "policy.build_failure_drones",
+                "must be at least 1",
+            ));
+        }
+        if self.max_submit_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "max_submit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        crate::logging::parse_level(&self.log.level).ok_or_else(|| {
+            ConfigError::invalid(
+                "log.level",
+                format!(
+                    "`{}` is not one of trace, debug, info, warning, error, critical",
+                    self.log.level
+                ),
+            )
+        })?;
+        self.tokens()?;
+        Ok(())
+    }
+}
+
+/// An http(s) URL with a host.
+pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("`{url}` is not a URL like http://host:8090"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_toml;
+
+    fn parse(text: &str) -> Result<OrchestratorConfig, ConfigError> {
+        let cfg: OrchestratorConfig = parse_toml(text, Path::new("o.toml"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    const TOKENS: &str = "[auth]\nadmin_token = \"a\"\ndrone_token = \"d\"\n";
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let cfg = parse(TOKENS).unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:8080");
+        assert_eq!(cfg.breaker.max_failures, 5);
+        assert_eq!(cfg.breaker.cooloff_s, 120);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&format!("{TOKENS}[breaker]\nmax_failure = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_failure"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_are_named() {
+        let err = parse(&format!("listen = \"nowhere\"\n{TOKENS}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`listen`"), "{err}");
+        let err = parse(&format!("{TOKENS}[leases]\nheartbeat_ttl_s = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leases.heartbeat_ttl_s"), "{err}");
+        let err = parse("").unwrap_err().to_string();
+        assert!(err.contains("auth.admin_token"), "{err}");
+    }
+}

@@ -1,0 +1,78 @@
+//! The orchestrator's HTTP API (SPEC §5). Handlers are thin: check the token, parse, send
+//! one message to an actor, map the answer.
+
+pub mod auth;
+pub mod drones;
+pub mod error;
+pub mod packages;
+pub mod status;
+pub mod work;
+
+use crate::actors::circuit_breaker::CircuitBreaker;
+use crate::actors::drone_registry::DroneRegistry;
+use crate::actors::package_queue::PackageQueue;
+use crate::config::orchestrator::Tokens;
+use actix::Addr;
+use actix_web::web;
+
+/// Largest JSON body of the drone protocol and control endpoints.
+pub const JSON_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub name: String,
+    pub queue: Addr<PackageQueue>,
+    pub registry: Addr<DroneRegistry>,
+    pub breaker: Addr<CircuitBreaker>,
+    pub tokens: Tokens,
+    pub max_submit_bytes: usize,
+}
+
+pub type State = web::Data<AppState>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(error::path_error))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .route("/healthz", web::get().to(status::healthz))
+    .service(
+        web::scope("/api/v1")
+            .route("/status", web::get().to(status::status))
+            .route("/packages", web::get().to(packages::list))
+            .route("/packages", web::post().to(packages::submit))
+            .route("/packages/retry", web::post().to(packages::retry))
+            .route(
+                "/packages/{category}/{pf}/log",
+                web::get().to(packages::log),
+            )
+            .route("/drones", web::get().to(drones::list))
+            .route("/drones/register", web::post().to(drones::register))
+            .route("/drones/{name}", web::get().to(drones::get))
+            .route("/drones/{name}/queue", web::get().to(drones::queue))
+            .route("/drones/{name}/logs", web::get().to(drones::logs))
+            .route("/drones/{name}/control", web::post().to(drones::control))
+            .route(
+                "/drones/{name}/heartbeat",
+                web::post().to(drones::heartbeat),
+            )
+            .route("/work/claim", web::post().to(work::claim))
+            .route("/work/{lease}/uploading", web::post().to(work::uploading))
+            .route("/work/{lease}/complete", web::post().to(work::complete))
+            .route("/work/{lease}/fail", web::post().to(work::fail)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}

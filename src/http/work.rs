@@ -1,0 +1,72 @@
+//! The drone protocol's work endpoints: claim, uploading, complete, fail.
+
+use super::auth::{authorize, Role};
+use super::error::ApiError;
+use super::State;
+use crate::actors::drone_registry::Lookup;
+use crate::actors::drone_session::Claim;
+use crate::actors::package_queue::{Complete, Fail, MarkUploading};
+use crate::api::{
+    Ack, ClaimRequest, CompleteRequest, CompleteResponse, EpochBody, FailRequest, LeaseId,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub async fn claim(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<ClaimRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let session = state
+        .registry
+        .send(Lookup {
+            name: body.into_inner().drone,
+        })
+        .await??;
+    Ok(match session.send(Claim).await?? {
+        Some(work) => HttpResponse::Ok().json(work),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+pub async fn uploading(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<EpochBody>,
+) -> Result<web::Json<Ack>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = MarkUploading {
+        lease: lease.into_inner(),
+        epoch: body.epoch,
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}
+
+pub async fn complete(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<CompleteRequest>,
+) -> Result<web::Json<CompleteResponse>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = Complete {
+        lease: lease.into_inner(),
+        req: body.into_inner(),
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}
+
+pub async fn fail(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<FailRequest>,
+) -> Result<web::Json<Ack>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = Fail {
+        lease: lease.into_inner(),
+        req: body.into_inner(),
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}

@@ -1,0 +1,100 @@
+//! Logging is set up exactly once per process, in `main`, and the root logger is passed
+//! down. (The seed's Python swarm added its handler twice and printed every line twice;
+//! here there is one drain per process and nothing else adds one.)
+
+use parking_lot::Mutex;
+use slog::{o, Drain, Level, Logger};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn parse_level(s: &str) -> Option<Level> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some(Level::Trace),
+        "debug" => Some(Level::Debug),
+        "info" => Some(Level::Info),
+        "warn" | "warning" => Some(Level::Warning),
+        "error" => Some(Level::Error),
+        "critical" | "crit" => Some(Level::Critical),
+        _ => None,
+    }
+}
+
+/// A root logger writing one line per event to `writer`.
+pub fn logger_to<W: Write + Send + 'static>(
+    writer: W,
+    level: Level,
+    program: &'static str,
+) -> Logger {
+    let decorator = slog_term::PlainSyncDecorator::new(writer);
+    let drain = slog_term::FullFormat::new(decorator)
+        .use_original_order()
+        .build()
+        .filter_level(level)
+        .fuse();
+    Logger::root(drain, o!("program" => program))
+}
+
+/// The root logger of a daemon: standard error, or a file when one is configured.
+pub fn root_logger(level: &str, file: Option<&Path>, program: &'static str) -> io::Result<Logger> {
+    let level = parse_level(level).unwrap_or(Level::Info);
+    Ok(match file {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            logger_to(f, level, program)
+        }
+        None => logger_to(io::stderr(), level, program),
+    })
+}
+
+/// A writer that keeps everything in memory, for tests that read what was logged.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+    pub fn logger(&self, level: Level) -> Logger {
+        logger_to(self.clone(), level, "test")
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slog::info;
+
+    #[test]
+    fn one_event_gives_one_line() {
+        let cap = Capture::default();
+        let log = cap.logger(Level::Info);
+        let child = log.new(o!("actor" => "queue"));
+        info!(child, "package published"; "atom" => "app-misc/foo-1.0");
+        let text = cap.text();
+        assert_eq!(text.matches("package published").count(), 1, "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn levels_parse() {
+        assert_eq!(parse_level("WARNING"), Some(Level::Warning));
+        assert_eq!(parse_level("loud"), None);
+    }
+}

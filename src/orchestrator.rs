@@ -1,0 +1,200 @@
+//! Starting the orchestrator: open the state, start the actors, bind the HTTP server.
+//! `Orchestrator::start` is what the binary and the in-process tests both call (tests bind
+//! port 0 and read the port back).
+
+use crate::actors::circuit_breaker::CircuitBreaker;
+use crate::actors::drone_registry::{DroneRegistry, RegistrySettings, Restore};
+use crate::actors::package_queue::{PackageQueue, Peers, QueueSettings};
+use crate::actors::publish_hook::PublishHook;
+use crate::actors::store::{Store, StoreError};
+use crate::actors::upload_supervisor::UploadSupervisor;
+use crate::config::{ConfigError, OrchestratorConfig};
+use crate::http::{self, AppState};
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use parking_lot::Mutex;
+use slog::{crit, info, Logger};
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("start-up was interrupted: {0}")]
+    Interrupted(String),
+}
+
+pub struct Orchestrator {
+    pub server: actix_web::dev::Server,
+    pub port: u16,
+    pub queue: Addr<PackageQueue>,
+    pub registry: Addr<DroneRegistry>,
+    pub breaker: Addr<CircuitBreaker>,
+    pub hook: Addr<PublishHook>,
+}
+
+impl Orchestrator {
+    /// Starts everything on the current actix system. `handle_signals`: whether SIGTERM and
+    /// SIGINT stop the server (the binary), or not (tests).
+    pub async fn start(
+        cfg: OrchestratorConfig,
+        log: Logger,
+        handle_signals: bool,
+    ) -> Result<Orchestrator, StartError> {
+        let tokens = cfg.tokens()?;
+        let addr = cfg.listen_addr()?;
+        for dir in [&cfg.state_dir, &cfg.staging_dir, &cfg.binhost_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let started = std::time::Instant::now();
+        let state_dir = cfg.state_dir.clone();
+        let (store, snapshot) = actix_web::rt::task::spawn_blocking(move || {
+            let store = Store::open(&state_dir)?;
+            let snap = store.load()?;
+            Ok::<_, StoreError>((store, snap))
+        })
+        .await
+        .map_err(|e| StartError::Interrupted(e.to_string()))??;
+        info!(log, "state loaded"; "path" => store.path().display().to_string(),
+              "packages" => snapshot.packages.len(), "ms" => started.elapsed().as_millis() as u64);
+
+        let slot = Arc::new(Mutex::new(Some(store)));
+        let state_dir = cfg.state_dir.clone();
+        let store_log = log.clone();
+        let store = SyncArbiter::start(1, move || match slot.lock().take() {
+            Some(s) => s,
+            // Only reached if the store thread had to be restarted.
+            None => match Store::open(&state_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    crit!(store_log, "cannot reopen the state database"; "error" => e.to_string());
+                    std::process::exit(1)
+                }
+            },
+        });
+
+        let breaker = CircuitBreaker::new(cfg.breaker.clone(), log.clone()).start();
+        let hook = PublishHook::new(
+            cfg.publish_command.clone(),
+            Duration::from_secs(cfg.publish_timeout_s),
+            log.clone(),
+        )
+        .start();
+        let with_leases: HashSet<String> = snapshot
+            .leases
+            .iter()
+            .filter(|l| l.phase != crate::actors::store::LeasePhase::Ended)
+            .map(|l| l.drone.clone())
+            .collect();
+        let drones = std::mem::take(&mut Vec::from_iter(snapshot.drones.iter().cloned()));
+        let settings = QueueSettings {
+            staging_dir: cfg.staging_dir.clone(),
+            binhost_dir: cfg.binhost_dir.clone(),
+            build_timeout: Duration::from_secs(cfg.leases.build_timeout_s),
+            upload_timeout: Duration::from_secs(cfg.leases.upload_timeout_s),
+            heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
+            build_failure_drones: cfg.policy.build_failure_drones,
+            max_infra_retries: cfg.policy.max_infra_retries,
+        };
+        let registry_settings = RegistrySettings {
+            heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
+            upload_target: cfg.effective_upload_target(),
+        };
+        let mut registry_slot = None;
+        let queue = {
+            let breaker = breaker.clone();
+            let hook = hook.clone();
+            let log = log.clone();
+            let store = store.clone();
+            let registry_slot = &mut registry_slot;
+            PackageQueue::create(move |ctx| {
+                let supervisor = UploadSupervisor::new(ctx.address().recipient()).start();
+                let registry = DroneRegistry::new(
+                    registry_settings,
+                    ctx.address(),
+                    breaker.clone(),
+                    store.clone(),
+                    log.clone(),
+                )
+                .start();
+                *registry_slot = Some(registry.clone());
+                PackageQueue::restore(
+                    settings,
+                    snapshot,
+                    Peers {
+                        store,
+                        supervisor,
+                        breaker,
+                        registry,
+                        hook,
+                    },
+                    log,
+                )
+            })
+        };
+        let registry = registry_slot
+            .ok_or_else(|| StartError::Interrupted("registry did not start".into()))?;
+        registry.do_send(Restore {
+            drones,
+            with_leases,
+        });
+
+        let state = web::Data::new(AppState {
+            name: cfg.name.clone(),
+            queue: queue.clone(),
+            registry: registry.clone(),
+            breaker: breaker.clone(),
+            tokens,
+            max_submit_bytes: cfg.max_submit_bytes,
+        });
+        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(addr.port());
+        let mut server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+                .shutdown_timeout(5)
+                .listen(listener)
+                .map_err(|source| StartError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+        if !handle_signals {
+            server = server.disable_signals();
+        }
+        let server = server.run();
+        info!(log, "orchestrator listening"; "name" => &cfg.name, "addr" => format!("{}:{port}", addr.ip()),
+              "upload_target" => cfg.effective_upload_target(), "binhost_dir" => cfg.binhost_dir.display().to_string());
+        Ok(Orchestrator {
+            server,
+            port,
+            queue,
+            registry,
+            breaker,
+            hook,
+        })
+    }
+}

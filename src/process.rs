@@ -1,0 +1,186 @@
+//! Child processes that can always be stopped: each runs in its own process group, and
+//! stopping it signals the whole group (the program and everything it started, e.g.
+//! rsync's ssh), never just the direct child.
+
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("empty command line")]
+    Empty,
+    #[error("cannot start `{program}`: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("`{program}` did not finish within {secs} s and was killed")]
+    TimedOut { program: String, secs: u64 },
+    #[error("waiting for `{program}`: {source}")]
+    Wait { program: String, source: io::Error },
+}
+
+/// Sends `signal` to the process group led by `pid`. Errors (the group is gone) are
+/// ignored: the point is that nothing of it is left.
+pub fn signal_group(pid: u32, signal: libc::c_int) {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; a stale pgid only yields ESRCH.
+    unsafe {
+        libc::killpg(pid as libc::pid_t, signal);
+    }
+}
+
+/// SIGTERM to the group, a short grace, then SIGKILL to the group.
+pub async fn terminate_group(child: &mut Child, grace: Duration) {
+    let Some(pid) = child.id() else { return };
+    signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Children that ignored SIGTERM while the leader exited still get the KILL.
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// A command ready to spawn in its own process group, stdin closed.
+pub fn group_command(argv: &[String]) -> Result<Command, ProcessError> {
+    let (program, args) = argv.split_first().ok_or(ProcessError::Empty)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    /// The last bytes of stdout and stderr together.
+    pub output_tail: String,
+}
+
+/// Runs `argv` to completion or kills its whole group after `timeout`.
+pub async fn run_with_timeout(
+    argv: &[String],
+    timeout: Duration,
+) -> Result<Finished, ProcessError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut cmd = group_command(argv)?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let collect = async {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let ra = async {
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut a).await;
+            }
+        };
+        let rb = async {
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_end(&mut b).await;
+            }
+        };
+        tokio::join!(ra, rb);
+        a.extend_from_slice(&b);
+        a
+    };
+    let run = async {
+        let (bytes, status) = tokio::join!(collect, child.wait());
+        (bytes, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((bytes, status)) => {
+            let status = status.map_err(|source| ProcessError::Wait {
+                program: program.clone(),
+                source,
+            })?;
+            Ok(Finished {
+                status,
+                output_tail: tail_utf8(&bytes, 4096),
+            })
+        }
+        Err(_) => {
+            terminate_group(&mut child, Duration::from_secs(2)).await;
+            Err(ProcessError::TimedOut {
+                program,
+                secs: timeout.as_secs(),
+            })
+        }
+    }
+}
+
+/// The last `max` bytes of `bytes` as text, cut on a character boundary.
+pub fn tail_utf8(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    text.trim_start_matches('\u{fffd}').to_string()
+}
+
+/// The last `max` bytes of a string, cut on a character boundary.
+pub fn tail_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[actix_web::test]
+    async fn captures_output_and_status() {
+        let f = run_with_timeout(
+            &argv(&["sh", "-c", "echo hello; echo oops >&2; exit 3"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.status.code(), Some(3));
+        assert!(f.output_tail.contains("hello") && f.output_tail.contains("oops"));
+    }
+
+    #[actix_web::test]
+    async fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let err = run_with_timeout(&argv(&["sh", "-c", &script]), Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProcessError::TimedOut { .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild (sleep) must be gone too: reaped by init or a zombie at most.
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        assert!(!alive, "grandchild {pid} survived its group being killed");
+    }
+
+    #[test]
+    fn tails_cut_on_char_boundaries() {
+        assert_eq!(tail_str("héllo", 4), "llo");
+        assert_eq!(tail_utf8("héllo".as_bytes(), 4), "llo");
+    }
+}

@@ -1,0 +1,264 @@
+//! Verifying an uploaded artifact and publishing it into the binhost. Blocking file work:
+//! callers run it on a blocking thread, never inside an actor's handler.
+//!
+//! A published file only ever appears complete under its final name: on the same
+//! filesystem it is renamed; across filesystems it is copied to a hidden temporary name
+//! in the destination directory, synced, then renamed.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the uploaded file {0} is missing")]
+    Missing(PathBuf),
+    #[error("size mismatch for {path}: the drone reported {expected} bytes, the orchestrator has {actual}")]
+    Size {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("checksum mismatch for {path}: the drone reported sha256 {expected}, the orchestrator computed {actual}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("publishing {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Moved from staging into the binhost now.
+    Now,
+    /// Already in the binhost with the same content (a completion retried after a crash).
+    AlreadyThere,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishJob {
+    pub staged: PathBuf,
+    pub dest: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    /// The lease's upload directory, removed once the file is published.
+    pub lease_dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SHA-256 of a file, lowercase hex, and its length.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex(&h.finalize()), len))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
+    match fs::metadata(path) {
+        Ok(m) if m.len() == size => {
+            let (sum, _) = sha256_file(path).map_err(io_err(path))?;
+            Ok(sum.eq_ignore_ascii_case(sha256))
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Checks size and checksum of the staged file, then moves it into place atomically.
+pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
+    let meta = match fs::metadata(&job.staged) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if matches(&job.dest, job.size, &job.sha256)? {
+                remove_dir_quietly(&job.lease_dir);
+                return Ok(Published::AlreadyThere);
+            }
+            return Err(PublishError::Missing(job.staged.clone()));
+        }
+        Err(e) => return Err(io_err(&job.staged)(e)),
+    };
+    if !meta.is_file() {
+        return Err(PublishError::Missing(job.staged.clone()));
+    }
+    if meta.len() != job.size {
+        return Err(PublishError::Size {
+            path: job.staged.clone(),
+            expected: job.size,
+            actual: meta.len(),
+        });
+    }
+    let (sum, _) = sha256_file(&job.staged).map_err(io_err(&job.staged))?;
+    if !sum.eq_ignore_ascii_case(&job.sha256) {
+        return Err(PublishError::Checksum {
+            path: job.staged.clone(),
+            expected: job.sha256.clone(),
+            actual: sum,
+        });
+    }
+    install(&job.staged, &job.dest)?;
+    remove_dir_quietly(&job.lease_dir);
+    Ok(Published::Now)
+}
+
+/// Moves `from` to `to` so that `to` is never seen half-written.
+pub fn install(from: &Path, to: &Path) -> Result<(), PublishError> {
+    let parent = to.parent().ok_or_else(|| PublishError::Io {
+        path: to.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
+    })?;
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
+    match fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let name = to
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+            let copy = || -> io::Result<()> {
+                fs::copy(from, &tmp)?;
+                File::open(&tmp)?.sync_all()?;
+                fs::rename(&tmp, to)
+            };
+            if let Err(e) = copy() {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(to)(e));
+            }
+            let _ = fs::remove_file(from);
+        }
+        Err(e) => return Err(io_err(to)(e)),
+    }
+    // Make the rename itself durable.
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+pub fn remove_dir_quietly(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Joins a relative path that has already been checked to stay inside `base`.
+/// Returns `None` for absolute paths or any `..`, `.`-only or empty component.
+pub fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.is_empty() || rel.contains('\0') || rel.contains('\\') {
+        return None;
+    }
+    let p = Path::new(rel);
+    let mut out = base.to_path_buf();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            _ => return None,
+        }
+    }
+    if rel
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_verified_file_and_refuses_mismatches() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"package bytes").unwrap();
+        let (sum, size) = sha256_file(&staged).unwrap();
+        let dest = dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar");
+        let mut job = PublishJob {
+            staged: staged.clone(),
+            dest: dest.clone(),
+            size,
+            sha256: "00".repeat(32),
+            lease_dir: lease.clone(),
+        };
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Checksum { .. })
+        ));
+        job.size += 1;
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Size { .. })
+        ));
+        job.size = size;
+        job.sha256 = sum.to_uppercase();
+        assert_eq!(verify_and_publish(&job).unwrap(), Published::Now);
+        assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
+        assert!(!lease.exists(), "lease dir is swept after publishing");
+        // Retried after a crash between rename and commit: recognised, not an error.
+        assert_eq!(verify_and_publish(&job).unwrap(), Published::AlreadyThere);
+        job.staged = dir.path().join("nope");
+        job.dest = dir.path().join("binhost/nope");
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn join_inside_refuses_escapes() {
+        let base = Path::new("/s");
+        assert_eq!(
+            join_inside(base, "cat/foo-1.tbz2").unwrap(),
+            Path::new("/s/cat/foo-1.tbz2")
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "cat/../../x",
+            "cat//x",
+            "./cat/x",
+            "cat/x/",
+            "a\\b",
+        ] {
+            assert!(join_inside(base, bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex(&[0, 255, 16]), "00ff10");
+    }
+}
