@@ -42,6 +42,7 @@ pub enum StartError {
 
 pub struct Orchestrator {
     pub server: actix_web::dev::Server,
+    pub handle: actix_web::dev::ServerHandle,
     pub port: u16,
     pub queue: Addr<PackageQueue>,
     pub registry: Addr<DroneRegistry>,
@@ -189,6 +190,7 @@ impl Orchestrator {
         info!(log, "orchestrator listening"; "name" => &cfg.name, "addr" => format!("{}:{port}", addr.ip()),
               "upload_target" => cfg.effective_upload_target(), "binhost_dir" => cfg.binhost_dir.display().to_string());
         Ok(Orchestrator {
+            handle: server.handle(),
             server,
             port,
             queue,

@@ -11,7 +11,7 @@ use crate::actors::circuit_breaker::{CircuitBreaker, HealthReport, HealthView};
 use crate::actors::drone_session::{
     DroneSession, PushCommand, SessionPeers, SessionSummary, Shutdown,
 };
-use crate::actors::package_queue::{CurrentByDrone, PackageQueue, ReclaimDrone};
+use crate::actors::package_queue::{CurrentByDrone, DroneSeen, PackageQueue, ReclaimDrone};
 use crate::actors::store::{Commit, DroneRow, Store, Write};
 use crate::api::{
     DroneCommand, DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse,
@@ -248,6 +248,9 @@ impl Handler<Register> for DroneRegistry {
         };
         self.store
             .do_send(Commit(vec![Write::Drone(summary.row())]));
+        self.queue.do_send(DroneSeen {
+            drone: summary.name.clone(),
+        });
         self.start_session(summary, ctx);
         let ttl = self.settings.heartbeat_ttl.as_secs();
         Ok(RegisterResponse {

@@ -165,6 +165,14 @@ pub struct DroneQueueView {
 #[rtype(result = "HashSet<String>")]
 pub struct DronesWithLeases;
 
+/// A drone registered or showed signs of life (it counts as another eligible drone for
+/// packages that failed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DroneSeen {
+    pub drone: String,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Sweep;
@@ -243,7 +251,7 @@ pub struct PackageQueue {
     by_drone: HashMap<String, HashSet<LeaseId>>,
     next_lease: LeaseId,
     next_seq: u64,
-    recent_claimers: HashMap<String, Instant>,
+    active_drones: HashMap<String, Instant>,
     store: Addr<Store>,
     dirty_pkgs: HashSet<u32>,
     dirty_leases: HashSet<LeaseId>,
@@ -294,7 +302,7 @@ impl PackageQueue {
             by_drone: HashMap::new(),
             next_lease: snap.next_lease.max(1),
             next_seq: 0,
-            recent_claimers: HashMap::new(),
+            active_drones: HashMap::new(),
             store: peers.store,
             dirty_pkgs: HashSet::new(),
             dirty_leases: HashSet::new(),
@@ -475,14 +483,13 @@ impl PackageQueue {
         }
         let horizon = self.settings.heartbeat_ttl * 2;
         !self
-            .recent_claimers
+            .active_drones
             .iter()
             .any(|(d, t)| t.elapsed() < horizon && !p.failed_on.contains(d))
     }
 
     fn claim(&mut self, drone: &str, slots: u32) -> Option<WorkAssignment> {
-        self.recent_claimers
-            .insert(drone.to_string(), Instant::now());
+        self.active_drones.insert(drone.to_string(), Instant::now());
         let held = self.by_drone.get(drone).map(|s| s.len()).unwrap_or(0);
         if held >= slots.max(1) as usize {
             return None;
@@ -1022,7 +1029,7 @@ impl PackageQueue {
             self.flush(ctx);
         }
         let ttl = self.settings.heartbeat_ttl * 2;
-        self.recent_claimers.retain(|_, t| t.elapsed() < ttl);
+        self.active_drones.retain(|_, t| t.elapsed() < ttl);
         // Leftover upload directories of leases that are no longer active.
         let active: HashSet<String> = self
             .leases
@@ -1087,6 +1094,13 @@ impl Actor for PackageQueue {
         }
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         ctx.notify(Sweep);
+    }
+}
+
+impl Handler<DroneSeen> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: DroneSeen, _: &mut Self::Context) {
+        self.active_drones.insert(msg.drone, Instant::now());
     }
 }
 
@@ -1411,6 +1425,7 @@ impl Handler<ReclaimDrone> for PackageQueue {
         if leases.is_empty() {
             return;
         }
+        self.active_drones.remove(&msg.drone);
         warn!(self.log, "reclaiming a drone's work"; "drone" => &msg.drone, "leases" => leases.len(), "reason" => &msg.reason);
         for id in leases {
             let Some(pkg) = self.leases.get(&id).map(|l| l.pkg) else {
@@ -1433,6 +1448,7 @@ impl Handler<ReclaimDrone> for PackageQueue {
 impl Handler<CheckLeases> for PackageQueue {
     type Result = MessageResult<CheckLeases>;
     fn handle(&mut self, msg: CheckLeases, ctx: &mut Self::Context) -> Self::Result {
+        self.active_drones.insert(msg.drone.clone(), Instant::now());
         let listed: HashSet<LeaseId> = msg.listed.iter().copied().collect();
         // Held here but no longer worked on by the drone.
         let grace = self.settings.heartbeat_ttl;

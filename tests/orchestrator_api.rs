@@ -1,0 +1,601 @@
+//! The orchestrator's HTTP API against a real server on a real port with a real SQLite
+//! file: the drone protocol, dependency order, reclaims, stale completions, concurrency,
+//! authentication and input validation.
+
+mod common;
+
+use build_swarm::api::{
+    CompleteRequest, FailRequest, HeartbeatRequest, RetryRequest, WorkAssignment,
+};
+use build_swarm::client::ClientError;
+use build_swarm::domain::{FailureKind, PackageState};
+use build_swarm::publish::sha256_file;
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+async fn submit(app: &TestApp, body: &str) -> build_swarm::api::SubmitResult {
+    app.admin()
+        .submit(body.as_bytes().to_vec())
+        .await
+        .expect("submit")
+}
+
+async fn states(app: &TestApp) -> HashMap<String, PackageState> {
+    app.anon()
+        .packages(None)
+        .await
+        .expect("list")
+        .packages
+        .into_iter()
+        .map(|p| (p.atom, p.state))
+        .collect()
+}
+
+async fn build_and_complete(
+    app: &TestApp,
+    work: &WorkAssignment,
+) -> build_swarm::api::CompleteResponse {
+    let d = app.drone();
+    d.uploading(work.lease, work.epoch)
+        .await
+        .expect("uploading");
+    let req = fake_upload(&app.staging(), work, &artifact_bytes(&work.atom));
+    d.complete(work.lease, &req).await.expect("complete")
+}
+
+#[actix_web::test]
+async fn claim_upload_complete_publishes_the_verified_file() {
+    let app = spawn_app(|_| {}).await;
+    app.register("drone-a", 2).await;
+    let r = submit(&app, "=app-misc/foo-1.0\n# comment\ndev-libs/bar-2.1-r1\n").await;
+    assert_eq!(r.added, 2);
+    let d = app.drone();
+    let w = d.claim("drone-a").await.unwrap().expect("work");
+    assert_eq!(w.atom, "app-misc/foo-1.0");
+    assert_eq!(
+        (w.category.as_str(), w.name.as_str(), w.version.as_str()),
+        ("app-misc", "foo", "1.0")
+    );
+    assert_eq!(
+        states(&app).await["app-misc/foo-1.0"],
+        PackageState::Building
+    );
+    let resp = build_and_complete(&app, &w).await;
+    assert!(resp.accepted && !resp.stale);
+    let published = app.binhost().join("app-misc/foo-1.0.gpkg.tar");
+    assert_eq!(
+        std::fs::read(&published).unwrap(),
+        artifact_bytes("app-misc/foo-1.0")
+    );
+    assert!(
+        !app.staging().join(&w.upload_dir).exists(),
+        "lease dir swept"
+    );
+    let st = app.anon().status().await.unwrap();
+    assert_eq!(
+        (st.counts.total, st.counts.built, st.counts.queued),
+        (2, 1, 1)
+    );
+    assert_eq!(st.progress_pct, 50.0);
+    assert_eq!(st.name, "test-orch");
+    assert_eq!(st.drones.total, 1);
+
+    // A second claim gets the other package; a wrong checksum sends it back to the queue.
+    let w2 = d.claim("drone-a").await.unwrap().expect("work");
+    d.uploading(w2.lease, w2.epoch).await.unwrap();
+    let mut req = fake_upload(&app.staging(), &w2, b"real bytes");
+    req.sha256 = "ab".repeat(32);
+    let err = d.complete(w2.lease, &req).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_eq!(
+        states(&app).await["dev-libs/bar-2.1-r1"],
+        PackageState::Queued
+    );
+    assert!(!app.binhost().join("dev-libs/bar-2.1-r1.gpkg.tar").exists());
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn build_failures_poison_a_package_and_block_its_dependents_until_retried() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.register("d2", 1).await;
+    let set = r#"{"packages":[
+        {"atom":"dev-libs/base-1"},
+        {"atom":"app-misc/mid-1","deps":["dev-libs/base-1"]},
+        {"atom":"app-misc/top-1","deps":["app-misc/mid-1"]}]}"#;
+    submit(&app, set).await;
+    let d = app.drone();
+    let fail = |w: &WorkAssignment| FailRequest {
+        epoch: w.epoch,
+        kind: FailureKind::Build,
+        reason: "emerge exited with 1".into(),
+        log_tail: "error: undefined reference to `foo'\n".into(),
+    };
+    let w = d.claim("d1").await.unwrap().unwrap();
+    d.fail(w.lease, &fail(&w)).await.unwrap();
+    assert_eq!(states(&app).await["dev-libs/base-1"], PackageState::Queued);
+    // d1 already failed it and d2 is around: d1 gets nothing, d2 gets it.
+    assert!(d.claim("d1").await.unwrap().is_none());
+    let w = d.claim("d2").await.unwrap().unwrap();
+    d.fail(w.lease, &fail(&w)).await.unwrap();
+    let s = states(&app).await;
+    assert_eq!(s["dev-libs/base-1"], PackageState::Failed);
+    assert_eq!(s["app-misc/mid-1"], PackageState::Blocked);
+    assert_eq!(s["app-misc/top-1"], PackageState::Blocked);
+    let log = app.anon().package_log("dev-libs/base-1").await.unwrap();
+    assert!(log.log_tail.contains("undefined reference"));
+    assert!(log.reason.unwrap().contains("poison"));
+    // A late failure report for the ended lease changes nothing.
+    let ack = d.fail(w.lease, &fail(&w)).await.unwrap();
+    assert!(ack.stale);
+
+    let r = app
+        .admin()
+        .retry(&RetryRequest {
+            atoms: vec![],
+            state: Some(PackageState::Failed),
+        })
+        .await
+        .unwrap();
+    assert_eq!((r.retried, r.unblocked), (1, 2));
+    let s = states(&app).await;
+    assert_eq!(s["dev-libs/base-1"], PackageState::Queued);
+    assert_eq!(s["app-misc/mid-1"], PackageState::Waiting);
+    let err = app
+        .admin()
+        .retry(&RetryRequest {
+            atoms: vec!["app-misc/nope-1".into()],
+            state: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    app.stop().await;
+}
+
+/// A 50-package DAG: nothing is handed out before all its dependencies are built, and the
+/// longest chain goes first.
+#[actix_web::test]
+async fn dependency_order_on_a_50_package_dag() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 4).await;
+    app.register("d2", 4).await;
+    let mut pkgs = Vec::new();
+    let mut deps_of: HashMap<String, Vec<String>> = HashMap::new();
+    for i in 0..50usize {
+        let atom = format!("cat-{}/p{i}-1.{i}", i % 5);
+        // Each package depends on up to three earlier ones, deterministically.
+        let deps: Vec<String> = [i / 2, i / 3, i.saturating_sub(7)]
+            .into_iter()
+            .filter(|j| *j < i)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|j| format!("cat-{}/p{j}-1.{j}", j % 5))
+            .collect();
+        deps_of.insert(atom.clone(), deps.clone());
+        pkgs.push(serde_json::json!({"atom": atom, "deps": deps, "estimate_s": 10 + (i % 7)}));
+    }
+    let set = serde_json::json!({ "packages": pkgs }).to_string();
+    assert_eq!(submit(&app, &set).await.added, 50);
+    let d = app.drone();
+    let mut built: HashSet<String> = HashSet::new();
+    let mut rounds = 0;
+    while built.len() < 50 {
+        rounds += 1;
+        assert!(rounds < 200, "no progress");
+        let mut claimed = Vec::new();
+        for drone in ["d1", "d2"] {
+            while let Some(w) = d.claim(drone).await.unwrap() {
+                for dep in &deps_of[&w.atom] {
+                    assert!(
+                        built.contains(dep),
+                        "{} handed out before its dependency {dep} was built",
+                        w.atom
+                    );
+                }
+                claimed.push(w);
+            }
+        }
+        assert!(
+            !claimed.is_empty(),
+            "nothing claimable but {} built",
+            built.len()
+        );
+        for w in claimed {
+            assert!(build_and_complete(&app, &w).await.accepted);
+            built.insert(w.atom.clone());
+        }
+    }
+    assert_eq!(app.anon().status().await.unwrap().counts.built, 50);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn critical_path_goes_first() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    let set = r#"{"packages":[
+        {"atom":"a/short-1","estimate_s":5},
+        {"atom":"a/long-1","estimate_s":5},
+        {"atom":"a/after-long-1","deps":["a/long-1"],"estimate_s":100}]}"#;
+    submit(&app, set).await;
+    let w = app.drone().claim("d1").await.unwrap().unwrap();
+    assert_eq!(w.atom, "a/long-1");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn heartbeat_ttl_reclaims_an_offline_drones_work() {
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
+    app.register("d1", 1).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    let d = app.drone();
+    let w = d.claim("d1").await.unwrap().unwrap();
+    // Heartbeats keep it alive...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        d.heartbeat(
+            "d1",
+            &HeartbeatRequest {
+                leases: vec![w.lease],
+                log: vec!["building app-misc/foo-1.0".into()],
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        states(&app).await["app-misc/foo-1.0"],
+        PackageState::Building
+    );
+    // ...silence does not.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let pkgs = app.anon().packages(None).await.unwrap().packages;
+    assert_eq!(pkgs[0].state, PackageState::Queued);
+    assert_eq!(pkgs[0].attempts, 1);
+    assert!(
+        pkgs[0].reason.as_deref().unwrap_or("").contains("offline"),
+        "{:?}",
+        pkgs[0].reason
+    );
+    let drone = app.anon().drone("d1").await.unwrap();
+    assert_eq!(drone.state, build_swarm::domain::DroneState::Offline);
+    let logs = app.anon().drone_logs("d1", 20).await.unwrap();
+    assert_eq!(logs.lines.len(), 3);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn upload_deadline_reclaims_the_lease_and_tells_the_drone_to_stop() {
+    let app = spawn_app(|c| c.leases.upload_timeout_s = 1).await;
+    app.register("d1", 1).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    let d = app.drone();
+    let w = d.claim("d1").await.unwrap().unwrap();
+    d.uploading(w.lease, w.epoch).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Queued);
+    let hb = d
+        .heartbeat(
+            "d1",
+            &HeartbeatRequest {
+                leases: vec![w.lease],
+                log: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        hb.commands
+            .iter()
+            .any(|c| c.action == build_swarm::api::DroneAction::Cancel && c.lease == Some(w.lease)),
+        "{hb:?}"
+    );
+    app.stop().await;
+}
+
+/// Lease 1 is reclaimed (drone offline), the package is leased again; the first drone's
+/// late completion still wins because its artifact verifies, and the second lease is
+/// cancelled. The second drone's completion is then `stale` and changes nothing.
+#[actix_web::test]
+async fn stale_completions() {
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
+    app.register("slow", 1).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    let d = app.drone();
+    let w1 = d.claim("slow").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await; // "slow" goes offline
+    app.register("fast", 1).await;
+    let w2 = d.claim("fast").await.unwrap().unwrap();
+    assert_eq!(w2.atom, w1.atom);
+    assert!(w2.epoch > w1.epoch);
+
+    let resp = build_and_complete(&app, &w1).await;
+    assert!(resp.accepted, "valid work from a stale lease is accepted");
+    let hb = d
+        .heartbeat(
+            "fast",
+            &HeartbeatRequest {
+                leases: vec![w2.lease],
+                log: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        hb.commands.iter().any(|c| c.lease == Some(w2.lease)),
+        "{hb:?}"
+    );
+
+    let published = app.binhost().join("app-misc/foo-1.0.gpkg.tar");
+    let before = sha256_file(&published).unwrap();
+    let req = fake_upload(&app.staging(), &w2, b"a different build");
+    let resp = d.complete(w2.lease, &req).await.unwrap();
+    assert!(!resp.accepted && resp.stale);
+    assert_eq!(
+        sha256_file(&published).unwrap(),
+        before,
+        "published exactly once"
+    );
+    assert_eq!(app.anon().status().await.unwrap().counts.built, 1);
+    app.stop().await;
+}
+
+/// 8 concurrent clients making 1,000 claims never receive the same package twice.
+#[actix_web::test]
+async fn concurrent_claims_never_hand_out_a_package_twice() {
+    let app = spawn_app(|_| {}).await;
+    submit(&app, &chain_set(1000)).await;
+    for i in 0..8 {
+        app.register(&format!("c{i}"), 1000).await;
+    }
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let d = app.drone();
+            async move {
+                let mut got = Vec::new();
+                while let Some(w) = d.claim(&format!("c{i}")).await.unwrap() {
+                    got.push(w.atom);
+                }
+                got
+            }
+        })
+        .collect();
+    let all: Vec<String> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(all.len(), 1000);
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), 1000, "a package was handed out twice");
+    assert_eq!(app.anon().status().await.unwrap().counts.building, 1000);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn tokens_are_required_and_roles_are_separate() {
+    let app = spawn_app(|_| {}).await;
+    let anon = app.anon();
+    let wrong = build_swarm::client::ApiClient::new(&app.url, Some("nope".into()));
+    // Submit is admin-only: no token, a wrong token and the drone token all get 401.
+    for c in [&anon, &wrong, &app.drone()] {
+        let err = c.submit(b"app-misc/foo-1.0\n".to_vec()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
+        let err = c
+            .control("d1", build_swarm::api::ControlAction::Pause)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
+        let err = c
+            .retry(&RetryRequest {
+                atoms: vec![],
+                state: Some(PackageState::Failed),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
+    }
+    for c in [&anon, &wrong] {
+        let err = c.claim("d1").await.unwrap_err();
+        assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
+    }
+    assert_eq!(
+        app.anon().status().await.unwrap().counts.total,
+        0,
+        "nothing changed"
+    );
+    // Reads need no token unless configured.
+    assert!(anon.healthz().await.unwrap().ok);
+    app.stop().await;
+
+    let app = spawn_app(|c| c.auth.read_token = Some("reader".into())).await;
+    assert_eq!(app.anon().status().await.unwrap_err().status(), Some(401));
+    let reader = build_swarm::client::ApiClient::new(&app.url, Some("reader".into()));
+    assert!(reader.status().await.is_ok());
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_atoms_are_refused_and_nothing_is_stored() {
+    let app = spawn_app(|_| {}).await;
+    for bad in [
+        "../../etc/passwd-1",
+        "a/b/c-1",
+        "cat/na me-1",
+        "cat/foo-1;rm",
+    ] {
+        let body = format!("app-misc/good-1.0\n{bad}\n");
+        let err = app.admin().submit(body.into_bytes()).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{bad}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains(bad.split(' ').next().unwrap()), "{text}");
+    }
+    let cycle =
+        r#"{"packages":[{"atom":"a/x-1","deps":["a/y-1"]},{"atom":"a/y-1","deps":["a/x-1"]}]}"#;
+    let err = app
+        .admin()
+        .submit(cycle.as_bytes().to_vec())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+    let unknown = r#"{"packages":[{"atom":"a/x-1","deps":["a/zz-1"]}]}"#;
+    let err = app
+        .admin()
+        .submit(unknown.as_bytes().to_vec())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a/zz-1"), "{err}");
+    assert_eq!(
+        app.anon().status().await.unwrap().counts.total,
+        0,
+        "nothing of any set was stored"
+    );
+    // Malformed JSON on a drone endpoint: a 400 with a JSON error, and the server goes on.
+    let err = app
+        .drone()
+        .post::<_, serde_json::Value>("/api/v1/work/claim", &serde_json::json!({"drone": 5}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let err = app
+        .drone()
+        .post::<_, serde_json::Value>("/api/v1/work/notanumber/fail", &serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(app.anon().healthz().await.unwrap().ok);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn oversized_submissions_are_refused() {
+    let app = spawn_app(|c| c.max_submit_bytes = 2048).await;
+    let err = app
+        .admin()
+        .submit(chain_set(500).into_bytes())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err}");
+    assert_eq!(app.anon().status().await.unwrap().counts.total, 0);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_completion_whose_path_escapes_is_refused() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    submit(&app, "app-misc/foo-1.0\napp-misc/other-1.0\n").await;
+    let d = app.drone();
+    let w = d.claim("d1").await.unwrap().unwrap();
+    let good = fake_upload(&app.staging(), &w, b"bytes");
+    // A file outside the staging area that a malicious path might point at.
+    std::fs::write(app.dir.path().join("secret"), b"bytes").unwrap();
+    for path in [
+        "../../secret",
+        "app-misc/../../../secret",
+        "/etc/passwd",
+        "sys-apps/foo-1.0.gpkg.tar",
+        "app-misc/other-1.0.gpkg.tar",
+    ] {
+        let req = CompleteRequest {
+            path: path.into(),
+            ..good.clone()
+        };
+        let err = d.complete(w.lease, &req).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{path}: {err}");
+    }
+    assert_eq!(
+        states(&app).await["app-misc/foo-1.0"],
+        PackageState::Building
+    );
+    assert!(d.complete(w.lease, &good).await.unwrap().accepted);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn control_commands_reach_the_drone_and_pause_stops_claims() {
+    let app = spawn_app(|_| {}).await;
+    app.register("drone-Titawin", 1).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    let admin = app.admin();
+    admin
+        .control("drone-Titawin", build_swarm::api::ControlAction::Pause)
+        .await
+        .unwrap();
+    assert!(app.drone().claim("drone-Titawin").await.unwrap().is_none());
+    assert_eq!(
+        app.anon().drone("drone-Titawin").await.unwrap().state,
+        build_swarm::domain::DroneState::Paused
+    );
+    admin
+        .control("drone-Titawin", build_swarm::api::ControlAction::Restart)
+        .await
+        .unwrap();
+    let hb = app
+        .drone()
+        .heartbeat("drone-Titawin", &HeartbeatRequest::default())
+        .await
+        .unwrap();
+    let actions: Vec<_> = hb.commands.iter().map(|c| c.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            build_swarm::api::DroneAction::Pause,
+            build_swarm::api::DroneAction::Restart
+        ]
+    );
+    admin
+        .control("drone-Titawin", build_swarm::api::ControlAction::Resume)
+        .await
+        .unwrap();
+    assert!(app.drone().claim("drone-Titawin").await.unwrap().is_some());
+    let err = admin
+        .control("nobody", build_swarm::api::ControlAction::Pause)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    app.stop().await;
+}
+
+/// The seed's "every log line appears twice" must not exist: one event, one line.
+#[actix_web::test]
+async fn one_event_gives_one_log_line() {
+    let app = spawn_app(|_| {}).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = app.logs.text();
+    assert_eq!(text.matches("package set added").count(), 1, "{text}");
+    assert_eq!(text.matches("orchestrator listening").count(), 1, "{text}");
+    app.stop().await;
+}
+
+/// Restarting in-process from the same state directory keeps everything.
+#[actix_web::test]
+async fn state_survives_a_restart() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 2).await;
+    submit(&app, "app-misc/a-1\napp-misc/b-1\napp-misc/c-1\n").await;
+    let d = app.drone();
+    let w1 = d.claim("d1").await.unwrap().unwrap();
+    build_and_complete(&app, &w1).await;
+    let w2 = d.claim("d1").await.unwrap().unwrap();
+    let TestApp {
+        handle, dir, cfg, ..
+    } = app;
+    handle.stop(false).await;
+    let app = spawn_app_in(dir, cfg).await;
+    let s = states(&app).await;
+    assert_eq!(s["app-misc/a-1"], PackageState::Built);
+    assert_eq!(s[&w2.atom], PackageState::Building);
+    // The restored lease can still be finished by the live drone.
+    let resp = build_and_complete(&app, &w2).await;
+    assert!(resp.accepted);
+    let w3 = app.drone().claim("d1").await.unwrap().unwrap();
+    assert!(w3.lease > w2.lease, "lease ids are never reused");
+    app.stop().await;
+}
