@@ -784,10 +784,9 @@ impl PackageQueue {
         let mut pkgs: Vec<u32> = self.dirty_pkgs.drain().collect();
         pkgs.sort_unstable();
         let lease_ids: Vec<LeaseId> = self.dirty_leases.drain().collect();
-        let mut writes: Vec<Write> = std::mem::take(&mut self.extra_writes);
-        // Deps refer to package rows: write packages first.
-        let deps_and_prunes: Vec<Write> = writes.drain(..).collect();
-        writes.extend(pkgs.iter().map(|id| Write::Package(self.row(*id))));
+        // Packages first: dependency rows refer to them.
+        let deps_and_prunes: Vec<Write> = std::mem::take(&mut self.extra_writes);
+        let mut writes: Vec<Write> = pkgs.iter().map(|id| Write::Package(self.row(*id))).collect();
         writes.extend(deps_and_prunes.iter().cloned());
         for id in &lease_ids {
             if let Some(l) = self.leases.get(id) {

@@ -1,0 +1,287 @@
+//! The real `swarm-orchestrator` process: killed with SIGKILL in the middle of a run and
+//! restarted, the run still finishes with every package published exactly once; bad
+//! configuration is refused at start-up with one line naming the key and exit code 2.
+
+mod common;
+
+use build_swarm::api::{CompleteRequest, HeartbeatRequest, RegisterRequest, WorkAssignment};
+use build_swarm::client::ApiClient;
+use build_swarm::publish::sha256_file;
+use common::*;
+use std::collections::HashMap;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarm-orchestrator");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn write_config(dir: &Path, port: u16) -> PathBuf {
+    let cfg = format!(
+        r#"listen = "127.0.0.1:{port}"
+name = "crash-test"
+state_dir = "{d}/state"
+staging_dir = "{d}/staging"
+binhost_dir = "{d}/binhost"
+
+[auth]
+admin_token = "{ADMIN}"
+drone_token = "{DRONE}"
+
+[leases]
+heartbeat_ttl_s = 3
+
+[log]
+level = "debug"
+file = "{d}/orchestrator.log"
+"#,
+        d = dir.display()
+    );
+    let path = dir.join("orchestrator.toml");
+    std::fs::write(&path, cfg).expect("write config");
+    path
+}
+
+fn start(config: &Path) -> Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn orchestrator")
+}
+
+async fn wait_healthy(url: &str) {
+    let c = ApiClient::with_timeout(url, None, Duration::from_secs(2));
+    let t0 = Instant::now();
+    while c.healthz().await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "orchestrator did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A drone that keeps its finished work until the orchestrator acknowledges it.
+async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bool>>) {
+    let c = ApiClient::with_timeout(&url, Some(DRONE.into()), Duration::from_secs(3));
+    let t0 = Instant::now();
+    let mut registered = false;
+    let mut held: Vec<(WorkAssignment, Option<CompleteRequest>)> = Vec::new();
+    while !done.get() && t0.elapsed() < Duration::from_secs(120) {
+        if !registered {
+            let req = RegisterRequest {
+                name: name.clone(),
+                aliases: vec![],
+                host: "localhost".into(),
+                slots: 2,
+                version: "sim".into(),
+            };
+            registered = c.register(&req).await.is_ok();
+            if !registered {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let hb = HeartbeatRequest {
+            leases: held.iter().map(|(w, _)| w.lease).collect(),
+            log: vec![],
+        };
+        match c.heartbeat(&name, &hb).await {
+            Ok(r) => {
+                for cmd in r.commands {
+                    held.retain(|(w, _)| Some(w.lease) != cmd.lease);
+                }
+            }
+            Err(e) if e.status() == Some(404) => registered = false,
+            Err(_) => {}
+        }
+        if held.len() < 2 {
+            match c.claim(&name).await {
+                Ok(Some(w)) => held.push((w, None)),
+                Ok(None) => {}
+                Err(_) => {}
+            }
+        }
+        let mut keep = Vec::new();
+        for (w, done) in held.drain(..) {
+            let req = match done {
+                Some(r) => r,
+                None => {
+                    if c.uploading(w.lease, w.epoch).await.is_err() {
+                        keep.push((w, None));
+                        continue;
+                    }
+                    fake_upload(&staging, &w, &artifact_bytes(&w.atom))
+                }
+            };
+            match c.complete(w.lease, &req).await {
+                Ok(_) => {}                                         // accepted or stale: done
+                Err(e) if e.is_unreachable() => keep.push((w, Some(req))), // try again later
+                Err(e) if e.status() == Some(409) => keep.push((w, Some(req))),
+                Err(_) => {} // refused: the package went back to the queue
+            }
+        }
+        held = keep;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = start(&config);
+    wait_healthy(&url).await;
+
+    let n = 80;
+    let pkgs: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let deps: Vec<String> = if i > 0 { vec![format!("app-misc/p{}-1", i / 2)] } else { vec![] };
+            serde_json::json!({"atom": format!("app-misc/p{i}-1"), "deps": deps})
+        })
+        .collect();
+    let admin = ApiClient::new(&url, Some(ADMIN.into()));
+    let body = serde_json::json!({ "packages": pkgs }).to_string();
+    assert_eq!(admin.submit(body.into_bytes()).await.unwrap().added, n);
+
+    let staging = dir.path().join("staging");
+    let done = Rc::new(Cell::new(false));
+    let drones: Vec<_> = (0..3)
+        .map(|i| sim_drone(url.clone(), staging.clone(), format!("sim{i}"), done.clone()))
+        .collect();
+    let run = futures_util::future::join_all(drones);
+    let killer = async {
+        // Kill once a good part of the run is done, while drones are mid-protocol.
+        let anon = ApiClient::with_timeout(&url, None, Duration::from_secs(2));
+        loop {
+            if let Ok(s) = anon.status().await {
+                if s.counts.built >= n / 3 {
+                    assert!(s.counts.built < n, "the kill must land mid-run");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let child = start(&config);
+        wait_healthy(&url).await;
+        // Wait for the run to finish.
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = anon.status().await {
+                if s.counts.built == n {
+                    break;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(80), "run did not finish after the restart");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        done.set(true);
+        child
+    };
+    // Drones keep going until the killer has seen everything built.
+    let (mut child, _) = futures_util::future::join(killer, run).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Every package is in the binhost with the right bytes, and nothing else is.
+    let binhost = dir.path().join("binhost/app-misc");
+    let mut files: Vec<String> = std::fs::read_dir(&binhost)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), n, "{files:?}");
+    for i in 0..n {
+        let atom = format!("app-misc/p{i}-1");
+        let f = binhost.join(format!("p{i}-1.gpkg.tar"));
+        let expected = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(expected.path(), artifact_bytes(&atom)).unwrap();
+        assert_eq!(sha256_file(&f).unwrap(), sha256_file(expected.path()).unwrap(), "{atom}");
+    }
+    // Exactly once: each package was moved into the binhost by one completion.
+    let log = std::fs::read_to_string(dir.path().join("orchestrator.log")).unwrap();
+    let mut published: HashMap<String, usize> = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("published") && l.contains("how: now")) {
+        let atom = line
+            .split("atom: ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap_or("")
+            .to_string();
+        *published.entry(atom).or_default() += 1;
+    }
+    assert_eq!(published.len(), n, "{published:?}");
+    assert!(published.values().all(|c| *c == 1), "published twice: {published:?}");
+    assert!(log.contains("queue restored"), "the second process restored the state");
+}
+
+fn run_with_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .env_remove("BUILD_SWARM_ADMIN_TOKEN")
+        .env_remove("BUILD_SWARM_DRONE_TOKEN")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_config_is_refused_with_one_line_naming_the_key() {
+    let tokens = "[auth]\nadmin_token = \"a\"\ndrone_token = \"d\"\n";
+    let cases = [
+        (format!("{tokens}[breaker]\nmax_failures = \"five\"\n"), "max_failures"),
+        (format!("{tokens}bogus = 1\n"), "bogus"),
+        (format!("listen = \"not an address\"\n{tokens}"), "listen"),
+        ("name = \"x\"\n".to_string(), "auth.admin_token"),
+        (format!("{tokens}gateway = \"ftp://x\"\n"), "gateway"),
+        ("this is not toml".to_string(), "line 1"),
+    ];
+    for (text, key) in cases {
+        let (code, err) = run_with_config(&text);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(err.contains(key), "{key} not named in: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (code, err) = run_with_config(&format!("missing = 1\n{tokens}").replace("missing = 1\n", ""));
+    assert_eq!(code, 0, "{err}");
+    let out = Command::new(BIN).args(["--config", "/nonexistent/o.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/o.toml"));
+}
+
+/// The same event is logged once by the real binary (the seed's duplicated log lines).
+#[actix_web::test]
+async fn the_binary_logs_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = start(&config);
+    wait_healthy(&url).await;
+    let admin = ApiClient::new(&url, Some(ADMIN.into()));
+    admin.submit(b"app-misc/foo-1.0\n".to_vec()).await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.path().join("orchestrator.log")).unwrap();
+    assert_eq!(log.matches("orchestrator listening").count(), 1, "{log}");
+    assert_eq!(log.matches("package set added").count(), 1, "{log}");
+}
