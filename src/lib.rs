@@ -12,6 +12,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod domain;
+pub mod drone;
 pub mod http;
 pub mod logging;
 pub mod orchestrator;

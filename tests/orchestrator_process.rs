@@ -8,11 +8,11 @@ use build_swarm::api::{CompleteRequest, HeartbeatRequest, RegisterRequest, WorkA
 use build_swarm::client::ApiClient;
 use build_swarm::publish::sha256_file;
 use common::*;
-use std::collections::HashMap;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_swarm-orchestrator");
@@ -64,7 +64,10 @@ async fn wait_healthy(url: &str) {
     let c = ApiClient::with_timeout(url, None, Duration::from_secs(2));
     let t0 = Instant::now();
     while c.healthz().await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "orchestrator did not come up");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "orchestrator did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -123,7 +126,7 @@ async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bo
                 }
             };
             match c.complete(w.lease, &req).await {
-                Ok(_) => {}                                         // accepted or stale: done
+                Ok(_) => {}                                                // accepted or stale: done
                 Err(e) if e.is_unreachable() => keep.push((w, Some(req))), // try again later
                 Err(e) if e.status() == Some(409) => keep.push((w, Some(req))),
                 Err(_) => {} // refused: the package went back to the queue
@@ -146,7 +149,11 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
     let n = 80;
     let pkgs: Vec<serde_json::Value> = (0..n)
         .map(|i| {
-            let deps: Vec<String> = if i > 0 { vec![format!("app-misc/p{}-1", i / 2)] } else { vec![] };
+            let deps: Vec<String> = if i > 0 {
+                vec![format!("app-misc/p{}-1", i / 2)]
+            } else {
+                vec![]
+            };
             serde_json::json!({"atom": format!("app-misc/p{i}-1"), "deps": deps})
         })
         .collect();
@@ -157,7 +164,14 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
     let staging = dir.path().join("staging");
     let done = Rc::new(Cell::new(false));
     let drones: Vec<_> = (0..3)
-        .map(|i| sim_drone(url.clone(), staging.clone(), format!("sim{i}"), done.clone()))
+        .map(|i| {
+            sim_drone(
+                url.clone(),
+                staging.clone(),
+                format!("sim{i}"),
+                done.clone(),
+            )
+        })
         .collect();
     let run = futures_util::future::join_all(drones);
     let killer = async {
@@ -185,7 +199,10 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
                     break;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(80), "run did not finish after the restart");
+            assert!(
+                t0.elapsed() < Duration::from_secs(80),
+                "run did not finish after the restart"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         done.set(true);
@@ -209,12 +226,19 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         let f = binhost.join(format!("p{i}-1.gpkg.tar"));
         let expected = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(expected.path(), artifact_bytes(&atom)).unwrap();
-        assert_eq!(sha256_file(&f).unwrap(), sha256_file(expected.path()).unwrap(), "{atom}");
+        assert_eq!(
+            sha256_file(&f).unwrap(),
+            sha256_file(expected.path()).unwrap(),
+            "{atom}"
+        );
     }
     // Exactly once: each package was moved into the binhost by one completion.
     let log = std::fs::read_to_string(dir.path().join("orchestrator.log")).unwrap();
     let mut published: HashMap<String, usize> = HashMap::new();
-    for line in log.lines().filter(|l| l.contains("published") && l.contains("how: now")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("published") && l.contains("how: now"))
+    {
         let atom = line
             .split("atom: ")
             .nth(1)
@@ -224,8 +248,14 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         *published.entry(atom).or_default() += 1;
     }
     assert_eq!(published.len(), n, "{published:?}");
-    assert!(published.values().all(|c| *c == 1), "published twice: {published:?}");
-    assert!(log.contains("queue restored"), "the second process restored the state");
+    assert!(
+        published.values().all(|c| *c == 1),
+        "published twice: {published:?}"
+    );
+    assert!(
+        log.contains("queue restored"),
+        "the second process restored the state"
+    );
 }
 
 fn run_with_config(text: &str) -> (i32, String) {
@@ -240,14 +270,20 @@ fn run_with_config(text: &str) -> (i32, String) {
         .env_remove("BUILD_SWARM_DRONE_TOKEN")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn bad_config_is_refused_with_one_line_naming_the_key() {
     let tokens = "[auth]\nadmin_token = \"a\"\ndrone_token = \"d\"\n";
     let cases = [
-        (format!("{tokens}[breaker]\nmax_failures = \"five\"\n"), "max_failures"),
+        (
+            format!("{tokens}[breaker]\nmax_failures = \"five\"\n"),
+            "max_failures",
+        ),
         (format!("{tokens}bogus = 1\n"), "bogus"),
         (format!("listen = \"not an address\"\n{tokens}"), "listen"),
         ("name = \"x\"\n".to_string(), "auth.admin_token"),
@@ -261,9 +297,13 @@ fn bad_config_is_refused_with_one_line_naming_the_key() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    let (code, err) = run_with_config(&format!("missing = 1\n{tokens}").replace("missing = 1\n", ""));
+    let (code, err) =
+        run_with_config(&format!("missing = 1\n{tokens}").replace("missing = 1\n", ""));
     assert_eq!(code, 0, "{err}");
-    let out = Command::new(BIN).args(["--config", "/nonexistent/o.toml"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/o.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/o.toml"));
 }

@@ -11,10 +11,13 @@
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
 //!
+//! The drone's own actors are in [`drone`].
+//!
 //! Rule against deadlocks: the queue, the breaker, the supervisor and the store never await
 //! an answer from anyone; they only `do_send`. Everyone else may await them.
 
 pub mod circuit_breaker;
+pub mod drone;
 pub mod drone_registry;
 pub mod drone_session;
 pub mod package_queue;

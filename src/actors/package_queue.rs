@@ -786,7 +786,10 @@ impl PackageQueue {
         let lease_ids: Vec<LeaseId> = self.dirty_leases.drain().collect();
         // Packages first: dependency rows refer to them.
         let deps_and_prunes: Vec<Write> = std::mem::take(&mut self.extra_writes);
-        let mut writes: Vec<Write> = pkgs.iter().map(|id| Write::Package(self.row(*id))).collect();
+        let mut writes: Vec<Write> = pkgs
+            .iter()
+            .map(|id| Write::Package(self.row(*id)))
+            .collect();
         writes.extend(deps_and_prunes.iter().cloned());
         for id in &lease_ids {
             if let Some(l) = self.leases.get(id) {

@@ -121,3 +121,104 @@ pub fn artifact_bytes(atom: &str) -> Vec<u8> {
 pub fn chain_set(n: usize) -> String {
     (0..n).map(|i| format!("app-misc/pkg{i}-1.0\n")).collect()
 }
+
+pub const DRONE_BIN: &str = env!("CARGO_BIN_EXE_swarm-drone");
+pub const ORCH_BIN: &str = env!("CARGO_BIN_EXE_swarm-orchestrator");
+
+/// The stand-in builder shipped for the demo.
+pub fn stand_in_builder() -> String {
+    format!("{}/scripts/stand-in-builder", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes a drone config under `dir/<name>/` and returns its path. `extra` is appended
+/// (TOML: top-level keys first, then sections).
+pub fn drone_config(
+    dir: &Path,
+    name: &str,
+    orchestrator: &str,
+    extra_top: &str,
+    extra_sections: &str,
+) -> PathBuf {
+    let home = dir.join(name);
+    std::fs::create_dir_all(home.join("pkgdir")).expect("mkdir");
+    let text = format!(
+        r#"name = "{name}"
+aliases = ["{name}-alias"]
+host = "{name}.example"
+orchestrator = "{orchestrator}"
+token = "{DRONE}"
+slots = 2
+pkgdir = "{home}/pkgdir"
+state_dir = "{home}/state"
+build_command = ["{builder}", "{{atom}}", "{{pkgdir}}"]
+build_timeout_s = 120
+build_idle_timeout_s = 30
+idle_poll_s = 1
+{extra_top}
+
+[log]
+level = "debug"
+file = "{home}/drone.log"
+
+{extra_sections}
+"#,
+        home = home.display(),
+        builder = stand_in_builder(),
+    );
+    let path = home.join("drone.toml");
+    std::fs::write(&path, text).expect("write drone config");
+    path
+}
+
+/// Starts a drone process (killed when dropped).
+pub fn spawn_drone(config: &Path, env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(DRONE_BIN);
+    cmd.arg("--config").arg(config).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn swarm-drone")
+}
+
+/// Polls `cond` every 100 ms until it holds or `secs` pass.
+pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = std::time::Instant::now();
+    while !cond().await {
+        assert!(
+            t0.elapsed().as_secs() < secs,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Processes whose command line contains `needle` (from /proc).
+pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(false);
+        if cmd.contains(needle) && !zombie && pid != std::process::id() {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}

@@ -1,0 +1,805 @@
+//! **DroneAgent** — the drone's centre. Owns the connection to its orchestrator
+//! (registration, heartbeats, claims), every job's state from claim to report, the results
+//! not yet acknowledged (kept on disk too, retried with backoff: a built package is never
+//! lost because the orchestrator blinked), and the paused/restarting flags.
+//!
+//! Receives `BuildFinished` from the build runner and `UploadFinished` from the upload
+//! supervisor; its own one-second `Tick` drives connecting, heartbeats, claims, report
+//! retries and restarts. `Shutdown` (SIGTERM) cancels everything.
+
+use super::build_runner::{BuildFinished, BuildOutcome, BuildRunner, CancelBuild, StartBuild};
+use super::upload_supervisor::{
+    CancelUpload, StartUpload, UploadFinished, UploadOutcome, UploadSupervisor,
+};
+use crate::api::{
+    CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, OrchestratorChoice,
+    RegisterRequest, WorkAssignment,
+};
+use crate::client::{ApiClient, ClientError};
+use crate::config::DroneConfig;
+use crate::domain::FailureKind;
+use crate::drone::artifact::Artifact;
+use crate::drone::build::{fill_placeholders, BuildSpec};
+use crate::drone::rsync::upload_argv;
+use crate::logging::LogTap;
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use slog::{crit, debug, info, warn, Logger};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// After this many failed calls in a row, ask the gateway for another orchestrator.
+const FAILURES_BEFORE_GATEWAY: u32 = 3;
+/// A restart waits at most this long for results to be reported.
+const RESTART_GRACE: Duration = Duration::from_secs(30);
+/// Longest wait between retries of a report.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Building,
+    Uploading,
+    Reporting,
+}
+
+struct Job {
+    work: WorkAssignment,
+    orch: ApiClient,
+    upload_target: String,
+    phase: Phase,
+    artifact: Option<Artifact>,
+    cancelled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Report {
+    Complete(CompleteRequest),
+    Fail(FailRequest),
+}
+
+/// A result waiting to be acknowledged; also written to `state_dir/pending/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingReport {
+    orchestrator: String,
+    lease: LeaseId,
+    atom: String,
+    report: Report,
+    #[serde(skip)]
+    attempts: u32,
+    #[serde(skip)]
+    in_flight: bool,
+    #[serde(skip, default = "Instant::now")]
+    next_at: Instant,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+/// Stop: claim nothing more and cancel every job (each kills its process group).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// A snapshot for tests and logs.
+#[derive(Message)]
+#[rtype(result = "AgentStatus")]
+pub struct GetStatus;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStatus {
+    pub orchestrator: Option<String>,
+    pub registered: bool,
+    pub paused: bool,
+    pub jobs: usize,
+    /// Jobs still building or uploading.
+    pub busy: usize,
+    pub pending_reports: usize,
+}
+
+pub struct DroneAgent {
+    cfg: DroneConfig,
+    token: String,
+    tap: LogTap,
+    log: Logger,
+    runner: Addr<BuildRunner>,
+    uploader: Addr<UploadSupervisor>,
+    orch_url: Option<String>,
+    orch: Option<ApiClient>,
+    upload_target: Option<String>,
+    registered: bool,
+    connecting: bool,
+    next_connect: Instant,
+    connect_failures: u32,
+    heartbeat_every: Duration,
+    next_heartbeat: Instant,
+    heartbeat_in_flight: bool,
+    call_failures: u32,
+    claiming: bool,
+    next_claim: Instant,
+    no_work_since: Option<Instant>,
+    paused: bool,
+    restart_since: Option<Instant>,
+    shutting_down: bool,
+    jobs: HashMap<LeaseId, Job>,
+    reports: HashMap<LeaseId, PendingReport>,
+}
+
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(5)).min(MAX_BACKOFF)
+}
+
+impl DroneAgent {
+    pub fn start(cfg: DroneConfig, token: String, tap: LogTap, log: Logger) -> Addr<DroneAgent> {
+        let log = log.new(slog::o!("drone" => cfg.name.clone()));
+        DroneAgent::create(move |ctx| {
+            let runner = BuildRunner::new(ctx.address().recipient(), log.clone()).start();
+            let uploader = UploadSupervisor::new(ctx.address().recipient(), log.clone()).start();
+            let now = Instant::now();
+            DroneAgent {
+                orch_url: cfg.orchestrator.clone(),
+                cfg,
+                token,
+                tap,
+                log: log.new(slog::o!("actor" => "agent")),
+                runner,
+                uploader,
+                orch: None,
+                upload_target: None,
+                registered: false,
+                connecting: false,
+                next_connect: now,
+                connect_failures: 0,
+                heartbeat_every: Duration::from_secs(10),
+                next_heartbeat: now,
+                heartbeat_in_flight: false,
+                call_failures: 0,
+                claiming: false,
+                next_claim: now,
+                no_work_since: None,
+                paused: false,
+                restart_since: None,
+                shutting_down: false,
+                jobs: HashMap::new(),
+                reports: HashMap::new(),
+            }
+        })
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("pending")
+    }
+
+    fn busy_slots(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.phase != Phase::Reporting)
+            .count()
+    }
+
+    // ------------------------------------------------------------ connection
+
+    /// Where to go: the orchestrator we have (or the configured one), else the gateway's pick.
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.connecting || self.shutting_down || Instant::now() < self.next_connect {
+            return;
+        }
+        self.connecting = true;
+        let current = self.orch_url.clone();
+        let gateway = self.cfg.gateway.clone();
+        let ask_gateway = current.is_none()
+            || (gateway.is_some() && self.connect_failures >= FAILURES_BEFORE_GATEWAY);
+        let token = self.token.clone();
+        let req = RegisterRequest {
+            name: self.cfg.name.clone(),
+            aliases: self.cfg.aliases.clone(),
+            host: self.cfg.host.clone(),
+            slots: self.cfg.slots,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let fut = async move {
+            let url = match (ask_gateway, gateway) {
+                (true, Some(gw)) => match ApiClient::new(&gw, None)
+                    .get::<OrchestratorChoice>("/api/v1/orchestrator")
+                    .await
+                {
+                    Ok(choice) => choice.url,
+                    Err(e) => match current {
+                        Some(c) => c,
+                        None => return Err(format!("asking the gateway: {e}")),
+                    },
+                },
+                _ => current.ok_or_else(|| "no orchestrator or gateway configured".to_string())?,
+            };
+            let client = ApiClient::new(&url, Some(token));
+            let resp = client.register(&req).await.map_err(|e| e.to_string())?;
+            Ok((url, client, resp))
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok((url, client, resp)) => {
+                    let target = act.cfg.upload.target.clone().unwrap_or(resp.upload_target);
+                    if let Err(e) = act.cfg.check_target(&target) {
+                        crit!(act.log, "refusing to upload"; "error" => e.to_string());
+                        eprintln!("swarm-drone: {e}");
+                        std::process::exit(crate::config::EXIT_BAD_CONFIG);
+                    }
+                    info!(act.log, "registered"; "orchestrator" => &url, "upload_target" => &target,
+                          "heartbeat_s" => resp.heartbeat_s);
+                    act.orch_url = Some(url);
+                    act.orch = Some(client);
+                    act.upload_target = Some(target);
+                    act.heartbeat_every = Duration::from_secs(resp.heartbeat_s.max(1));
+                    act.registered = true;
+                    act.connect_failures = 0;
+                    act.call_failures = 0;
+                    act.no_work_since = None;
+                    act.next_claim = Instant::now();
+                    act.tick(ctx);
+                }
+                Err(e) => {
+                    act.connect_failures += 1;
+                    act.next_connect = Instant::now() + backoff(act.connect_failures);
+                    warn!(act.log, "cannot register, will retry"; "error" => e, "attempt" => act.connect_failures);
+                }
+            }
+        }));
+    }
+
+    /// A call to the orchestrator failed to get through.
+    fn unreachable(&mut self) {
+        self.call_failures += 1;
+        if self.call_failures >= FAILURES_BEFORE_GATEWAY
+            && self.cfg.gateway.is_some()
+            && self.registered
+        {
+            warn!(self.log, "orchestrator not answering, asking the gateway"; "failures" => self.call_failures);
+            self.registered = false;
+            self.connect_failures = FAILURES_BEFORE_GATEWAY;
+            self.call_failures = 0;
+        }
+    }
+
+    /// No work here for a while: the gateway may know an orchestrator that has some.
+    fn maybe_look_elsewhere(&mut self, ctx: &mut Context<Self>) {
+        let (Some(gw), Some(since)) = (self.cfg.gateway.clone(), self.no_work_since) else {
+            return;
+        };
+        if since.elapsed() < Duration::from_secs(self.cfg.no_work_recheck_s)
+            || self.busy_slots() > 0
+        {
+            return;
+        }
+        self.no_work_since = Some(Instant::now());
+        let current = self.orch_url.clone();
+        ctx.spawn(
+            async move { ApiClient::new(&gw, None).get::<OrchestratorChoice>("/api/v1/orchestrator").await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if let Ok(choice) = res {
+                        if Some(&choice.url) != current.as_ref() && choice.queued > 0 {
+                            info!(act.log, "moving to the orchestrator with work"; "orchestrator" => &choice.url, "queued" => choice.queued);
+                            act.orch_url = Some(choice.url);
+                            act.registered = false;
+                            act.next_connect = Instant::now();
+                        }
+                    }
+                }),
+        );
+    }
+
+    // ------------------------------------------------------------ heartbeat
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if !self.registered || self.heartbeat_in_flight || Instant::now() < self.next_heartbeat {
+            return;
+        }
+        let (Some(client), Some(url)) = (self.orch.clone(), self.orch_url.clone()) else {
+            return;
+        };
+        self.heartbeat_in_flight = true;
+        self.next_heartbeat = Instant::now() + self.heartbeat_every;
+        let mut leases: Vec<LeaseId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.orch.base() == client.base())
+            .map(|(l, _)| *l)
+            .collect();
+        leases.extend(
+            self.reports
+                .values()
+                .filter(|r| r.orchestrator == url)
+                .map(|r| r.lease),
+        );
+        leases.sort_unstable();
+        leases.dedup();
+        let log = self.tap.drain();
+        let name = self.cfg.name.clone();
+        let req = HeartbeatRequest { leases, log };
+        let fut = async move {
+            let res = client.heartbeat(&name, &req).await;
+            (res, req.log)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(res, lines), act, ctx| {
+            act.heartbeat_in_flight = false;
+            match res {
+                Ok(resp) => {
+                    act.call_failures = 0;
+                    for cmd in resp.commands {
+                        match cmd.action {
+                            DroneAction::Pause => {
+                                info!(act.log, "paused by the operator: finishing current work, claiming nothing new");
+                                act.paused = true;
+                            }
+                            DroneAction::Resume => {
+                                info!(act.log, "resumed by the operator");
+                                act.paused = false;
+                            }
+                            DroneAction::Restart => act.begin_restart(),
+                            DroneAction::Cancel => {
+                                if let Some(lease) = cmd.lease {
+                                    act.cancel_job(lease, "the orchestrator no longer wants it");
+                                }
+                            }
+                        }
+                    }
+                    act.tick(ctx);
+                }
+                Err(e) => {
+                    act.tap.restore(lines);
+                    if e.status() == Some(404) {
+                        warn!(act.log, "the orchestrator does not know this drone, registering again");
+                        act.registered = false;
+                    } else {
+                        debug!(act.log, "heartbeat failed"; "error" => e.to_string());
+                        act.unreachable();
+                    }
+                }
+            }
+        }));
+    }
+
+    // ------------------------------------------------------------ claims and jobs
+
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if !self.registered
+            || self.claiming
+            || self.paused
+            || self.restart_since.is_some()
+            || self.shutting_down
+            || Instant::now() < self.next_claim
+            || self.busy_slots() >= self.cfg.slots as usize
+        {
+            return;
+        }
+        let (Some(client), Some(target)) = (self.orch.clone(), self.upload_target.clone()) else {
+            return;
+        };
+        self.claiming = true;
+        let name = self.cfg.name.clone();
+        let c = client.clone();
+        ctx.spawn(async move { c.claim(&name).await }.into_actor(self).map(
+            move |res, act, ctx| {
+                act.claiming = false;
+                match res {
+                    Ok(Some(work)) => {
+                        act.call_failures = 0;
+                        act.no_work_since = None;
+                        act.start_job(work, client, target);
+                        act.claim(ctx);
+                    }
+                    Ok(None) => {
+                        act.call_failures = 0;
+                        act.no_work_since.get_or_insert_with(Instant::now);
+                        act.next_claim = Instant::now() + Duration::from_secs(act.cfg.idle_poll_s);
+                        act.maybe_look_elsewhere(ctx);
+                    }
+                    Err(e) => {
+                        if e.status() == Some(404) {
+                            act.registered = false;
+                        } else {
+                            act.unreachable();
+                        }
+                        debug!(act.log, "claim failed"; "error" => e.to_string());
+                        act.next_claim = Instant::now() + Duration::from_secs(act.cfg.idle_poll_s);
+                    }
+                }
+            },
+        ));
+    }
+
+    fn start_job(&mut self, work: WorkAssignment, orch: ApiClient, upload_target: String) {
+        info!(self.log, "claimed"; "atom" => &work.atom, "lease" => work.lease, "epoch" => work.epoch);
+        let pkgdir = self.cfg.pkgdir.clone();
+        let spec = BuildSpec {
+            argv: fill_placeholders(&self.cfg.build_command, &work, &pkgdir),
+            log_path: self
+                .cfg
+                .state_dir
+                .join("logs")
+                .join(&work.category)
+                .join(format!("{}-{}.log", work.name, work.version)),
+            total: Duration::from_secs(self.cfg.build_timeout_s),
+            idle: Duration::from_secs(self.cfg.build_idle_timeout_s),
+        };
+        self.runner.do_send(StartBuild {
+            work: work.clone(),
+            spec,
+            pkgdir,
+        });
+        self.jobs.insert(
+            work.lease,
+            Job {
+                work,
+                orch,
+                upload_target,
+                phase: Phase::Building,
+                artifact: None,
+                cancelled: false,
+            },
+        );
+    }
+
+    fn cancel_job(&mut self, lease: LeaseId, why: &str) {
+        let Some(job) = self.jobs.get_mut(&lease) else {
+            return;
+        };
+        if job.cancelled {
+            return;
+        }
+        info!(self.log, "cancelling"; "atom" => &job.work.atom, "lease" => lease, "why" => why);
+        job.cancelled = true;
+        match job.phase {
+            Phase::Building => self.runner.do_send(CancelBuild { lease }),
+            Phase::Uploading => self.uploader.do_send(CancelUpload { lease }),
+            Phase::Reporting => {}
+        }
+    }
+
+    fn begin_restart(&mut self) {
+        if self.restart_since.is_some() {
+            return;
+        }
+        info!(
+            self.log,
+            "restart requested: claiming nothing, cancelling running work, then restarting"
+        );
+        self.restart_since = Some(Instant::now());
+        let leases: Vec<LeaseId> = self.jobs.keys().copied().collect();
+        for lease in leases {
+            self.cancel_job(lease, "drone restart");
+        }
+    }
+
+    fn finish_restart(&mut self) {
+        let Some(since) = self.restart_since else {
+            return;
+        };
+        let busy = self.busy_slots() > 0;
+        let reporting = self.reports.values().any(|r| r.in_flight)
+            || (!self.reports.is_empty() && since.elapsed() < RESTART_GRACE);
+        if busy || reporting {
+            return;
+        }
+        info!(self.log, "restarting now");
+        exec_self(&self.log);
+    }
+
+    // ------------------------------------------------------------ reports
+
+    fn report(&mut self, lease: LeaseId, report: Report) {
+        let Some(job) = self.jobs.get_mut(&lease) else {
+            return;
+        };
+        job.phase = Phase::Reporting;
+        let pending = PendingReport {
+            orchestrator: job.orch.base().to_string(),
+            lease,
+            atom: job.work.atom.clone(),
+            report,
+            attempts: 0,
+            in_flight: false,
+            next_at: Instant::now(),
+        };
+        self.persist(&pending);
+        self.reports.insert(lease, pending);
+    }
+
+    fn report_file(&self, lease: LeaseId, orchestrator: &str) -> PathBuf {
+        let tag: String = crate::publish::hex(
+            &<sha2::Sha256 as sha2::Digest>::digest(orchestrator.as_bytes())[..6],
+        );
+        self.pending_dir().join(format!("{tag}-lease-{lease}.json"))
+    }
+
+    fn persist(&self, r: &PendingReport) {
+        let path = self.report_file(r.lease, &r.orchestrator);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(self.pending_dir())?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_vec(r).unwrap_or_default())?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            warn!(self.log, "cannot keep the result on disk (kept in memory)"; "path" => path.display().to_string(), "error" => e.to_string());
+        }
+    }
+
+    fn load_persisted(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.pending_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<PendingReport>(&b).ok())
+            {
+                Some(r) => {
+                    info!(self.log, "result from before the restart will be reported"; "atom" => &r.atom, "lease" => r.lease);
+                    self.reports.insert(r.lease, r);
+                }
+                None => {
+                    warn!(self.log, "unreadable pending result, set aside"; "path" => path.display().to_string());
+                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                }
+            }
+        }
+    }
+
+    fn send_reports(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let due: Vec<LeaseId> = self
+            .reports
+            .values()
+            .filter(|r| !r.in_flight && r.next_at <= now)
+            .map(|r| r.lease)
+            .collect();
+        for lease in due {
+            let Some(r) = self.reports.get_mut(&lease) else {
+                continue;
+            };
+            r.in_flight = true;
+            let client = match self.jobs.get(&lease) {
+                Some(j) => j.orch.clone(),
+                None => ApiClient::new(&r.orchestrator, Some(self.token.clone())),
+            };
+            let report = r.report.clone();
+            let fut = async move {
+                match &report {
+                    Report::Complete(req) => client
+                        .complete(lease, req)
+                        .await
+                        .map(|c| (c.accepted, c.stale)),
+                    Report::Fail(req) => client.fail(lease, req).await.map(|a| (true, a.stale)),
+                }
+            };
+            ctx.spawn(
+                fut.into_actor(self)
+                    .map(move |res, act, ctx| act.reported(lease, res, ctx)),
+            );
+        }
+    }
+
+    fn reported(
+        &mut self,
+        lease: LeaseId,
+        res: Result<(bool, bool), ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(r) = self.reports.get_mut(&lease) else {
+            return;
+        };
+        r.in_flight = false;
+        let done = match &res {
+            Ok((accepted, stale)) => {
+                match (&r.report, accepted, stale) {
+                    (Report::Complete(c), true, _) => {
+                        info!(self.log, "reported: published"; "atom" => &r.atom, "lease" => lease, "path" => &c.path)
+                    }
+                    (_, _, true) => {
+                        debug!(self.log, "result no longer needed (stale), dropped"; "atom" => &r.atom, "lease" => lease)
+                    }
+                    (Report::Fail(f), _, _) => {
+                        info!(self.log, "reported failure"; "atom" => &r.atom, "lease" => lease, "kind" => f.kind.as_str())
+                    }
+                    _ => {}
+                }
+                true
+            }
+            Err(e)
+                if e.is_unreachable()
+                    || matches!(e.status(), Some(409) | Some(503) | Some(502) | Some(504)) =>
+            {
+                r.attempts += 1;
+                r.next_at = Instant::now() + backoff(r.attempts);
+                warn!(self.log, "cannot report yet, keeping the result"; "atom" => &r.atom, "lease" => lease,
+                      "error" => e.to_string(), "retry_in_s" => backoff(r.attempts).as_secs());
+                false
+            }
+            Err(e) => {
+                warn!(self.log, "result refused by the orchestrator"; "atom" => &r.atom, "lease" => lease, "error" => e.to_string());
+                true
+            }
+        };
+        if done {
+            let orchestrator = r.orchestrator.clone();
+            self.reports.remove(&lease);
+            self.jobs.remove(&lease);
+            let _ = std::fs::remove_file(self.report_file(lease, &orchestrator));
+            self.next_claim = Instant::now();
+            self.tick(ctx);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        if !self.registered {
+            self.connect(ctx);
+        }
+        self.heartbeat(ctx);
+        self.claim(ctx);
+        self.send_reports(ctx);
+        self.finish_restart();
+    }
+}
+
+/// Replaces this process with a fresh copy of itself (same arguments).
+fn exec_self(log: &Logger) {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            crit!(log, "cannot find my own executable to restart"; "error" => e.to_string());
+            std::process::exit(1);
+        }
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    crit!(log, "restart failed"; "error" => err.to_string());
+    std::process::exit(1);
+}
+
+impl Actor for DroneAgent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.load_persisted();
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.tick(ctx));
+        ctx.notify(Tick);
+    }
+}
+
+impl Handler<Tick> for DroneAgent {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
+        self.tick(ctx);
+    }
+}
+
+impl Handler<BuildFinished> for DroneAgent {
+    type Result = ();
+    fn handle(&mut self, msg: BuildFinished, ctx: &mut Self::Context) {
+        let lease = msg.lease;
+        let Some(job) = self.jobs.get_mut(&lease) else {
+            return;
+        };
+        let epoch = job.work.epoch;
+        let fail = |kind, reason: String, log_tail: String| {
+            Report::Fail(FailRequest {
+                epoch,
+                kind,
+                reason,
+                log_tail,
+            })
+        };
+        let report = match msg.outcome {
+            BuildOutcome::Built(_) if job.cancelled => {
+                fail(FailureKind::Cancelled, "cancelled".into(), String::new())
+            }
+            BuildOutcome::Built(artifact) => {
+                job.phase = Phase::Uploading;
+                let argv = upload_argv(
+                    &self.cfg.upload,
+                    &job.upload_target,
+                    &job.work.upload_dir,
+                    &artifact.rel,
+                );
+                job.artifact = Some(artifact);
+                let client = job.orch.clone();
+                let atom = job.work.atom.clone();
+                self.uploader.do_send(StartUpload {
+                    lease,
+                    atom,
+                    argv,
+                    cwd: self.cfg.pkgdir.clone(),
+                    total_timeout: Duration::from_secs(self.cfg.upload.total_timeout_s),
+                });
+                ctx.spawn(
+                    async move { client.uploading(lease, epoch).await }
+                        .into_actor(self)
+                        .map(|_, _, _| ()),
+                );
+                return;
+            }
+            BuildOutcome::Failed { reason, log_tail } => fail(FailureKind::Build, reason, log_tail),
+            BuildOutcome::Broken { reason } => fail(FailureKind::Infra, reason, String::new()),
+            BuildOutcome::Cancelled => {
+                fail(FailureKind::Cancelled, "cancelled".into(), String::new())
+            }
+        };
+        self.report(lease, report);
+        self.tick(ctx);
+    }
+}
+
+impl Handler<UploadFinished> for DroneAgent {
+    type Result = ();
+    fn handle(&mut self, msg: UploadFinished, ctx: &mut Self::Context) {
+        let lease = msg.lease;
+        let Some(job) = self.jobs.get(&lease) else {
+            return;
+        };
+        let epoch = job.work.epoch;
+        let report = match (msg.outcome, &job.artifact) {
+            (UploadOutcome::Done { .. }, Some(a)) => Report::Complete(CompleteRequest {
+                epoch,
+                path: a.rel.clone(),
+                size: a.size,
+                sha256: a.sha256.clone(),
+            }),
+            (UploadOutcome::Cancelled, _) | (UploadOutcome::Done { .. }, None) => {
+                Report::Fail(FailRequest {
+                    epoch,
+                    kind: FailureKind::Cancelled,
+                    reason: "upload cancelled".into(),
+                    log_tail: String::new(),
+                })
+            }
+            (UploadOutcome::Failed { reason }, _) => Report::Fail(FailRequest {
+                epoch,
+                kind: FailureKind::Infra,
+                reason,
+                log_tail: String::new(),
+            }),
+        };
+        self.report(lease, report);
+        self.tick(ctx);
+    }
+}
+
+impl Handler<Shutdown> for DroneAgent {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        info!(self.log, "stopping: cancelling running work");
+        self.shutting_down = true;
+        let leases: Vec<LeaseId> = self.jobs.keys().copied().collect();
+        for lease in leases {
+            self.cancel_job(lease, "drone stopping");
+        }
+        self.tick(ctx);
+    }
+}
+
+impl Handler<GetStatus> for DroneAgent {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(AgentStatus {
+            orchestrator: self.orch_url.clone(),
+            registered: self.registered,
+            paused: self.paused,
+            jobs: self.jobs.len(),
+            busy: self.busy_slots(),
+            pending_reports: self.reports.len(),
+        })
+    }
+}

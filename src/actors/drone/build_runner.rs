@@ -1,0 +1,136 @@
+//! **BuildRunner** — owns every running build: its cancel handle and the future that runs
+//! it (see `crate::drone::build`). After a successful build it finds the one artifact the
+//! build produced and hashes it (on a blocking thread).
+//!
+//! Receives `StartBuild` and `CancelBuild` from the agent; sends `BuildFinished` back.
+
+use crate::api::{LeaseId, WorkAssignment};
+use crate::drone::artifact::{find_artifact, Artifact};
+use crate::drone::build::{run_build, BuildEnd, BuildSpec};
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+use tokio::sync::oneshot;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartBuild {
+    pub work: WorkAssignment,
+    pub spec: BuildSpec,
+    pub pkgdir: PathBuf,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelBuild {
+    pub lease: LeaseId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildOutcome {
+    /// Built, and this is the artifact.
+    Built(Artifact),
+    /// The package's fault (non-zero exit, hung, no artifact): reported as a build failure.
+    Failed {
+        reason: String,
+        log_tail: String,
+    },
+    /// The drone's fault (command missing, PKGDIR unreadable): an infrastructure failure.
+    Broken {
+        reason: String,
+    },
+    Cancelled,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BuildFinished {
+    pub lease: LeaseId,
+    pub outcome: BuildOutcome,
+}
+
+pub struct BuildRunner {
+    agent: Recipient<BuildFinished>,
+    running: HashMap<LeaseId, oneshot::Sender<()>>,
+    log: Logger,
+}
+
+impl BuildRunner {
+    pub fn new(agent: Recipient<BuildFinished>, log: Logger) -> Self {
+        BuildRunner {
+            agent,
+            running: HashMap::new(),
+            log: log.new(slog::o!("actor" => "build_runner")),
+        }
+    }
+}
+
+impl Actor for BuildRunner {
+    type Context = Context<Self>;
+}
+
+async fn build(msg: StartBuild, cancel: oneshot::Receiver<()>) -> BuildOutcome {
+    let started = SystemTime::now();
+    let (end, log_tail) = run_build(&msg.spec, cancel).await;
+    match end {
+        BuildEnd::Exited { code: Some(0) } => {
+            let pkgdir = msg.pkgdir.clone();
+            let work = msg.work.clone();
+            match actix_web::rt::task::spawn_blocking(move || {
+                find_artifact(&pkgdir, &work, started)
+            })
+            .await
+            {
+                Ok(Ok(a)) => BuildOutcome::Built(a),
+                Ok(Err(reason)) => BuildOutcome::Failed { reason, log_tail },
+                Err(e) => BuildOutcome::Broken {
+                    reason: format!("looking for the artifact: {e}"),
+                },
+            }
+        }
+        BuildEnd::Cancelled => BuildOutcome::Cancelled,
+        BuildEnd::NotStarted(reason) => BuildOutcome::Broken { reason },
+        other => BuildOutcome::Failed {
+            reason: other.describe(&msg.spec),
+            log_tail,
+        },
+    }
+}
+
+impl Handler<StartBuild> for BuildRunner {
+    type Result = ();
+    fn handle(&mut self, msg: StartBuild, ctx: &mut Self::Context) {
+        let lease = msg.work.lease;
+        if self.running.contains_key(&lease) {
+            return;
+        }
+        info!(self.log, "build started"; "atom" => &msg.work.atom, "lease" => lease,
+              "log" => msg.spec.log_path.display().to_string());
+        let (tx, rx) = oneshot::channel();
+        self.running.insert(lease, tx);
+        let atom = msg.work.atom.clone();
+        ctx.spawn(build(msg, rx).into_actor(self).map(move |outcome, act, _| {
+            act.running.remove(&lease);
+            match &outcome {
+                BuildOutcome::Built(a) => {
+                    info!(act.log, "build finished"; "atom" => &atom, "artifact" => &a.rel, "size" => a.size)
+                }
+                BuildOutcome::Failed { reason, .. } => warn!(act.log, "build failed"; "atom" => &atom, "reason" => reason),
+                BuildOutcome::Broken { reason } => warn!(act.log, "build could not run"; "atom" => &atom, "reason" => reason),
+                BuildOutcome::Cancelled => info!(act.log, "build cancelled"; "atom" => &atom),
+            }
+            act.agent.do_send(BuildFinished { lease, outcome });
+        }));
+    }
+}
+
+impl Handler<CancelBuild> for BuildRunner {
+    type Result = ();
+    fn handle(&mut self, msg: CancelBuild, _: &mut Self::Context) {
+        if let Some(tx) = self.running.remove(&msg.lease) {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! `swarm-drone --config FILE` (SPEC §2, drone keys).
+
+use super::orchestrator::check_url;
+use super::{check_rsync_options, env_override, load_file, target_kind, ConfigError, TargetKind};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DroneConfig {
+    /// Unique name of this drone (default: the host name).
+    pub name: String,
+    /// Other names the CLI may use for it.
+    pub aliases: Vec<String>,
+    /// Address the CLI uses for ssh (default: the host name).
+    pub host: String,
+    /// Ask this gateway which orchestrator to use (at start, when there is no work, when
+    /// the orchestrator stops answering).
+    pub gateway: Option<String>,
+    /// Or talk to this orchestrator directly (used first when both are set).
+    pub orchestrator: Option<String>,
+    /// The drone token (BUILD_SWARM_DRONE_TOKEN overrides).
+    pub token: Option<String>,
+    /// Concurrent builds.
+    pub slots: u32,
+    /// Portage's PKGDIR: where builds leave their binary packages.
+    pub pkgdir: PathBuf,
+    /// argv of a build, never run through a shell. Placeholders: {atom} {category} {name}
+    /// {version} {pkgdir}.
+    pub build_command: Vec<String>,
+    /// A build running longer than this is killed (with everything it started).
+    pub build_timeout_s: u64,
+    /// A build printing nothing for this long is hung and killed.
+    pub build_idle_timeout_s: u64,
+    /// argv the CLI runs over ssh when the drone does not answer over HTTP.
+    pub restart_command: Vec<String>,
+    /// Per-package build logs and unsent results live here.
+    pub state_dir: PathBuf,
+    /// Seconds between claims when there was no work.
+    pub idle_poll_s: u64,
+    /// With a gateway: ask it again after this long without work.
+    pub no_work_recheck_s: u64,
+    pub upload: UploadConfig,
+    pub log: super::orchestrator::LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Overrides the orchestrator's `upload_target`.
+    pub target: Option<String>,
+    /// rsync `--timeout`: a transfer that moves nothing for this long ends itself.
+    pub stall_timeout_s: u64,
+    /// The upload supervisor kills the whole rsync process group after this long.
+    pub total_timeout_s: u64,
+    /// ssh options for the rsync transport.
+    pub ssh_options: Vec<String>,
+    /// ssh private key (`-i`).
+    pub ssh_identity: Option<PathBuf>,
+    /// Extra rsync arguments.
+    pub rsync_options: Vec<String>,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            target: None,
+            stall_timeout_s: 300,
+            total_timeout_s: 600,
+            ssh_options: [
+                "-o",
+                "ConnectTimeout=30",
+                "-o",
+                "ServerAliveInterval=30",
+                "-o",
+                "BatchMode=yes",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ssh_identity: None,
+            rsync_options: Vec::new(),
+        }
+    }
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Default for DroneConfig {
+    fn default() -> Self {
+        DroneConfig {
+            name: host_name(),
+            aliases: Vec::new(),
+            host: host_name(),
+            gateway: None,
+            orchestrator: None,
+            token: None,
+            slots: 1,
+            pkgdir: "/var/cache/binpkgs".into(),
+            build_command: ["emerge", "--oneshot", "--buildpkg", "--usepkg=n", "={atom}"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            build_timeout_s: 6 * 3600,
+            build_idle_timeout_s: 3600,
+            restart_command: ["rc-service", "swarm-drone", "restart"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            state_dir: "/var/lib/build-swarm-drone".into(),
+            idle_poll_s: 5,
+            no_work_recheck_s: 60,
+            upload: UploadConfig::default(),
+            log: super::orchestrator::LogConfig::default(),
+        }
+    }
+}
+
+/// Placeholders `build_command` may use.
+pub const PLACEHOLDERS: &[&str] = &["{atom}", "{category}", "{name}", "{version}", "{pkgdir}"];
+
+impl DroneConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: DroneConfig = load_file(path)?;
+        cfg.apply_env();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn apply_env(&mut self) {
+        self.token = env_override("BUILD_SWARM_DRONE_TOKEN", self.token.take());
+    }
+
+    pub fn token(&self) -> Result<String, ConfigError> {
+        self.token.clone().ok_or_else(|| ConfigError::Missing {
+            key: "token".into(),
+            hint: " (set it or BUILD_SWARM_DRONE_TOKEN)".into(),
+        })
+    }
+
+    /// Checks an upload target the drone will use (its own, or the one the orchestrator
+    /// announced) against the rsync options.
+    pub fn check_target(&self, target: &str) -> Result<(), ConfigError> {
+        let key = if self.upload.target.is_some() {
+            "upload.rsync_options"
+        } else {
+            "upload.rsync_options (with the orchestrator's upload_target)"
+        };
+        check_rsync_options(key, &self.upload.rsync_options, target)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::actors::drone_registry::check_drone_name(&self.name)
+            .map_err(|e| ConfigError::invalid("name", e.to_string()))?;
+        if self.gateway.is_none() && self.orchestrator.is_none() {
+            return Err(ConfigError::Missing {
+                key: "orchestrator".into(),
+                hint: " (or `gateway`): the drone needs to know where to get work".into(),
+            });
+        }
+        for (key, url) in [
+            ("gateway", &self.gateway),
+            ("orchestrator", &self.orchestrator),
+        ] {
+            if let Some(url) = url {
+                check_url(key, url)?;
+            }
+        }
+        self.token()?;
+        if self.slots == 0 || self.slots > 256 {
+            return Err(ConfigError::invalid("slots", "must be 1-256"));
+        }
+        match self.build_command.first() {
+            None => return Err(ConfigError::invalid("build_command", "must not be empty")),
+            Some(p) if p.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "build_command",
+                    "the program name is empty",
+                ))
+            }
+            _ => {}
+        }
+        for arg in &self.build_command {
+            let mut rest = arg.as_str();
+            while let Some(open) = rest.find('{') {
+                let tail = &rest[open..];
+                let close = tail.find('}').map(|c| c + 1).unwrap_or(tail.len());
+                let ph = &tail[..close];
+                if !PLACEHOLDERS.contains(&ph) {
+                    return Err(ConfigError::invalid(
+                        "build_command",
+                        format!(
+                            "unknown placeholder `{ph}` in `{arg}`; use {}",
+                            PLACEHOLDERS.join(" ")
+                        ),
+                    ));
+                }
+                rest = &tail[close..];
+            }
+        }
+        if self.restart_command.is_empty() {
+            return Err(ConfigError::invalid("restart_command", "must not be empty"));
+        }
+        for (key, v) in [
+            ("build_timeout_s", self.build_timeout_s),
+            ("build_idle_timeout_s", self.build_idle_timeout_s),
+            ("idle_poll_s", self.idle_poll_s),
+            ("upload.stall_timeout_s", self.upload.stall_timeout_s),
+            ("upload.total_timeout_s", self.upload.total_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1 second"));
+            }
+        }
+        if self.pkgdir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("pkgdir", "must not be empty"));
+        }
+        for opt in &self.upload.rsync_options {
+            // Options that would defeat the one-file, never-half-written upload.
+            let name = opt.split('=').next().unwrap_or(opt);
+            if [
+                "--partial",
+                "--inplace",
+                "--append",
+                "--append-verify",
+                "--partial-dir",
+                "--delete",
+                "-P",
+            ]
+            .contains(&name)
+            {
+                return Err(ConfigError::invalid(
+                    "upload.rsync_options",
+                    format!("`{opt}` is not allowed: a killed transfer must never leave a half file under the final name, and uploads never delete"),
+                ));
+            }
+        }
+        if let Some(target) = &self.upload.target {
+            if target.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "upload.target",
+                    "must not be empty when set",
+                ));
+            }
+            check_rsync_options("upload.rsync_options", &self.upload.rsync_options, target)?;
+            if target_kind(target) == TargetKind::Daemon {
+                return Err(ConfigError::invalid(
+                    "upload.target",
+                    "rsync daemon targets are not supported: use a local path or [user@]host:path over ssh",
+                ));
+            }
+        }
+        crate::logging::parse_level(&self.log.level).ok_or_else(|| {
+            ConfigError::invalid(
+                "log.level",
+                format!("`{}` is not a log level", self.log.level),
+            )
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_toml;
+
+    fn parse(text: &str) -> Result<DroneConfig, ConfigError> {
+        let cfg: DroneConfig = parse_toml(text, Path::new("d.toml"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    const BASE: &str = "name = \"d1\"\norchestrator = \"http://o:8080\"\ntoken = \"t\"\n";
+
+    #[test]
+    fn defaults() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.upload.stall_timeout_s, 300);
+        assert_eq!(c.upload.total_timeout_s, 600);
+        assert_eq!(
+            c.restart_command,
+            vec!["rc-service", "swarm-drone", "restart"]
+        );
+        assert!(c.upload.ssh_options.contains(&"BatchMode=yes".to_string()));
+    }
+
+    #[test]
+    fn contimeout_with_an_ssh_target_is_refused() {
+        let err = parse(&format!(
+            "{BASE}[upload]\ntarget = \"root@orch:/var/cache/build-swarm/staging\"\nrsync_options = [\"--contimeout=30\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--contimeout"), "{err}");
+        assert!(err.contains("upload.rsync_options"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse(&format!(
+            "{BASE}build_command = [\"emerge\", \"={{atm}}\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("{atm}"), "{err}");
+        let err = parse(&format!(
+            "{BASE}[upload]\nrsync_options = [\"--inplace\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--inplace"), "{err}");
+        let err = parse("name = \"d1\"\ntoken = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orchestrator"), "{err}");
+        let err = parse(&format!("{BASE}slots = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slots"), "{err}");
+    }
+}

@@ -1,0 +1,358 @@
+//! `swarm-drone` as a real process against a real orchestrator, uploading with real rsync
+//! to a local staging directory: the one-artifact upload, hung builds, an orchestrator
+//! that goes away for 20 s, operator control, start-up refusals. (The multi-host test over
+//! ssh in network namespaces is `tests/drone_multihost.rs`.)
+
+mod common;
+
+use build_swarm::api::ControlAction;
+use build_swarm::domain::PackageState;
+use build_swarm::publish::sha256_file;
+use common::*;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn have_rsync() -> bool {
+    std::process::Command::new("rsync")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// rsync is installed by scripts/install-deps; without it these tests cannot run.
+fn require_rsync() -> bool {
+    if have_rsync() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "rsync is missing in CI: scripts/install-deps must install it"
+    );
+    eprintln!("SKIPPED: rsync is not installed (run scripts/install-deps)");
+    false
+}
+
+#[actix_web::test]
+async fn drones_build_and_publish_only_the_one_artifact() {
+    if !require_rsync() {
+        return;
+    }
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 4).await;
+    let set: String = (0..10)
+        .map(|i| format!("app-misc/pkg{i}-1.{i}\n"))
+        .collect();
+    app.admin().submit(set.into_bytes()).await.unwrap();
+    let env = [("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "64")];
+    let c1 = drone_config(app.dir.path(), "d1", &app.url, "", "");
+    let c2 = drone_config(
+        app.dir.path(),
+        "d2",
+        &app.url,
+        "",
+        "[upload]\nstall_timeout_s = 30\n",
+    );
+    // A large unrelated file in PKGDIR that must never be sent (seed bug #3).
+    let junk = app
+        .dir
+        .path()
+        .join("d1/pkgdir/app-misc/unrelated-9.9.gpkg.tar");
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    std::fs::write(&junk, vec![7u8; 20 * 1024 * 1024]).unwrap();
+    let _d1 = spawn_drone(&c1, &env);
+    let _d2 = spawn_drone(&c2, &env);
+    let anon = app.anon();
+    wait_for(60, "all 10 packages built", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 10)
+    })
+    .await;
+    for i in 0..10 {
+        let rel = format!("app-misc/pkg{i}-1.{i}.gpkg.tar");
+        let published = sha256_file(&app.binhost().join(&rel)).unwrap();
+        let built_by = [
+            app.dir.path().join("d1/pkgdir").join(&rel),
+            app.dir.path().join("d2/pkgdir").join(&rel),
+        ];
+        assert!(
+            built_by
+                .iter()
+                .any(|p| sha256_file(p).ok() == Some(published.clone())),
+            "{rel}: published bytes match the drone's artifact"
+        );
+    }
+    let sent_junk = walk(&app.staging())
+        .chain(walk(&app.binhost()))
+        .any(|p| p.contains("unrelated"));
+    assert!(!sent_junk, "the unrelated PKGDIR file was uploaded");
+    // Both drones worked and report their state.
+    let drones = anon.drones().await.unwrap().drones;
+    assert_eq!(drones.len(), 2);
+    assert!(drones
+        .iter()
+        .all(|d| d.aliases.len() == 1 && d.host.ends_with(".example")));
+    wait_for(10, "drone log lines reach the orchestrator", || async {
+        anon.drone_logs("d1", 500)
+            .await
+            .is_ok_and(|l| l.lines.iter().any(|l| l.contains("upload finished")))
+    })
+    .await;
+    let logs = anon.drone_logs("d1", 500).await.unwrap().lines;
+    let unique: std::collections::HashSet<&String> = logs.iter().collect();
+    assert_eq!(unique.len(), logs.len(), "each log line arrives once");
+    app.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Box<dyn Iterator<Item = String>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Box::new(std::iter::empty());
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    Box::new(out.into_iter())
+}
+
+#[actix_web::test]
+async fn a_build_silent_for_the_idle_timeout_is_killed_with_its_children() {
+    if !require_rsync() {
+        return;
+    }
+    // One build failure is final here, so no second attempt starts a new build.
+    let app = spawn_app(|c| c.policy.build_failure_drones = 1).await;
+    app.admin()
+        .submit(b"app-misc/hangs-1.0\n".to_vec())
+        .await
+        .unwrap();
+    let cfg = drone_config(app.dir.path(), "d1", &app.url, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("build_idle_timeout_s = 30", "build_idle_timeout_s = 2");
+    std::fs::write(&cfg, text).unwrap();
+    let _d = spawn_drone(
+        &cfg,
+        &[("STANDIN_SILENT", "hangs"), ("STANDIN_SECONDS", "0.1")],
+    );
+    let anon = app.anon();
+    wait_for(30, "the hung build reported", || async {
+        anon.packages(None)
+            .await
+            .is_ok_and(|l| l.packages[0].state == PackageState::Failed)
+    })
+    .await;
+    let pkg = &anon.packages(None).await.unwrap().packages[0];
+    assert_eq!(pkg.attempts, 1);
+    assert!(
+        pkg.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("build_idle_timeout_s"),
+        "{:?}",
+        pkg.reason
+    );
+    // The build's child (sleep 100000) died with it.
+    let survivors = processes_matching("sleep 100000");
+    assert!(survivors.is_empty(), "left behind: {survivors:?}");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_result_is_reported_once_the_orchestrator_is_back_after_20_seconds() {
+    if !require_rsync() {
+        return;
+    }
+    // The orchestrator is a real process here, so it can really go away.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut ocfg = test_config(dir.path());
+    ocfg.listen = format!("127.0.0.1:{port}");
+    let orch_toml = format!(
+        "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nstaging_dir = \"{}\"\nbinhost_dir = \"{}\"\n[auth]\nadmin_token = \"{ADMIN}\"\ndrone_token = \"{DRONE}\"\n",
+        ocfg.state_dir.display(),
+        ocfg.staging_dir.display(),
+        ocfg.binhost_dir.display()
+    );
+    std::fs::write(dir.path().join("o.toml"), orch_toml).unwrap();
+    let start_orch = || {
+        tokio::process::Command::new(ORCH_BIN)
+            .arg("--config")
+            .arg(dir.path().join("o.toml"))
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut orch = start_orch();
+    let anon = build_swarm::client::ApiClient::new(&url, None);
+    wait_for(20, "orchestrator up", || async {
+        anon.healthz().await.is_ok()
+    })
+    .await;
+    build_swarm::client::ApiClient::new(&url, Some(ADMIN.into()))
+        .submit(b"app-misc/slow-1.0\n".to_vec())
+        .await
+        .unwrap();
+    let cfg = drone_config(dir.path(), "d1", &url, "", "");
+    let _d = spawn_drone(&cfg, &[("STANDIN_SECONDS", "3")]);
+    wait_for(20, "the package claimed", || async {
+        anon.status().await.is_ok_and(|s| s.counts.building == 1)
+    })
+    .await;
+    orch.kill().await.unwrap();
+    // The drone finishes its build and upload while nobody answers...
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(dir.path().join("d1/drone.log")).unwrap();
+    assert!(
+        log.contains("upload finished"),
+        "the drone finished while the orchestrator was away"
+    );
+    assert!(
+        log.contains("cannot report yet, keeping the result"),
+        "{log}"
+    );
+    // ...and reports once it is back.
+    let _orch = start_orch();
+    wait_for(
+        60,
+        "the package built after the orchestrator came back",
+        || async { anon.status().await.is_ok_and(|s| s.counts.built == 1) },
+    )
+    .await;
+    assert!(dir
+        .path()
+        .join("binhost/app-misc/slow-1.0.gpkg.tar")
+        .exists());
+}
+
+#[actix_web::test]
+async fn restart_pause_and_resume_from_the_operator() {
+    if !require_rsync() {
+        return;
+    }
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 4).await;
+    let set: String = (0..4).map(|i| format!("app-misc/r{i}-1\n")).collect();
+    app.admin().submit(set.into_bytes()).await.unwrap();
+    let cfg = drone_config(app.dir.path(), "d1", &app.url, "", "");
+    let mut drone = spawn_drone(&cfg, &[("STANDIN_SECONDS", "4")]);
+    let pid = drone.id().unwrap();
+    let anon = app.anon();
+    wait_for(20, "building", || async {
+        anon.status().await.is_ok_and(|s| s.counts.building >= 1)
+    })
+    .await;
+    app.admin()
+        .control("d1", ControlAction::Restart)
+        .await
+        .unwrap();
+    // The running builds are cancelled (no failure counted), the drone re-executes itself
+    // (same pid) and registers again.
+    wait_for(30, "re-registered after restart", || async {
+        std::fs::read_to_string(app.dir.path().join("d1/drone.log"))
+            .is_ok_and(|l| l.matches("drone starting").count() >= 2)
+    })
+    .await;
+    assert!(
+        drone.try_wait().unwrap().is_none(),
+        "the drone process is still alive"
+    );
+    assert_eq!(drone.id(), Some(pid));
+    let pkgs = anon.packages(None).await.unwrap().packages;
+    assert!(
+        pkgs.iter().all(|p| p.attempts == 0),
+        "a cancellation is not a failure: {pkgs:?}"
+    );
+    let d = anon.drone("d1").await.unwrap();
+    assert_eq!(d.failures, 0);
+
+    app.admin()
+        .control("d1", ControlAction::Pause)
+        .await
+        .unwrap();
+    wait_for(20, "paused drone drained", || async {
+        anon.status()
+            .await
+            .is_ok_and(|s| s.counts.building == 0 && s.counts.uploading == 0)
+    })
+    .await;
+    let built = anon.status().await.unwrap().counts.built;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = anon.status().await.unwrap();
+    assert_eq!(
+        (s.counts.built, s.counts.building),
+        (built, 0),
+        "a paused drone claims nothing"
+    );
+    app.admin()
+        .control("d1", ControlAction::Resume)
+        .await
+        .unwrap();
+    wait_for(60, "all built after resume", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 4)
+    })
+    .await;
+    let states: Vec<PackageState> = anon
+        .packages(None)
+        .await
+        .unwrap()
+        .packages
+        .iter()
+        .map(|p| p.state)
+        .collect();
+    assert!(states.iter().all(|s| *s == PackageState::Built));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn contimeout_with_an_ssh_target_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = drone_config(
+        dir.path(),
+        "d1",
+        "http://127.0.0.1:9",
+        "",
+        "[upload]\ntarget = \"root@orch.example:/var/cache/build-swarm/staging\"\nrsync_options = [\"--contimeout=30\"]\n",
+    );
+    let out = tokio::process::Command::new(DRONE_BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--contimeout") && err.contains("ssh"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The orchestrator announces an ssh upload target; a drone whose rsync options only work
+/// with an rsync daemon refuses to run rather than fail every upload.
+#[actix_web::test]
+async fn contimeout_is_refused_against_the_orchestrators_ssh_target_too() {
+    let app =
+        spawn_app(|c| c.upload_target = "root@orch.example:/var/cache/build-swarm/staging".into())
+            .await;
+    let cfg = drone_config(
+        app.dir.path(),
+        "d1",
+        &app.url,
+        "",
+        "[upload]\nrsync_options = [\"--contimeout=30\"]\n",
+    );
+    let mut d = spawn_drone(&cfg, &[]);
+    let status = tokio::time::timeout(Duration::from_secs(20), d.wait())
+        .await
+        .expect("drone exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    app.stop().await;
+}
