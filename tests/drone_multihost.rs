@@ -1,0 +1,496 @@
+//! Multi-host: the orchestrator and two drones on separate hosts (network namespaces
+//! joined by veth pairs), drones uploading over ssh to a real OpenSSH server on the
+//! orchestrator's host with real rsync. Needs root (CI runs as root); outside root these
+//! tests say they were skipped, and with CI=true a skip is a failure.
+
+mod common;
+
+use build_swarm::client::ApiClient;
+use build_swarm::publish::sha256_file;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs a command that must succeed (setup steps).
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn can_run() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = Path::new("/usr/sbin/sshd").exists()
+        && Command::new("ip")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+        && Command::new("rsync")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+        && Command::new("ssh-keygen")
+            .arg("-?")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+    if root && tools {
+        return true;
+    }
+    let why = if !root {
+        "needs root (network namespaces)"
+    } else {
+        "needs ip, sshd, ssh-keygen and rsync (scripts/install-deps)"
+    };
+    assert!(
+        std::env::var("CI").is_err(),
+        "multi-host test cannot run in CI: {why}"
+    );
+    eprintln!("SKIPPED: multi-host drone test {why}");
+    false
+}
+
+/// Three hosts: `orch` (orchestrator + sshd), `d1`, `d2`; plus a link from the test's own
+/// namespace to `orch`.
+struct Lab {
+    ns: [String; 3],
+    net: u8,
+    dir: tempfile::TempDir,
+    children: Vec<tokio::process::Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.start_kill();
+        }
+        // The stopped `rsync --server` of the stall test, and anything else left in the lab.
+        for (pid, _) in processes_matching(&self.dir.path().display().to_string()) {
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+impl Lab {
+    fn new(test_no: u8) -> Lab {
+        let tag = format!("{}{}", std::process::id() % 10000, test_no);
+        let ns = [
+            format!("bso{tag}"),
+            format!("bsa{tag}"),
+            format!("bsb{tag}"),
+        ];
+        let net = 200 + (std::process::id() % 18) as u8 * 3 + test_no;
+        for n in &ns {
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "netns", "exec", n, "ip", "link", "set", "lo", "up"]);
+        }
+        let lab = Lab {
+            ns,
+            net,
+            dir: tempfile::tempdir().expect("tempdir"),
+            children: Vec::new(),
+        };
+        // link 0: this namespace <-> orch; link 1: orch <-> d1; link 2: orch <-> d2
+        let (o, a, b) = (lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone());
+        for (i, far) in [(0u8, None), (1, Some(&a)), (2, Some(&b))] {
+            let (x, y) = (format!("vx{tag}{i}"), format!("vy{tag}{i}"));
+            sh(&["ip", "link", "add", &x, "type", "veth", "peer", "name", &y]);
+            sh(&["ip", "link", "set", &y, "netns", &o]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &o,
+                "ip",
+                "addr",
+                "add",
+                &format!("10.{net}.{i}.1/24"),
+                "dev",
+                &y,
+            ]);
+            sh(&["ip", "netns", "exec", &o, "ip", "link", "set", &y, "up"]);
+            match far {
+                None => {
+                    sh(&[
+                        "ip",
+                        "addr",
+                        "add",
+                        &format!("10.{net}.{i}.2/24"),
+                        "dev",
+                        &x,
+                    ]);
+                    sh(&["ip", "link", "set", &x, "up"]);
+                }
+                Some(far) => {
+                    sh(&["ip", "link", "set", &x, "netns", far]);
+                    sh(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        far,
+                        "ip",
+                        "addr",
+                        "add",
+                        &format!("10.{net}.{i}.2/24"),
+                        "dev",
+                        &x,
+                    ]);
+                    sh(&["ip", "netns", "exec", far, "ip", "link", "set", &x, "up"]);
+                }
+            }
+        }
+        lab
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// The drone's veth (upload direction) for `tc`.
+    fn drone_link(&self, drone: usize) -> (String, String) {
+        let tag = &self.ns[0][3..];
+        (self.ns[drone].clone(), format!("vx{tag}{drone}"))
+    }
+
+    fn orch_url_from_test(&self) -> String {
+        format!("http://10.{}.0.1:8080", self.net)
+    }
+
+    fn spawn_in(&mut self, ns_index: usize, argv: &[String], env: &[(&str, &str)]) {
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns[ns_index]])
+            .args(argv)
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in namespace");
+        self.children.push(child);
+    }
+
+    /// sshd on the orchestrator host, a key for the drones.
+    fn start_sshd(&mut self) {
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let d = self.dir.path().to_path_buf();
+        sh(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &d.join("host_key").display().to_string(),
+        ]);
+        sh(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &d.join("id_drone").display().to_string(),
+        ]);
+        std::fs::copy(d.join("id_drone.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        let cfg = format!(
+            "Port 22\nListenAddress 0.0.0.0\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), cfg).expect("sshd_config");
+        let argv = vec![
+            "/usr/sbin/sshd".into(),
+            "-D".into(),
+            "-e".into(),
+            "-f".into(),
+            d.join("sshd_config").display().to_string(),
+        ];
+        self.spawn_in(0, &argv, &[]);
+    }
+
+    fn start_orchestrator(&mut self, extra: &str) {
+        let d = self.dir.path().display().to_string();
+        let text = format!(
+            "listen = \"0.0.0.0:8080\"\nname = \"lab\"\nstate_dir = \"{d}/state\"\nstaging_dir = \"{d}/staging\"\nbinhost_dir = \"{d}/binhost\"\n{extra}\n\
+             [auth]\nadmin_token = \"{ADMIN}\"\ndrone_token = \"{DRONE}\"\n[leases]\nheartbeat_ttl_s = 8\n[log]\nlevel = \"debug\"\nfile = \"{d}/orchestrator.log\"\n"
+        );
+        std::fs::write(self.path("orchestrator.toml"), text).expect("config");
+        let argv = vec![
+            ORCH_BIN.into(),
+            "--config".into(),
+            self.path("orchestrator.toml").display().to_string(),
+        ];
+        self.spawn_in(0, &argv, &[]);
+    }
+
+    fn start_drone(&mut self, i: usize, upload: &str, env: &[(&str, &str)]) {
+        let name = format!("d{i}");
+        let orch = format!("http://10.{}.{i}.1:8080", self.net);
+        let ssh = format!(
+            "ssh_identity = \"{}\"\nssh_options = [\"-o\", \"ConnectTimeout=10\", \"-o\", \"ServerAliveInterval=5\", \"-o\", \"BatchMode=yes\", \
+             \"-o\", \"StrictHostKeyChecking=no\", \"-o\", \"UserKnownHostsFile=/dev/null\", \"-o\", \"LogLevel=ERROR\"]\n",
+            self.path("id_drone").display()
+        );
+        let target = format!(
+            "target = \"root@10.{}.{i}.1:{}\"\n",
+            self.net,
+            self.path("staging").display()
+        );
+        let cfg = drone_config(
+            self.dir.path(),
+            &name,
+            &orch,
+            "",
+            &format!("[upload]\n{target}{ssh}{upload}"),
+        );
+        let argv = vec![
+            DRONE_BIN.into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ];
+        self.spawn_in(i, &argv, env);
+    }
+
+    async fn wait_up(&self) -> ApiClient {
+        let c = ApiClient::with_timeout(&self.orch_url_from_test(), None, Duration::from_secs(2));
+        wait_for(20, "orchestrator reachable across the lab", || async {
+            c.healthz().await.is_ok()
+        })
+        .await;
+        c
+    }
+
+    async fn submit(&self, set: &str) {
+        ApiClient::new(&self.orch_url_from_test(), Some(ADMIN.into()))
+            .submit(set.as_bytes().to_vec())
+            .await
+            .expect("submit");
+    }
+
+    fn drone_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.path(&format!("d{i}/drone.log"))).unwrap_or_default()
+    }
+}
+
+fn rx_bytes(ns: &str, dev: &str) -> u64 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            &format!("/sys/class/net/{dev}/statistics/tx_bytes"),
+        ])
+        .output()
+        .expect("read counters");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn twenty_packages_over_ssh_and_never_the_unrelated_200mb_file() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(0);
+    lab.start_sshd();
+    lab.start_orchestrator("");
+    let anon = lab.wait_up().await;
+    let set: String = (0..20)
+        .map(|i| format!("dev-libs/lib{i}-2.{i}\n"))
+        .collect();
+    lab.submit(&set).await;
+    // d1's PKGDIR also holds a 200 MB file of another package, as a real PKGDIR would.
+    let junk = lab.path("d1/pkgdir/dev-libs/huge-1.0.gpkg.tar");
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(&junk).unwrap();
+    f.set_len(200 * 1024 * 1024).unwrap();
+    drop(f);
+    let env = [("STANDIN_SECONDS", "0.3"), ("STANDIN_KB", "512")];
+    lab.start_drone(1, "", &env);
+    lab.start_drone(2, "", &env);
+    wait_for(120, "20 packages built over ssh", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 20)
+    })
+    .await;
+    for i in 0..20 {
+        let rel = format!("dev-libs/lib{i}-2.{i}.gpkg.tar");
+        let published = sha256_file(&lab.path("binhost").join(&rel)).unwrap();
+        let from = [
+            lab.path("d1/pkgdir").join(&rel),
+            lab.path("d2/pkgdir").join(&rel),
+        ];
+        assert!(
+            from.iter()
+                .any(|p| sha256_file(p).ok().as_ref() == Some(&published)),
+            "{rel}"
+        );
+    }
+    assert!(!lab.path("binhost/dev-libs/huge-1.0.gpkg.tar").exists());
+    let (ns, dev) = lab.drone_link(1);
+    let sent = rx_bytes(&ns, &dev);
+    assert!(
+        sent < 60 * 1024 * 1024,
+        "d1 sent {sent} bytes: more than its own packages"
+    );
+    let drones = anon.drones().await.unwrap().drones;
+    assert_eq!(drones.len(), 2);
+}
+
+#[actix_web::test]
+async fn a_stalled_transfer_ends_through_rsync_timeout_and_the_package_is_built_later() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(1);
+    lab.start_sshd();
+    lab.start_orchestrator("");
+    let anon = lab.wait_up().await;
+    lab.submit("media-libs/big-1.0\n").await;
+    // Slow the link so the transfer is still running when the receiver is stopped.
+    let (ns, dev) = lab.drone_link(1);
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate",
+        "8mbit", "burst", "32kbit", "latency", "400ms",
+    ]);
+    lab.start_drone(
+        1,
+        "stall_timeout_s = 3\ntotal_timeout_s = 120\n",
+        &[("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "8192")],
+    );
+    // Stop the receiving `rsync --server` as soon as it exists.
+    let staging = lab.path("staging").display().to_string();
+    let t0 = Instant::now();
+    let stopped = loop {
+        let servers: Vec<u32> = processes_matching("rsync --server")
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(&staging) && !cmd.starts_with("ssh"))
+            .map(|(pid, _)| pid)
+            .collect();
+        if let Some(pid) = servers.first() {
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGSTOP);
+            }
+            break *pid;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no upload started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    wait_for(
+        30,
+        "rsync's own --timeout ends the stalled transfer",
+        || async { lab.drone_log(1).contains("rsync exit 30") },
+    )
+    .await;
+    unsafe {
+        libc::kill(stopped as i32, libc::SIGKILL);
+    }
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", &dev, "root",
+    ]);
+    wait_for(60, "the package built in the end", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 1)
+    })
+    .await;
+    let pkg = &anon.packages(None).await.unwrap().packages[0];
+    assert!(pkg.attempts >= 1, "the stalled attempt was recorded");
+}
+
+#[actix_web::test]
+async fn a_slow_transfer_past_total_timeout_is_killed_by_the_supervisor() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(2);
+    lab.start_sshd();
+    lab.start_orchestrator("");
+    let anon = lab.wait_up().await;
+    lab.submit("media-libs/slow-1.0\n").await;
+    let (ns, dev) = lab.drone_link(1);
+    // 4 MiB at 1 Mbit/s takes ~35 s: it keeps moving (no stall), but too long.
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate",
+        "1mbit", "burst", "32kbit", "latency", "400ms",
+    ]);
+    lab.start_drone(
+        1,
+        "stall_timeout_s = 60\ntotal_timeout_s = 4\n",
+        &[("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "4096")],
+    );
+    // Watch the drone's rsync client and its ssh: when they appear, and when they are gone.
+    // (Other tests run in parallel with their own lease-1: match this lab's staging path.)
+    let lease_dir = format!("{}/lease-1/", lab.path("staging").display());
+    let is_upload = |cmd: &str| {
+        (cmd.starts_with("rsync -a") || cmd.starts_with("ssh ")) && cmd.contains(&lease_dir)
+    };
+    let t0 = Instant::now();
+    let started = loop {
+        if processes_matching("lease-1")
+            .iter()
+            .any(|(_, c)| is_upload(c))
+        {
+            break Instant::now();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no upload started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ended = loop {
+        if !processes_matching("lease-1")
+            .iter()
+            .any(|(_, c)| is_upload(c))
+        {
+            break Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the upload was never killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lived = ended - started;
+    assert!(
+        lived >= Duration::from_millis(3500) && lived <= Duration::from_millis(6500),
+        "killed {lived:?} after it started; total_timeout_s is 4"
+    );
+    wait_for(10, "the kill reported", || async {
+        lab.drone_log(1)
+            .contains("killed by the supervisor after total_timeout_s")
+    })
+    .await;
+    // Nothing of that upload is left on the drone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left: Vec<_> = processes_matching("lease-1")
+        .into_iter()
+        .filter(|(_, c)| is_upload(c))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The orchestrator took the package back; with the link fast again it gets built.
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", &dev, "root",
+    ]);
+    wait_for(90, "built after the slow link is fixed", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 1)
+    })
+    .await;
+}
