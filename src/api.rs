@@ -74,6 +74,18 @@ pub struct Status {
     pub counts: PackageCounts,
     pub progress_pct: f64,
     pub drones: DroneCounts,
+    /// Set while failures are treated as a fault of the swarm, not of its drones.
+    #[serde(default)]
+    pub central_fault: Option<CentralFault>,
+}
+
+/// Failures across the fleet that are not any one drone's fault (upload target down,
+/// orchestrator disk full, …).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CentralFault {
+    /// Unix seconds.
+    pub since: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -145,6 +157,9 @@ pub struct DroneInfo {
     pub version: String,
     #[serde(default)]
     pub grounded_reason: Option<String>,
+    /// The breaker is half-open: the drone is on (or waiting for) its probe lease.
+    #[serde(default)]
+    pub probing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

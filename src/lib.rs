@@ -10,6 +10,7 @@
 pub mod actors;
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod drone;

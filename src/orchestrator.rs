@@ -2,12 +2,13 @@
 //! `Orchestrator::start` is what the binary and the in-process tests both call (tests bind
 //! port 0 and read the port back).
 
-use crate::actors::circuit_breaker::CircuitBreaker;
+use crate::actors::circuit_breaker::{BreakerSettings, CircuitBreaker};
 use crate::actors::drone_registry::{DroneRegistry, RegistrySettings, Restore};
 use crate::actors::package_queue::{PackageQueue, Peers, QueueSettings};
 use crate::actors::publish_hook::PublishHook;
 use crate::actors::store::{Store, StoreError};
 use crate::actors::upload_supervisor::UploadSupervisor;
+use crate::clock::SharedClock;
 use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::{self, AppState};
 use actix::prelude::*;
@@ -58,6 +59,17 @@ impl Orchestrator {
         log: Logger,
         handle_signals: bool,
     ) -> Result<Orchestrator, StartError> {
+        Self::start_with_clock(cfg, log, handle_signals, crate::clock::real()).await
+    }
+
+    /// As [`Orchestrator::start`], with the clock the breaker and the retry backoff use
+    /// (tests move a manual one forward instead of waiting).
+    pub async fn start_with_clock(
+        cfg: OrchestratorConfig,
+        log: Logger,
+        handle_signals: bool,
+        clock: SharedClock,
+    ) -> Result<Orchestrator, StartError> {
         let tokens = cfg.tokens()?;
         let addr = cfg.listen_addr()?;
         for dir in [&cfg.state_dir, &cfg.staging_dir, &cfg.binhost_dir] {
@@ -93,7 +105,6 @@ impl Orchestrator {
             },
         });
 
-        let breaker = CircuitBreaker::new(cfg.breaker.clone(), log.clone()).start();
         let hook = PublishHook::new(
             cfg.publish_command.clone(),
             Duration::from_secs(cfg.publish_timeout_s),
@@ -115,20 +126,32 @@ impl Orchestrator {
             heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
             build_failure_drones: cfg.policy.build_failure_drones,
             max_infra_retries: cfg.policy.max_infra_retries,
+            infra_backoff: Duration::from_secs(cfg.policy.infra_backoff_s),
+            clock: clock.clone(),
         };
+        let breaker_settings = BreakerSettings::from(&cfg.breaker);
         let registry_settings = RegistrySettings {
             heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
             upload_target: cfg.effective_upload_target(),
         };
         let mut registry_slot = None;
+        let mut breaker_slot = None;
         let queue = {
-            let breaker = breaker.clone();
             let hook = hook.clone();
             let log = log.clone();
             let store = store.clone();
             let registry_slot = &mut registry_slot;
+            let breaker_slot = &mut breaker_slot;
             PackageQueue::create(move |ctx| {
                 let supervisor = UploadSupervisor::new(ctx.address().recipient()).start();
+                let breaker = CircuitBreaker::new(
+                    breaker_settings,
+                    clock,
+                    Some(ctx.address().recipient()),
+                    log.clone(),
+                )
+                .start();
+                *breaker_slot = Some(breaker.clone());
                 let registry = DroneRegistry::new(
                     registry_settings,
                     ctx.address(),
@@ -154,6 +177,8 @@ impl Orchestrator {
         };
         let registry = registry_slot
             .ok_or_else(|| StartError::Interrupted("registry did not start".into()))?;
+        let breaker = breaker_slot
+            .ok_or_else(|| StartError::Interrupted("circuit breaker did not start".into()))?;
         registry.do_send(Restore {
             drones,
             with_leases,

@@ -7,7 +7,7 @@
 //! `GetDrone` and `CountDrones` for reads (it asks the breaker and the queue, which never
 //! call back into it), `Restore` once at start-up.
 
-use crate::actors::circuit_breaker::{CircuitBreaker, HealthReport, HealthView};
+use crate::actors::circuit_breaker::{CircuitBreaker, FleetSize, HealthReport, HealthView};
 use crate::actors::drone_session::{
     DroneSession, PushCommand, SessionPeers, SessionSummary, Shutdown,
 };
@@ -152,6 +152,12 @@ impl DroneRegistry {
             .insert(summary.name.clone(), Entry { addr, summary });
     }
 
+    /// The breaker's fleet guard needs the number of online drones.
+    fn tell_fleet_size(&self) {
+        let online = self.sessions.values().filter(|e| e.summary.online).count();
+        self.breaker.do_send(FleetSize { online });
+    }
+
     fn info(
         summary: &SessionSummary,
         health: Option<&HealthView>,
@@ -184,6 +190,7 @@ impl DroneRegistry {
             grounded_reason: health
                 .filter(|h| h.grounded_until.is_some())
                 .and_then(|h| h.reason.clone()),
+            probing: health.is_some_and(|h| h.probing),
         }
     }
 
@@ -252,6 +259,7 @@ impl Handler<Register> for DroneRegistry {
             drone: summary.name.clone(),
         });
         self.start_session(summary, ctx);
+        self.tell_fleet_size();
         let ttl = self.settings.heartbeat_ttl.as_secs();
         Ok(RegisterResponse {
             name: r.name,
@@ -274,13 +282,18 @@ impl Handler<Lookup> for DroneRegistry {
 impl Handler<SessionChanged> for DroneRegistry {
     type Result = ();
     fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
-        if let Some(e) = self.sessions.get_mut(&msg.0.name) {
-            let persist = e.summary.paused != msg.0.paused || e.summary.online != msg.0.online;
-            e.summary = msg.0;
-            if persist {
-                self.store
-                    .do_send(Commit(vec![Write::Drone(e.summary.row())]));
-            }
+        let Some(e) = self.sessions.get_mut(&msg.0.name) else {
+            return;
+        };
+        let online_changed = e.summary.online != msg.0.online;
+        let persist = e.summary.paused != msg.0.paused || online_changed;
+        e.summary = msg.0;
+        if persist {
+            self.store
+                .do_send(Commit(vec![Write::Drone(e.summary.row())]));
+        }
+        if online_changed {
+            self.tell_fleet_size();
         }
     }
 }

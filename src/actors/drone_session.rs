@@ -9,7 +9,7 @@
 //! deadline timer carries a generation; a timer from before the latest heartbeat does
 //! nothing.
 
-use crate::actors::circuit_breaker::{CircuitBreaker, MayClaim};
+use crate::actors::circuit_breaker::{CircuitBreaker, MayClaim, ProbeUnused};
 use crate::actors::drone_registry::{DroneRegistry, SessionChanged};
 use crate::actors::package_queue::{
     CheckLeases, ClaimPackage, PackageQueue, QueueError, ReclaimDrone,
@@ -231,20 +231,27 @@ impl Handler<Claim> for DroneSession {
         let queue = self.peers.queue.clone();
         Box::pin(
             async move {
-                match breaker
+                let admission = match breaker
                     .send(MayClaim {
                         drone: drone.clone(),
                     })
                     .await
                 {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_grounded)) => return Ok(None),
+                    Ok(Ok(a)) => a,
+                    Ok(Err(_refused)) => return Ok(None),
                     Err(e) => return Err(QueueError::Busy(format!("circuit breaker: {e}"))),
-                }
-                queue
-                    .send(ClaimPackage { drone, slots })
+                };
+                let claimed = queue
+                    .send(ClaimPackage {
+                        drone: drone.clone(),
+                        slots,
+                    })
                     .await
-                    .map_err(|e| QueueError::Busy(format!("package queue: {e}")))?
+                    .map_err(|e| QueueError::Busy(format!("package queue: {e}")))?;
+                if admission.probe && !matches!(claimed, Ok(Some(_))) {
+                    breaker.do_send(ProbeUnused { drone });
+                }
+                claimed
             }
             .into_actor(self),
         )

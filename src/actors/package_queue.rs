@@ -18,7 +18,7 @@
 //! breaker, `ForDrone` (cancel commands) to the registry, `Published` to the publish hook —
 //! all fire-and-forget, so nothing it awaits can wait on it.
 
-use crate::actors::circuit_breaker::{CircuitBreaker, Outcome, RecordOutcome};
+use crate::actors::circuit_breaker::{CircuitBreaker, FaultChanged, Outcome, RecordOutcome};
 use crate::actors::drone_registry::{DroneRegistry, ForDrone};
 use crate::actors::publish_hook::{PublishHook, Published as HookPublished};
 use crate::actors::store::{Commit, LeasePhase, LeaseRow, PackageRow, Snapshot, Store, Write};
@@ -28,6 +28,7 @@ use crate::api::{
     LeaseId, LeaseView, PackageCounts, PackageInfo, PackageList, PackageLog, RetryRequest,
     RetryResult, SubmitResult, WorkAssignment,
 };
+use crate::clock::SharedClock;
 use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
 use crate::process::tail_str;
 use crate::publish::{self, join_inside, PublishError, PublishJob, Published};
@@ -64,7 +65,7 @@ pub enum QueueError {
 }
 
 /// What the queue needs to know of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QueueSettings {
     pub staging_dir: PathBuf,
     pub binhost_dir: PathBuf,
@@ -73,7 +74,13 @@ pub struct QueueSettings {
     pub heartbeat_ttl: Duration,
     pub build_failure_drones: u32,
     pub max_infra_retries: u32,
+    /// First wait after an infrastructure failure; doubles per further failure.
+    pub infra_backoff: Duration,
+    pub clock: SharedClock,
 }
+
+/// Longest wait after infrastructure failures.
+const MAX_INFRA_BACKOFF: Duration = Duration::from_secs(600);
 
 // ---------------------------------------------------------------- messages
 
@@ -205,6 +212,8 @@ struct Package {
     lease: Option<LeaseId>,
     /// A completion is being verified; another one must wait.
     publishing: bool,
+    /// Not handed out before this (backoff after infrastructure failures).
+    not_before: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -262,6 +271,9 @@ pub struct PackageQueue {
     breaker: Addr<CircuitBreaker>,
     registry: Addr<DroneRegistry>,
     hook: Addr<PublishHook>,
+    /// The breaker reports a central fault: infrastructure failures now are not the
+    /// packages' fault and do not use up their retries.
+    central_fault: bool,
     log: Logger,
 }
 
@@ -313,6 +325,7 @@ impl PackageQueue {
             breaker: peers.breaker,
             registry: peers.registry,
             hook: peers.hook,
+            central_fault: false,
             log,
         };
         for row in snap.packages {
@@ -356,6 +369,7 @@ impl PackageQueue {
                 unbuilt: 0,
                 lease: None,
                 publishing: false,
+                not_before: None,
             });
         }
         let n = q.packages.len() as u32;
@@ -500,7 +514,11 @@ impl PackageQueue {
             if self.packages[r.id as usize].state != PackageState::Queued {
                 continue; // stale heap entry
             }
-            if self.eligible(r.id, drone) {
+            let now = self.settings.clock.now();
+            let backing_off = self.packages[r.id as usize]
+                .not_before
+                .is_some_and(|t| t > now);
+            if !backing_off && self.eligible(r.id, drone) {
                 found = Some(r.id);
                 break;
             }
@@ -591,7 +609,8 @@ impl PackageQueue {
         }
     }
 
-    /// The package's current attempt ended without an artifact.
+    /// The package's current attempt ended without an artifact. `backoff`: wait before
+    /// handing it out again (a failed upload); not for work reclaimed from a lost drone.
     fn attempt_failed(
         &mut self,
         id: u32,
@@ -599,9 +618,13 @@ impl PackageQueue {
         drone: &str,
         reason: &str,
         log_tail: &str,
+        backoff: bool,
     ) {
         let policy_drones = self.settings.build_failure_drones;
         let max_infra = self.settings.max_infra_retries;
+        let central_fault = self.central_fault;
+        let infra_backoff = self.settings.infra_backoff;
+        let now = self.settings.clock.now();
         let p = &mut self.packages[id as usize];
         if !log_tail.is_empty() {
             p.log_tail = Some(tail_str(log_tail, LOG_TAIL_BYTES).to_string());
@@ -632,7 +655,14 @@ impl PackageQueue {
             }
             FailureKind::Infra => {
                 p.attempts += 1;
-                p.infra_failures += 1;
+                if !central_fault {
+                    p.infra_failures += 1;
+                }
+                let doublings = p.infra_failures.saturating_sub(1).min(16);
+                let wait = infra_backoff
+                    .saturating_mul(1 << doublings)
+                    .min(MAX_INFRA_BACKOFF);
+                p.not_before = backoff.then_some(now + wait);
                 if p.infra_failures > max_infra {
                     Some(format!(
                         "gave up after {} infrastructure failures; last: {reason}",
@@ -672,8 +702,25 @@ impl PackageQueue {
         }
     }
 
-    fn mark_built(&mut self, id: u32, path: String, size: u64, sha256: String) {
+    fn mark_built(&mut self, id: u32, builder: &str, path: String, size: u64, sha256: String) {
+        // Build failures elsewhere turn out to be those drones' fault: only now do they
+        // count against them (a poison package's failures never do).
+        let atom = self.packages[id as usize].atom_str.clone();
+        for d in self.packages[id as usize]
+            .failed_on
+            .iter()
+            .filter(|d| *d != builder)
+        {
+            self.breaker.do_send(RecordOutcome {
+                drone: d.clone(),
+                outcome: Outcome::Failure {
+                    kind: FailureKind::Build,
+                    reason: format!("{atom} failed to build here but built on {builder}"),
+                },
+            });
+        }
         let p = &mut self.packages[id as usize];
+        p.not_before = None;
         p.path = Some(path);
         p.size = Some(size);
         p.sha256 = Some(sha256.to_ascii_lowercase());
@@ -872,6 +919,7 @@ impl PackageQueue {
                 unbuilt: 0,
                 lease: None,
                 publishing: false,
+                not_before: None,
             });
             self.counts[PackageState::Waiting.index()] += 1;
             self.by_atom.insert(atom_str.clone(), id);
@@ -994,6 +1042,7 @@ impl PackageQueue {
             }
             let p = &mut self.packages[id as usize];
             p.failed_on.clear();
+            p.not_before = None;
             p.infra_failures = 0;
             p.attempts = 0;
             p.reason = None;
@@ -1096,6 +1145,19 @@ impl Actor for PackageQueue {
         }
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         ctx.notify(Sweep);
+    }
+}
+
+impl Handler<FaultChanged> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: FaultChanged, _: &mut Self::Context) {
+        self.central_fault = msg.central;
+        if !msg.central {
+            // The fault is over: what waited out a backoff because of it may go now.
+            for p in &mut self.packages {
+                p.not_before = None;
+            }
+        }
     }
 }
 
@@ -1212,14 +1274,18 @@ impl Handler<Fail> for PackageQueue {
                 &drone,
                 &msg.req.reason,
                 &msg.req.log_tail,
+                true,
             );
-            self.breaker.do_send(RecordOutcome {
-                drone,
-                outcome: Outcome::Failure {
-                    kind: msg.req.kind,
-                    reason: msg.req.reason.clone(),
-                },
-            });
+            // A build failure is held back until it is known whose fault it was.
+            if msg.req.kind != FailureKind::Build {
+                self.breaker.do_send(RecordOutcome {
+                    drone,
+                    outcome: Outcome::Failure {
+                        kind: msg.req.kind,
+                        reason: msg.req.reason.clone(),
+                    },
+                });
+            }
             Ok(Ack {
                 ok: true,
                 stale: false,
@@ -1332,7 +1398,7 @@ impl Handler<Complete> for PackageQueue {
                             if let Some(other) = act.packages[pkg as usize].lease {
                                 act.end_lease(other, true);
                             }
-                            act.mark_built(pkg, req.path.clone(), req.size, req.sha256.clone());
+                            act.mark_built(pkg, &drone, req.path.clone(), req.size, req.sha256.clone());
                             act.packages[pkg as usize].drone = Some(drone.clone());
                             info!(act.log, "published"; "atom" => &act.packages[pkg as usize].atom_str,
                                   "drone" => &drone, "path" => &req.path, "size" => req.size,
@@ -1361,7 +1427,7 @@ impl Handler<Complete> for PackageQueue {
                                 act.end_lease(lease_id, false);
                             }
                             if current {
-                                act.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "");
+                                act.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
                             }
                             act.breaker.do_send(RecordOutcome {
                                 drone,
@@ -1404,7 +1470,7 @@ impl Handler<LeaseTimedOut> for PackageQueue {
         warn!(self.log, "lease timed out, work reclaimed"; "atom" => &self.packages[pkg as usize].atom_str,
               "drone" => &drone, "lease" => msg.lease, "reason" => &reason);
         self.end_lease(msg.lease, true);
-        self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "");
+        self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", false);
         self.breaker.do_send(RecordOutcome {
             drone,
             outcome: Outcome::Failure {
@@ -1434,7 +1500,7 @@ impl Handler<ReclaimDrone> for PackageQueue {
                 continue;
             };
             self.end_lease(id, false);
-            self.attempt_failed(pkg, FailureKind::Infra, &msg.drone, &msg.reason, "");
+            self.attempt_failed(pkg, FailureKind::Infra, &msg.drone, &msg.reason, "", false);
         }
         self.breaker.do_send(RecordOutcome {
             drone: msg.drone,
@@ -1476,7 +1542,7 @@ impl Handler<CheckLeases> for PackageQueue {
             let reason = "the drone no longer reports working on it".to_string();
             warn!(self.log, "lease dropped by its drone, reclaimed"; "drone" => &msg.drone, "lease" => id);
             self.end_lease(id, false);
-            self.attempt_failed(pkg, FailureKind::Infra, &msg.drone, &reason, "");
+            self.attempt_failed(pkg, FailureKind::Infra, &msg.drone, &reason, "", false);
         }
         // Worked on by the drone but no longer wanted.
         let mut stop = Vec::new();

@@ -51,8 +51,13 @@ pub struct AuthConfig {
 pub struct BreakerConfig {
     /// Consecutive failures that ground a drone.
     pub max_failures: u32,
-    /// Seconds a grounded drone waits before it may work again.
+    /// Seconds a grounded drone waits before it may work again (then one probe lease).
     pub cooloff_s: u64,
+    /// Never more than this share of the online drones grounded at once; past it the
+    /// failures are a central fault and drones back off instead.
+    pub max_grounded_share: f64,
+    /// During a central fault a failing drone pauses this long (jittered ±50 %).
+    pub central_backoff_s: u64,
 }
 
 impl Default for BreakerConfig {
@@ -60,6 +65,8 @@ impl Default for BreakerConfig {
         BreakerConfig {
             max_failures: 5,
             cooloff_s: 120,
+            max_grounded_share: 0.5,
+            central_backoff_s: 15,
         }
     }
 }
@@ -92,6 +99,9 @@ pub struct PolicyConfig {
     pub build_failure_drones: u32,
     /// Infrastructure failures of one package before it is `failed`.
     pub max_infra_retries: u32,
+    /// After an infrastructure failure a package waits this long before it is handed out
+    /// again, doubling with each further failure (at most 10 minutes).
+    pub infra_backoff_s: u64,
 }
 
 impl Default for PolicyConfig {
@@ -99,6 +109,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             build_failure_drones: 2,
             max_infra_retries: 5,
+            infra_backoff_s: 10,
         }
     }
 }
@@ -256,6 +267,15 @@ impl OrchestratorConfig {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.breaker.max_grounded_share) {
+            return Err(ConfigError::invalid(
+                "breaker.max_grounded_share",
+                format!(
+                    "{} is not a share between 0.0 and 1.0",
+                    self.breaker.max_grounded_share
+                ),
+            ));
         }
         if self.policy.build_failure_drones == 0 {
             return Err(ConfigError::invalid(

@@ -239,11 +239,10 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false);
-        assert!(!alive, "the build's child survived");
+        assert!(
+            crate::process::tests::gone_within(pid, Duration::from_secs(3)),
+            "the build's child survived"
+        );
         assert!(std::fs::read_to_string(&s.log_path)
             .unwrap()
             .contains("considered hung"));

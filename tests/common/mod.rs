@@ -46,11 +46,21 @@ pub async fn spawn_app(tweak: impl FnOnce(&mut OrchestratorConfig)) -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: tempfile::TempDir, cfg: OrchestratorConfig) -> TestApp {
+    spawn_app_with_clock(dir, cfg, build_swarm::clock::real()).await
+}
+
+/// With a clock the test moves forward by hand (breaker cool-offs, retry backoff).
+pub async fn spawn_app_with_clock(
+    dir: tempfile::TempDir,
+    cfg: OrchestratorConfig,
+    clock: build_swarm::clock::SharedClock,
+) -> TestApp {
     cfg.validate().expect("valid test config");
     let logs = Capture::default();
-    let orch = Orchestrator::start(cfg.clone(), logs.logger(slog::Level::Debug), false)
-        .await
-        .expect("orchestrator starts");
+    let orch =
+        Orchestrator::start_with_clock(cfg.clone(), logs.logger(slog::Level::Debug), false, clock)
+            .await
+            .expect("orchestrator starts");
     let url = format!("http://127.0.0.1:{}", orch.port);
     actix_web::rt::spawn(orch.server);
     TestApp {
