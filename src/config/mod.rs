@@ -1,8 +1,10 @@
 //! Configuration files of every program (SPEC §2): TOML, every key defaulted except
 //! secrets, unknown keys refused, one clear message naming the key on any error.
 
+pub mod gateway;
 pub mod orchestrator;
 
+pub use gateway::GatewayConfig;
 pub use orchestrator::OrchestratorConfig;
 
 use serde::de::DeserializeOwned;
