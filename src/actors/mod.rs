@@ -11,12 +11,19 @@
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
 //!
+//! The gateway's actor:
+//!
+//! | actor | owns | hears from |
+//! |---|---|---|
+//! | [`orchestrator_directory::OrchestratorDirectory`] | known orchestrators, their health and last polled status; polls them | gateway HTTP handlers (register, pick, list) |
+//!
 //! Rule against deadlocks: the queue, the breaker, the supervisor and the store never await
 //! an answer from anyone; they only `do_send`. Everyone else may await them.
 
 pub mod circuit_breaker;
 pub mod drone_registry;
 pub mod drone_session;
+pub mod orchestrator_directory;
 pub mod package_queue;
 pub mod publish_hook;
 pub mod store;
