@@ -10,6 +10,7 @@
 //! | [`upload_supervisor::UploadSupervisor`] | every lease's build and upload deadline | queue |
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
+//! | [`gateway_registration::GatewayRegistration`] | this orchestrator's registration with its gateway (re-sent every 30 s) | nobody: its own timers |
 //!
 //! The gateway's actor:
 //!
@@ -23,6 +24,7 @@
 pub mod circuit_breaker;
 pub mod drone_registry;
 pub mod drone_session;
+pub mod gateway_registration;
 pub mod orchestrator_directory;
 pub mod package_queue;
 pub mod publish_hook;
