@@ -368,8 +368,12 @@ impl Handler<Register> for OrchestratorDirectory {
     type Result = Result<Registered, DirectoryError>;
 
     fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
-        crate::config::orchestrator::check_url("url", msg.url.trim())
-            .map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+        if crate::config::orchestrator::check_url("url", msg.url.trim()).is_err() {
+            return Err(DirectoryError::Invalid(format!(
+                "`url`: `{}` is not a URL like http://orch.example:8080",
+                msg.url
+            )));
+        }
         if msg.name.trim().is_empty() {
             return Err(DirectoryError::Invalid("`name` must not be empty".into()));
         }
