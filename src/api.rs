@@ -319,11 +319,3 @@ pub struct Ack {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
 }
-
-/// The gateway's answer to "which orchestrator should a drone use now".
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct OrchestratorChoice {
-    pub name: String,
-    pub url: String,
-    pub queued: usize,
-}

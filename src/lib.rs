@@ -6,6 +6,8 @@
 //! - [`http`] — the HTTP API, thin handlers over the actors.
 //! - [`orchestrator`] — start-up.
 //! - [`client`] — the HTTP client every other program (drone, CLI, gateway, tests) uses.
+//! - [`gateway`] — start-up of `swarm-gateway`; [`gateway_api`] its wire types and
+//!   [`gateway_client`] its client (what drones call to pick an orchestrator).
 
 pub mod actors;
 pub mod api;
@@ -14,6 +16,9 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod drone;
+pub mod gateway;
+pub mod gateway_api;
+pub mod gateway_client;
 pub mod http;
 pub mod logging;
 pub mod orchestrator;

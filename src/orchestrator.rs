@@ -4,6 +4,7 @@
 
 use crate::actors::circuit_breaker::{BreakerSettings, CircuitBreaker};
 use crate::actors::drone_registry::{DroneRegistry, RegistrySettings, Restore};
+use crate::actors::gateway_registration::{self, GatewayRegistration, RegistrationSettings};
 use crate::actors::package_queue::{PackageQueue, Peers, QueueSettings};
 use crate::actors::publish_hook::PublishHook;
 use crate::actors::store::{Store, StoreError};
@@ -14,6 +15,7 @@ use crate::http::{self, AppState};
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use parking_lot::Mutex;
+use slog::warn;
 use slog::{crit, info, Logger};
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -49,6 +51,8 @@ pub struct Orchestrator {
     pub registry: Addr<DroneRegistry>,
     pub breaker: Addr<CircuitBreaker>,
     pub hook: Addr<PublishHook>,
+    /// Registers this orchestrator with its gateway (when `gateway` is set).
+    pub gateway_registration: Option<Addr<GatewayRegistration>>,
 }
 
 impl Orchestrator {
@@ -184,6 +188,7 @@ impl Orchestrator {
             with_leases,
         });
 
+        let admin_token = tokens.admin.clone();
         let state = web::Data::new(AppState {
             name: cfg.name.clone(),
             queue: queue.clone(),
@@ -214,6 +219,22 @@ impl Orchestrator {
         let server = server.run();
         info!(log, "orchestrator listening"; "name" => &cfg.name, "addr" => format!("{}:{port}", addr.ip()),
               "upload_target" => cfg.effective_upload_target(), "binhost_dir" => cfg.binhost_dir.display().to_string());
+        let gateway_registration = cfg.gateway.as_ref().map(|gateway| {
+            let (url, guess) =
+                gateway_registration::advertised_url(cfg.public_url.as_deref(), addr, port);
+            if let Some(guess) = guess {
+                warn!(log, "public_url is not set"; "detail" => guess);
+            }
+            let settings = RegistrationSettings {
+                gateway: gateway.clone(),
+                url,
+                name: cfg.name.clone(),
+                token: Some(admin_token),
+                every: gateway_registration::REREGISTER_EVERY,
+                retry: gateway_registration::RETRY_AFTER,
+            };
+            GatewayRegistration::new(settings, log.clone()).start()
+        });
         Ok(Orchestrator {
             handle: server.handle(),
             server,
@@ -222,6 +243,7 @@ impl Orchestrator {
             registry,
             breaker,
             hook,
+            gateway_registration,
         })
     }
 }

@@ -10,3 +10,14 @@ fn orchestrator_example_loads_and_validates() {
     assert_eq!(cfg.breaker.max_failures, 5);
     assert_eq!(cfg.breaker.cooloff_s, 120);
 }
+
+#[test]
+fn gateway_example_loads_and_validates() {
+    let cfg: build_swarm::config::GatewayConfig =
+        load_file(Path::new("config/gateway.toml")).expect("parses");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.listen, "0.0.0.0:8090");
+    assert_eq!(cfg.orchestrators.len(), 2);
+    assert!(cfg.registrations_possible());
+    assert!(cfg.poll_timeout() < cfg.poll_interval());
+}

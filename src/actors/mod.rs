@@ -10,6 +10,13 @@
 //! | [`upload_supervisor::UploadSupervisor`] | every lease's build and upload deadline | queue |
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
+//! | [`gateway_registration::GatewayRegistration`] | this orchestrator's registration with its gateway (re-sent every 30 s) | nobody: its own timers |
+//!
+//! The gateway's actor:
+//!
+//! | actor | owns | hears from |
+//! |---|---|---|
+//! | [`orchestrator_directory::OrchestratorDirectory`] | known orchestrators, their health and last polled status; polls them | gateway HTTP handlers (register, pick, list) |
 //!
 //! The drone's own actors are in [`drone`].
 //!
@@ -20,6 +27,8 @@ pub mod circuit_breaker;
 pub mod drone;
 pub mod drone_registry;
 pub mod drone_session;
+pub mod gateway_registration;
+pub mod orchestrator_directory;
 pub mod package_queue;
 pub mod publish_hook;
 pub mod store;

@@ -2,9 +2,11 @@
 //! secrets, unknown keys refused, one clear message naming the key on any error.
 
 pub mod drone;
+pub mod gateway;
 pub mod orchestrator;
 
 pub use drone::DroneConfig;
+pub use gateway::GatewayConfig;
 pub use orchestrator::OrchestratorConfig;
 
 use serde::de::DeserializeOwned;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod drones;
 pub mod error;
+pub mod gateway;
 pub mod packages;
 pub mod status;
 pub mod work;

@@ -12,8 +12,8 @@ use super::upload_supervisor::{
     CancelUpload, StartUpload, UploadFinished, UploadOutcome, UploadSupervisor,
 };
 use crate::api::{
-    CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, OrchestratorChoice,
-    RegisterRequest, WorkAssignment,
+    CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, RegisterRequest,
+    WorkAssignment,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::config::DroneConfig;
@@ -21,6 +21,7 @@ use crate::domain::FailureKind;
 use crate::drone::artifact::Artifact;
 use crate::drone::build::{fill_placeholders, BuildSpec};
 use crate::drone::rsync::upload_argv;
+use crate::gateway_client::pick_orchestrator;
 use crate::logging::LogTap;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -201,10 +202,7 @@ impl DroneAgent {
         };
         let fut = async move {
             let url = match (ask_gateway, gateway) {
-                (true, Some(gw)) => match ApiClient::new(&gw, None)
-                    .get::<OrchestratorChoice>("/api/v1/orchestrator")
-                    .await
-                {
+                (true, Some(gw)) => match pick_orchestrator(&gw).await {
                     Ok(choice) => choice.url,
                     Err(e) => match current {
                         Some(c) => c,
@@ -276,7 +274,7 @@ impl DroneAgent {
         self.no_work_since = Some(Instant::now());
         let current = self.orch_url.clone();
         ctx.spawn(
-            async move { ApiClient::new(&gw, None).get::<OrchestratorChoice>("/api/v1/orchestrator").await }
+            async move { pick_orchestrator(&gw).await }
                 .into_actor(self)
                 .map(move |res, act, _| {
                     if let Ok(choice) = res {
