@@ -6,9 +6,11 @@
 //! - [`http`] — the HTTP API, thin handlers over the actors.
 //! - [`orchestrator`] — start-up.
 //! - [`client`] — the HTTP client every other program (drone, CLI, gateway, tests) uses.
+//! - [`cli`] — the `build-swarm` operator CLI.
 
 pub mod actors;
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod domain;
