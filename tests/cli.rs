@@ -675,7 +675,7 @@ fn read_ssh_log(path: &Path) -> Vec<Vec<String>> {
 
 #[actix_web::test]
 async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
-    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 3).await;
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 5).await;
     register(&app, "drone-quiet", &[], "127.0.0.1").await;
     let cli = Cli::new();
     let (ssh, ssh_log) = cli.fake_ssh();
