@@ -8,9 +8,11 @@
 //! - [`client`] — the HTTP client every other program (drone, CLI, gateway, tests) uses.
 //! - [`gateway`] — start-up of `swarm-gateway`; [`gateway_api`] its wire types and
 //!   [`gateway_client`] its client (what drones call to pick an orchestrator).
+//! - [`cli`] — the `build-swarm` operator CLI.
 
 pub mod actors;
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,274 @@
+//! The command line (SPEC §6), as clap sees it. `build-swarm NAME ACTION` is rewritten to
+//! `build-swarm drone NAME ACTION` before parsing when NAME is not a command (command names
+//! win over drone names), so the drone commands appear in help, completions and the man
+//! page under `drone`.
+
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Drone commands take the drone's name, alias or host name, partially and in any case:
+  build-swarm <drone> status|queue|restart|ip|pause|resume|unground
+  build-swarm <drone> logs [N] [-f]       last N log lines (default 20), -f follows
+  build-swarm <drone> ssh [cmd...]        ssh to the drone, or run a command there
+e.g. `build-swarm Titawin-Host logs 20` means drone-Titawin.
+
+Finds the swarm through --gateway/--orchestrator, then BUILD_SWARM_GATEWAY,
+BUILD_SWARM_ORCHESTRATOR, then ~/.config/build-swarm/config.toml (or
+$XDG_CONFIG_HOME/build-swarm/config.toml), then /etc/build-swarm/cli.toml, then
+http://localhost:8090 (gateway) and http://localhost:8080 (orchestrator). -v says where.
+Exit codes: 0 ok, 1 error, 2 usage, 3 the drone name matched no drone or several.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "build-swarm",
+    version,
+    about = "Operator CLI of build-swarm: progress, drones, packages, logs, restarts",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Gateway URL [env: BUILD_SWARM_GATEWAY]
+    #[arg(long, global = true, value_name = "URL")]
+    pub gateway: Option<String>,
+    /// Orchestrator URL; skips gateway discovery [env: BUILD_SWARM_ORCHESTRATOR]
+    #[arg(long, global = true, value_name = "URL")]
+    pub orchestrator: Option<String>,
+    /// Admin token for commands that change things [env: BUILD_SWARM_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Read this config file instead of the usual places
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output (JSON) for read commands
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Say where the swarm was found and what is being done
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Overall progress, package counts and drones
+    Status,
+    /// Every drone with its state and current work
+    Drones,
+    /// One drone's status, queue, logs, restart, ssh, address (also `build-swarm NAME ACTION`)
+    Drone(DroneArgs),
+    /// Add a package set: plain atoms, `emerge --pretend` output or JSON (`-` reads stdin)
+    Submit {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The orchestrator that gets the set, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// List packages
+    Packages {
+        /// Only packages in this state
+        #[arg(long, value_name = "STATE", value_parser = [
+            "waiting", "queued", "building", "uploading", "built", "failed", "blocked",
+        ])]
+        state: Option<String>,
+    },
+    /// Failed packages with their reasons
+    Failures,
+    /// A package's build-log tail
+    Log {
+        /// `category/name-version` (or just `name-version`)
+        #[arg(value_name = "ATOM")]
+        atom: String,
+    },
+    /// Put packages back in the queue
+    #[command(group(ArgGroup::new("which").required(true).args(["atoms", "failed"])))]
+    Retry {
+        #[arg(value_name = "ATOM")]
+        atoms: Vec<String>,
+        /// Every failed package
+        #[arg(long, conflicts_with = "atoms")]
+        failed: bool,
+    },
+    /// Live progress until the set is done; exits non-zero if anything failed or is blocked
+    Watch {
+        /// Seconds between polls
+        #[arg(long, default_value_t = 2, value_name = "SECS",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+    },
+    /// The orchestrators of the swarm
+    Orchestrators,
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+    // `demo` (SPEC §6) joins here once the drone exists.
+}
+
+#[derive(Debug, Args)]
+pub struct DroneArgs {
+    /// The drone's name, alias or host name (partial, any case)
+    #[arg(value_name = "DRONE")]
+    pub name: String,
+    #[command(subcommand)]
+    pub action: Option<DroneCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DroneCommand {
+    /// The drone's details (the default)
+    Status,
+    /// What it is building and what it would get next
+    Queue,
+    /// The last N lines of its log
+    Logs {
+        #[arg(default_value_t = 20, value_name = "N")]
+        lines: usize,
+        /// Keep printing new lines as they arrive
+        #[arg(short, long)]
+        follow: bool,
+        /// Seconds between polls with --follow
+        #[arg(long, default_value_t = 1, value_name = "SECS",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+    },
+    /// Restart it: through the API, over ssh when it does not pick that up
+    Restart {
+        /// Restart over ssh straight away
+        #[arg(long)]
+        via_ssh: bool,
+        /// Seconds to wait for the drone to pick up the restart before using ssh
+        #[arg(long, default_value_t = 20, value_name = "SECS")]
+        wait: u64,
+    },
+    /// Its address (host name resolved to an IP)
+    Ip,
+    /// ssh to it, or run a command there
+    Ssh {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Stop handing it work (it finishes what it has)
+    Pause,
+    /// Hand it work again
+    Resume,
+    /// Lift its circuit-breaker grounding now
+    Unground,
+}
+
+/// Names (and aliases) of the top-level commands, `help` included.
+pub fn command_names() -> Vec<String> {
+    let cmd = Cli::command();
+    let mut names: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|s| {
+            std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string))
+        })
+        .collect();
+    names.push("help".into());
+    names
+}
+
+/// `build-swarm [opts] NAME ACTION…` → `build-swarm [opts] drone NAME ACTION…` when NAME
+/// is not a command. Options that take a value are skipped with their value.
+pub fn rewrite_drone_shorthand(args: Vec<OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let mut valued: Vec<String> = Vec::new();
+    for a in cmd.get_arguments() {
+        if a.get_action().takes_values() {
+            valued.extend(a.get_long().map(|l| format!("--{l}")));
+            valued.extend(a.get_short().map(|s| format!("-{s}")));
+        }
+    }
+    let names = command_names();
+    let mut i = 1;
+    while i < args.len() {
+        let Some(arg) = args[i].to_str() else {
+            break;
+        };
+        if arg == "--" {
+            break;
+        }
+        if arg.starts_with('-') && arg.len() > 1 {
+            i += if valued.iter().any(|v| v == arg) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        if !names.iter().any(|n| n == arg) {
+            let mut out = args;
+            out.insert(i, OsString::from("drone"));
+            return out;
+        }
+        break;
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(args: &[&str]) -> Vec<String> {
+        rewrite_drone_shorthand(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn drone_shorthand_is_rewritten_and_commands_win() {
+        assert_eq!(
+            rw(&["bs", "drone-Titawin", "logs", "20"]),
+            ["bs", "drone", "drone-Titawin", "logs", "20"]
+        );
+        assert_eq!(
+            rw(&["bs", "--token", "status", "-v", "x", "ip"]),
+            ["bs", "--token", "status", "-v", "drone", "x", "ip"]
+        );
+        assert_eq!(rw(&["bs", "status"]), ["bs", "status"]);
+        assert_eq!(rw(&["bs", "--json", "drones"]), ["bs", "--json", "drones"]);
+        assert_eq!(rw(&["bs", "drone", "x", "ip"]), ["bs", "drone", "x", "ip"]);
+        assert_eq!(rw(&["bs", "--version"]), ["bs", "--version"]);
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(rw(&["bs", "masai", "logs", "-f"])).unwrap();
+        match cli.command {
+            Command::Drone(DroneArgs {
+                name,
+                action: Some(DroneCommand::Logs { lines, follow, .. }),
+            }) => assert_eq!((name.as_str(), lines, follow), ("masai", 20, true)),
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(rw(&["bs", "d", "ssh", "ls", "-la", "/tmp"])).unwrap();
+        match cli.command {
+            Command::Drone(DroneArgs {
+                action: Some(DroneCommand::Ssh { command }),
+                ..
+            }) => assert_eq!(command, ["ls", "-la", "/tmp"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["bs", "retry"]).is_err());
+        assert!(Cli::try_parse_from(["bs", "retry", "a/b-1", "--failed"]).is_err());
+    }
+}

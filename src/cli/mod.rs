@@ -1,0 +1,94 @@
+//! `build-swarm`, the operator CLI (SPEC §6). The binary only calls [`run`].
+//!
+//! - [`args`] — the clap definition and the `build-swarm NAME ACTION` shorthand.
+//! - [`config`] — where the swarm and the token are found (flags, env, files, defaults).
+//! - [`swarm`] — connecting: gateway or orchestrator, and which orchestrator has what.
+//! - [`matching`] — which drone a partial name means (pure functions).
+//! - [`overview`], [`packages`], [`drone`], [`remote`], [`watch`], [`generate`] — the
+//!   commands.
+//! - [`output`], [`view`] — tables, colour, human units; lenient views of the answers.
+//! - [`error`] — one sentence per error and the exit codes.
+
+pub mod args;
+pub mod config;
+pub mod drone;
+pub mod error;
+pub mod generate;
+pub mod matching;
+pub mod output;
+pub mod overview;
+pub mod packages;
+pub mod remote;
+pub mod swarm;
+pub mod view;
+pub mod watch;
+
+use args::{Cli, Command};
+use clap::Parser;
+use error::CliError;
+use std::ffi::OsString;
+use swarm::Swarm;
+
+/// `-v`: notes on standard error about what the CLI is doing.
+#[derive(Debug, Clone, Copy)]
+pub struct Verbose(pub bool);
+
+impl Verbose {
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if self.0 {
+            eprintln!("build-swarm: {}", msg.as_ref());
+        }
+    }
+}
+
+/// Runs the CLI on `args` (program name first) and returns the exit code.
+pub async fn run(args: Vec<OsString>) -> i32 {
+    let args = args::rewrite_drone_shorthand(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match dispatch(cli).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("build-swarm: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    let g = cli.global;
+    match &cli.command {
+        Command::Completions { shell } => return generate::completions(*shell),
+        Command::Man => return generate::man(),
+        _ => {}
+    }
+    let verbose = Verbose(g.verbose);
+    let flags = config::Flags {
+        gateway: g.gateway.clone(),
+        orchestrator: g.orchestrator.clone(),
+        token: g.token.clone(),
+        config: g.config.clone(),
+    };
+    let settings = config::resolve(&flags, &config::Places::from_env())?;
+    let swarm = Swarm::connect(&settings, verbose).await?;
+    let json = g.json;
+    match cli.command {
+        Command::Status => overview::status(&swarm, json).await,
+        Command::Drones => overview::drones(&swarm, json).await,
+        Command::Orchestrators => overview::orchestrators(&swarm, json).await,
+        Command::Drone(d) => drone::run(&swarm, &settings, d, json, verbose).await,
+        Command::Submit { file, to } => packages::submit(&swarm, &file, to.as_deref(), json).await,
+        Command::Packages { state } => packages::list(&swarm, state.as_deref(), json).await,
+        Command::Failures => packages::failures(&swarm, json).await,
+        Command::Log { atom } => packages::log(&swarm, &atom, json).await,
+        Command::Retry { atoms, failed } => packages::retry(&swarm, &atoms, failed, json).await,
+        Command::Watch { interval } => watch::run(&swarm, interval, json).await,
+        Command::Completions { .. } | Command::Man => Ok(()),
+    }
+}

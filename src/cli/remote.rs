@@ -1,0 +1,179 @@
+//! `<drone> ssh [cmd…]` and `<drone> restart`: reaching the drone's host. ssh gets an
+//! argv, never a shell line; the host comes from the server, so one that could pass for
+//! an ssh option is refused.
+//!
+//! A restart goes through the API first (the drone gets it with its next heartbeat); if
+//! the drone does not pick it up within `--wait` seconds, or is offline, the CLI runs the
+//! drone's `restart_command` over ssh. `--via-ssh` goes straight to ssh.
+
+use super::config::Settings;
+use super::error::CliError;
+use super::output;
+use super::swarm::{path_segment, Orch, Swarm};
+use super::view::DroneView;
+use crate::api::ControlAction;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How often a restart is checked on.
+const POLL: Duration = Duration::from_millis(500);
+
+/// `[user@]host`, refusing what ssh would read as an option or split on.
+pub fn ssh_target(user: Option<&str>, host: &str) -> Result<String, CliError> {
+    let host = host.trim();
+    if host.is_empty() {
+        return Err(CliError::Invalid("the drone has no host to ssh to".into()));
+    }
+    if host.starts_with('-') || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(CliError::Invalid(format!(
+            "the drone's host `{host}` is not a host name; refusing to pass it to ssh"
+        )));
+    }
+    Ok(match user {
+        Some(u) => format!("{u}@{host}"),
+        None => host.to_string(),
+    })
+}
+
+/// `ssh_command… -- [user@]host cmd…`: the `--` stops ssh reading options anywhere after it.
+pub fn ssh_argv(
+    ssh_command: &[String],
+    user: Option<&str>,
+    host: &str,
+    cmd: &[String],
+) -> Result<Vec<String>, CliError> {
+    let mut argv = ssh_command.to_vec();
+    if argv.is_empty() {
+        argv.push("ssh".into());
+    }
+    argv.push("--".into());
+    argv.push(ssh_target(user, host)?);
+    argv.extend(cmd.iter().cloned());
+    Ok(argv)
+}
+
+/// Replaces this process with ssh (interactive shell or one command).
+pub fn ssh(settings: &Settings, drone: &DroneView, cmd: &[String]) -> Result<(), CliError> {
+    let argv = ssh_argv(
+        &settings.ssh_command,
+        settings.ssh_user.as_deref(),
+        &drone.host,
+        cmd,
+    )?;
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    Err(CliError::io(format!("cannot run {}", argv[0]), err))
+}
+
+fn restart_over_ssh(settings: &Settings, drone: &DroneView) -> Result<(), CliError> {
+    let argv = ssh_argv(
+        &settings.ssh_command,
+        settings.ssh_user.as_deref(),
+        &drone.host,
+        &settings.restart_command,
+    )?;
+    eprintln!("build-swarm: running {}", argv.join(" "));
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .map_err(|e| CliError::io(format!("cannot run {}", argv[0]), e))?;
+    if !status.success() {
+        return Err(CliError::Failed(format!(
+            "restarting {} over ssh failed: `{}` {status}",
+            drone.name,
+            argv.join(" ")
+        )));
+    }
+    println!("{} restarted over ssh", drone.name);
+    Ok(())
+}
+
+fn seen(d: &DroneView) -> String {
+    d.last_seen
+        .map(|t| format!("last seen {}", output::age(t, output::now_unix())))
+        .unwrap_or_else(|| "never seen".into())
+}
+
+pub async fn restart(
+    swarm: &Swarm,
+    settings: &Settings,
+    orch: &Orch,
+    drone: &DroneView,
+    via_ssh: bool,
+    wait: u64,
+) -> Result<(), CliError> {
+    if via_ssh {
+        return restart_over_ssh(settings, drone);
+    }
+    let path = format!("/api/v1/drones/{}", path_segment(&drone.name));
+    let (_, before): (_, DroneView) = swarm.get(&orch.client, &path).await?;
+    orch.client
+        .control(&path_segment(&drone.name), ControlAction::Restart)
+        .await
+        .map_err(|e| swarm.err(e))?;
+    if before.state == "offline" {
+        eprintln!(
+            "build-swarm: {} is offline ({}); restarting it over ssh",
+            drone.name,
+            seen(&before)
+        );
+        return restart_over_ssh(settings, drone);
+    }
+    eprintln!(
+        "build-swarm: asked {} to restart; waiting up to {wait}s for its next heartbeat",
+        drone.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut now = before.clone();
+    while Instant::now() < deadline {
+        actix_web::rt::time::sleep(POLL).await;
+        now = swarm.get::<DroneView>(&orch.client, &path).await?.1;
+        // Every heartbeat takes all pending commands: a heartbeat after the request
+        // carried the restart.
+        if now.last_seen > before.last_seen {
+            println!(
+                "{} picked up the restart with its heartbeat ({})",
+                drone.name,
+                seen(&now)
+            );
+            return Ok(());
+        }
+    }
+    eprintln!(
+        "build-swarm: {} did not pick up the restart within {wait}s (state {}, {}); restarting it over ssh",
+        drone.name,
+        now.state,
+        seen(&now)
+    );
+    restart_over_ssh(settings, drone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn ssh_gets_an_argv_with_the_user_and_a_safe_host() {
+        assert_eq!(
+            ssh_argv(
+                &s(&["ssh"]),
+                Some("root"),
+                "100.64.0.18",
+                &s(&["tail", "-20", "a b"])
+            )
+            .unwrap(),
+            s(&["ssh", "--", "root@100.64.0.18", "tail", "-20", "a b"])
+        );
+        assert_eq!(
+            ssh_argv(&s(&["ssh", "-i", "k"]), None, "h.lan", &[]).unwrap(),
+            s(&["ssh", "-i", "k", "--", "h.lan"])
+        );
+        for bad in ["", "-oProxyCommand=x", "a b", "a\nb"] {
+            assert!(ssh_argv(&s(&["ssh"]), None, bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+}
