@@ -10,6 +10,7 @@ use crate::actors::store::{Store, StoreError};
 use crate::actors::upload_supervisor::UploadSupervisor;
 use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use parking_lot::Mutex;
@@ -48,6 +49,7 @@ pub struct Orchestrator {
     pub registry: Addr<DroneRegistry>,
     pub breaker: Addr<CircuitBreaker>,
     pub hook: Addr<PublishHook>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Orchestrator {
@@ -93,7 +95,10 @@ impl Orchestrator {
             },
         });
 
-        let breaker = CircuitBreaker::new(cfg.breaker.clone(), log.clone()).start();
+        let metrics = Arc::new(Metrics::default());
+        let breaker = CircuitBreaker::new(cfg.breaker.clone(), log.clone())
+            .with_metrics(metrics.clone())
+            .start();
         let hook = PublishHook::new(
             cfg.publish_command.clone(),
             Duration::from_secs(cfg.publish_timeout_s),
@@ -127,6 +132,7 @@ impl Orchestrator {
             let log = log.clone();
             let store = store.clone();
             let registry_slot = &mut registry_slot;
+            let metrics = metrics.clone();
             PackageQueue::create(move |ctx| {
                 let supervisor = UploadSupervisor::new(ctx.address().recipient()).start();
                 let registry = DroneRegistry::new(
@@ -150,6 +156,7 @@ impl Orchestrator {
                     },
                     log,
                 )
+                .with_metrics(metrics)
             })
         };
         let registry = registry_slot
@@ -166,6 +173,7 @@ impl Orchestrator {
             breaker: breaker.clone(),
             tokens,
             max_submit_bytes: cfg.max_submit_bytes,
+            metrics: metrics.clone(),
         });
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
             addr: addr.to_string(),
@@ -197,6 +205,7 @@ impl Orchestrator {
             registry,
             breaker,
             hook,
+            metrics,
         })
     }
 }

@@ -11,9 +11,11 @@
 
 use crate::config::orchestrator::BreakerConfig;
 use crate::domain::FailureKind;
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -75,6 +77,7 @@ pub struct CircuitBreaker {
     cfg: BreakerConfig,
     drones: HashMap<String, Health>,
     log: Logger,
+    metrics: Arc<Metrics>,
 }
 
 impl CircuitBreaker {
@@ -83,7 +86,14 @@ impl CircuitBreaker {
             cfg,
             drones: HashMap::new(),
             log: log.new(slog::o!("actor" => "circuit_breaker")),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts groundings into `metrics` (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Ends a cool-off that is over; the drone comes back with a clean count.
@@ -132,6 +142,7 @@ impl Handler<RecordOutcome> for CircuitBreaker {
                         "{} consecutive failures, last ({kind}): {reason}",
                         h.consecutive
                     );
+                    self.metrics.breaker_trips.inc();
                     warn!(self.log, "drone grounded"; "drone" => &msg.drone, "cooloff_s" => self.cfg.cooloff_s, "why" => &why);
                     h.reason = Some(why);
                 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod drones;
 pub mod error;
+pub mod metrics;
 pub mod packages;
 pub mod status;
 pub mod work;
@@ -14,6 +15,7 @@ use crate::actors::package_queue::PackageQueue;
 use crate::config::orchestrator::Tokens;
 use actix::Addr;
 use actix_web::web;
+use std::sync::Arc;
 
 /// Largest JSON body of the drone protocol and control endpoints.
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -26,6 +28,7 @@ pub struct AppState {
     pub breaker: Addr<CircuitBreaker>,
     pub tokens: Tokens,
     pub max_submit_bytes: usize,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub type State = web::Data<AppState>;
@@ -39,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
     .route("/healthz", web::get().to(status::healthz))
+    .route("/metrics", web::get().to(metrics::metrics))
     .service(
         web::scope("/api/v1")
             .route("/status", web::get().to(status::status))
