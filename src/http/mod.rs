@@ -2,6 +2,7 @@
 //! one message to an actor, map the answer.
 
 pub mod auth;
+pub mod dashboard;
 pub mod drones;
 pub mod error;
 pub mod metrics;
@@ -42,6 +43,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
     .route("/healthz", web::get().to(status::healthz))
+    .route("/", web::get().to(dashboard::index))
+    .route("/dashboard/app.js", web::get().to(dashboard::app_js))
+    .route("/dashboard/style.css", web::get().to(dashboard::style_css))
     .route("/metrics", web::get().to(metrics::metrics))
     .service(
         web::scope("/api/v1")
