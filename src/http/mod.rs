@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod drones;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod packages;
 pub mod status;
 pub mod work;
@@ -50,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .route("/status", web::get().to(status::status))
+            .route("/openapi.json", web::get().to(openapi::openapi))
             .route("/packages", web::get().to(packages::list))
             .route("/packages", web::post().to(packages::submit))
             .route("/packages/retry", web::post().to(packages::retry))
