@@ -715,9 +715,10 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
 }
 
 #[actix_web::test]
-async fn metrics_count_timeouts_and_dropped_leases_and_honour_the_read_token() {
+async fn metrics_count_build_and_upload_timeouts_and_honour_the_read_token() {
     let app = spawn_app(|c| {
         c.leases.build_timeout_s = 1;
+        c.leases.upload_timeout_s = 1;
         c.auth.read_token = Some("reader".into());
     })
     .await;
@@ -726,40 +727,102 @@ async fn metrics_count_timeouts_and_dropped_leases_and_honour_the_read_token() {
         .submit(chain_set(2).into_bytes())
         .await
         .expect("submit");
-    let w = claim(&app, "d1").await;
+    // One lease never starts uploading, the other never finishes its upload.
+    let w1 = claim(&app, "d1").await;
+    let w2 = claim(&app, "d1").await;
+    app.drone()
+        .uploading(w2.lease, w2.epoch)
+        .await
+        .expect("uploading");
     let url = format!("{}/metrics", app.url);
     assert_eq!(get_text(&url, None).await.0, 401, "read token required");
     assert_eq!(get_text(&url, Some("wrong")).await.0, 401);
     let u = &url;
-    wait_for(
-        10,
-        "the build timeout to reclaim the lease",
-        || async move {
-            let (_, _, text) = get_text(u, Some("reader")).await;
-            Scraped::parse(&text).value(
-                "build_swarm_lease_reclaims_total",
-                &[("reason", "build_timeout")],
-            ) == 1.0
-        },
-    )
+    wait_for(10, "both timeouts to reclaim their leases", || async move {
+        let (_, _, text) = get_text(u, Some("reader")).await;
+        let m = Scraped::parse(&text);
+        let r = |reason| m.value("build_swarm_lease_reclaims_total", &[("reason", reason)]);
+        r("build_timeout") == 1.0 && r("upload_timeout") == 1.0
+    })
     .await;
     let (code, _, text) = get_text(&url, Some("reader")).await;
     assert_eq!(code, 200);
     let m = Scraped::parse(&text);
     assert_eq!(
         m.value("build_swarm_failures_total", &[("kind", "infra")]),
-        1.0
+        2.0
     );
-    // The late upload report of the reclaimed lease changes nothing.
-    let ack = app.drone().uploading(w.lease, w.epoch).await.expect("ack");
-    assert!(ack.stale);
+    assert_eq!(m.value("build_swarm_completions_total", &[]), 0.0);
+    // A timed-out upload is no upload duration.
     assert_eq!(
-        Scraped::parse(&get_text(&url, Some("reader")).await.2)
-            .histogram("build_swarm_upload_duration_seconds")
+        m.histogram("build_swarm_upload_duration_seconds")
             .last()
             .map(|b| b.1),
         Some(0.0)
     );
+    // The late upload report of the reclaimed lease changes nothing.
+    let ack = app
+        .drone()
+        .uploading(w1.lease, w1.epoch)
+        .await
+        .expect("ack");
+    assert!(ack.stale);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn metrics_count_leases_dropped_from_heartbeats_and_lost_with_their_drone() {
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
+    app.register("d1", 1).await;
+    app.register("d2", 1).await;
+    app.admin()
+        .submit(chain_set(2).into_bytes())
+        .await
+        .expect("submit");
+    let d = app.drone();
+    let w1 = claim(&app, "d1").await;
+    // d1 reports the lease for longer than the TTL, then stops listing it.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        d.heartbeat(
+            "d1",
+            &HeartbeatRequest {
+                leases: vec![w1.lease],
+                log: vec![],
+            },
+        )
+        .await
+        .expect("heartbeat");
+    }
+    d.heartbeat("d1", &HeartbeatRequest::default())
+        .await
+        .expect("heartbeat");
+    // d2 takes work and falls silent: offline after the TTL, its lease reclaimed.
+    let _w2 = claim(&app, "d2").await;
+    let url = format!("{}/metrics", app.url);
+    let u = &url;
+    wait_for(
+        10,
+        "the silent drone's lease to be reclaimed",
+        || async move {
+            let (_, _, text) = get_text(u, None).await;
+            Scraped::parse(&text).value(
+                "build_swarm_lease_reclaims_total",
+                &[("reason", "drone_lost")],
+            ) == 1.0
+        },
+    )
+    .await;
+    let m = Scraped::parse(&get_text(&url, None).await.2);
+    assert_eq!(
+        m.value("build_swarm_lease_reclaims_total", &[("reason", "dropped")]),
+        1.0
+    );
+    assert_eq!(
+        m.value("build_swarm_failures_total", &[("kind", "infra")]),
+        2.0
+    );
+    assert!(m.value("build_swarm_drones", &[("state", "offline")]) >= 1.0);
     app.stop().await;
 }
 
