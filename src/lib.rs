@@ -5,6 +5,7 @@
 //! - [`actors`] — the orchestrator's actor system (see its module doc for who owns what).
 //! - [`http`] — the HTTP API, thin handlers over the actors.
 //! - [`orchestrator`] — start-up.
+//! - [`metrics`] — Prometheus counters and histograms, shared by the actors as atomics.
 //! - [`client`] — the HTTP client every other program (drone, CLI, gateway, tests) uses.
 //! - [`gateway`] — start-up of `swarm-gateway`; [`gateway_api`] its wire types and
 //!   [`gateway_client`] its client (what drones call to pick an orchestrator).
@@ -23,6 +24,7 @@ pub mod gateway_api;
 pub mod gateway_client;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod orchestrator;
 pub mod process;
 pub mod publish;

@@ -12,6 +12,7 @@ use crate::actors::upload_supervisor::UploadSupervisor;
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use parking_lot::Mutex;
@@ -53,6 +54,7 @@ pub struct Orchestrator {
     pub hook: Addr<PublishHook>,
     /// Registers this orchestrator with its gateway (when `gateway` is set).
     pub gateway_registration: Option<Addr<GatewayRegistration>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Orchestrator {
@@ -109,6 +111,7 @@ impl Orchestrator {
             },
         });
 
+        let metrics = Arc::new(Metrics::default());
         let hook = PublishHook::new(
             cfg.publish_command.clone(),
             Duration::from_secs(cfg.publish_timeout_s),
@@ -146,6 +149,7 @@ impl Orchestrator {
             let store = store.clone();
             let registry_slot = &mut registry_slot;
             let breaker_slot = &mut breaker_slot;
+            let metrics = metrics.clone();
             PackageQueue::create(move |ctx| {
                 let supervisor = UploadSupervisor::new(ctx.address().recipient()).start();
                 let breaker = CircuitBreaker::new(
@@ -154,6 +158,7 @@ impl Orchestrator {
                     Some(ctx.address().recipient()),
                     log.clone(),
                 )
+                .with_metrics(metrics.clone())
                 .start();
                 *breaker_slot = Some(breaker.clone());
                 let registry = DroneRegistry::new(
@@ -177,6 +182,7 @@ impl Orchestrator {
                     },
                     log,
                 )
+                .with_metrics(metrics)
             })
         };
         let registry = registry_slot
@@ -196,6 +202,7 @@ impl Orchestrator {
             breaker: breaker.clone(),
             tokens,
             max_submit_bytes: cfg.max_submit_bytes,
+            metrics: metrics.clone(),
         });
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
             addr: addr.to_string(),
@@ -244,6 +251,7 @@ impl Orchestrator {
             breaker,
             hook,
             gateway_registration,
+            metrics,
         })
     }
 }

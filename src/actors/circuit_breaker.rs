@@ -20,9 +20,11 @@
 
 use crate::clock::SharedClock;
 use crate::domain::FailureKind;
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -163,6 +165,7 @@ pub struct CircuitBreaker {
     central: Option<CentralFault>,
     queue: Option<Recipient<FaultChanged>>,
     jitter: u64,
+    metrics: Arc<Metrics>,
     log: Logger,
 }
 
@@ -182,8 +185,15 @@ impl CircuitBreaker {
             central: None,
             queue,
             jitter: seed | 1,
+            metrics: Arc::default(),
             log: log.new(slog::o!("actor" => "circuit_breaker")),
         }
+    }
+
+    /// Counts groundings into `metrics` (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// 0.5..1.5 (xorshift; jitter needs no cryptography).
@@ -274,6 +284,7 @@ impl CircuitBreaker {
         }
         let until = self.clock.now() + self.settings.cooloff;
         let until_unix = self.clock.unix() + self.settings.cooloff.as_secs();
+        self.metrics.breaker_trips.inc();
         warn!(self.log, "drone grounded"; "drone" => drone, "cooloff_s" => self.settings.cooloff.as_secs(), "why" => &why);
         if let Some(h) = self.drones.get_mut(drone) {
             h.mode = Mode::Open { until, until_unix };

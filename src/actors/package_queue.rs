@@ -30,6 +30,7 @@ use crate::api::{
 };
 use crate::clock::SharedClock;
 use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
+use crate::metrics::{Metrics, QueueMetrics, ReclaimReason};
 use crate::process::tail_str;
 use crate::publish::{self, join_inside, PublishError, PublishJob, Published};
 use actix::prelude::*;
@@ -37,6 +38,7 @@ use slog::{crit, debug, info, warn, Logger};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -275,6 +277,7 @@ pub struct PackageQueue {
     /// packages' fault and do not use up their retries.
     central_fault: bool,
     log: Logger,
+    metrics: QueueMetrics,
 }
 
 fn now_unix() -> u64 {
@@ -327,6 +330,7 @@ impl PackageQueue {
             hook: peers.hook,
             central_fault: false,
             log,
+            metrics: QueueMetrics::default(),
         };
         for row in snap.packages {
             let atom = match Atom::parse(&row.atom) {
@@ -585,6 +589,7 @@ impl PackageQueue {
         l.phase = LeasePhase::Ended;
         l.ended_unix = Some(now_unix());
         l.stop = stop;
+        self.metrics.lease_ended(lease_id);
         let (pkg, drone) = (l.pkg, l.drone.clone());
         if let Some(set) = self.by_drone.get_mut(&drone) {
             set.remove(&lease_id);
@@ -620,6 +625,7 @@ impl PackageQueue {
         log_tail: &str,
         backoff: bool,
     ) {
+        self.metrics.failure(kind);
         let policy_drones = self.settings.build_failure_drones;
         let max_infra = self.settings.max_infra_retries;
         let central_fault = self.central_fault;
@@ -1231,6 +1237,7 @@ impl Handler<MarkUploading> for PackageQueue {
             }
             self.dirty_leases.insert(msg.lease);
             self.set_state(pkg, PackageState::Uploading);
+            self.metrics.upload_started(msg.lease);
             self.supervisor.do_send(Arm {
                 lease: msg.lease,
                 epoch: msg.epoch,
@@ -1392,6 +1399,7 @@ impl Handler<Complete> for PackageQueue {
                     let drone = act.leases.get(&lease_id).map(|l| l.drone.clone()).unwrap_or_default();
                     let answer = match res {
                         Ok(how) if act.packages[pkg as usize].state != PackageState::Built => {
+                            act.metrics.completed(lease_id, req.size);
                             // The completing lease is over; any other one on the package
                             // is cancelled: this artifact is the one.
                             act.end_lease(lease_id, false);
@@ -1469,6 +1477,7 @@ impl Handler<LeaseTimedOut> for PackageQueue {
         };
         warn!(self.log, "lease timed out, work reclaimed"; "atom" => &self.packages[pkg as usize].atom_str,
               "drone" => &drone, "lease" => msg.lease, "reason" => &reason);
+        self.metrics.reclaimed(msg.deadline.into(), 1);
         self.end_lease(msg.lease, true);
         self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", false);
         self.breaker.do_send(RecordOutcome {
@@ -1494,6 +1503,8 @@ impl Handler<ReclaimDrone> for PackageQueue {
             return;
         }
         self.active_drones.remove(&msg.drone);
+        self.metrics
+            .reclaimed(ReclaimReason::DroneLost, leases.len());
         warn!(self.log, "reclaiming a drone's work"; "drone" => &msg.drone, "leases" => leases.len(), "reason" => &msg.reason);
         for id in leases {
             let Some(pkg) = self.leases.get(&id).map(|l| l.pkg) else {
@@ -1535,6 +1546,8 @@ impl Handler<CheckLeases> for PackageQueue {
                     .collect()
             })
             .unwrap_or_default();
+        self.metrics
+            .reclaimed(ReclaimReason::Dropped, dropped.len());
         for id in dropped {
             let Some(pkg) = self.leases.get(&id).map(|l| l.pkg) else {
                 continue;
@@ -1706,6 +1719,14 @@ impl Handler<DronesWithLeases> for PackageQueue {
     type Result = MessageResult<DronesWithLeases>;
     fn handle(&mut self, _: DronesWithLeases, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.by_drone.keys().cloned().collect())
+    }
+}
+
+impl PackageQueue {
+    /// Counts this queue's events into `metrics` (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = QueueMetrics::new(metrics);
+        self
     }
 }
 

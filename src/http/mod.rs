@@ -2,9 +2,12 @@
 //! one message to an actor, map the answer.
 
 pub mod auth;
+pub mod dashboard;
 pub mod drones;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
+pub mod openapi;
 pub mod packages;
 pub mod status;
 pub mod work;
@@ -15,6 +18,7 @@ use crate::actors::package_queue::PackageQueue;
 use crate::config::orchestrator::Tokens;
 use actix::Addr;
 use actix_web::web;
+use std::sync::Arc;
 
 /// Largest JSON body of the drone protocol and control endpoints.
 pub const JSON_LIMIT: usize = 1024 * 1024;
@@ -27,6 +31,7 @@ pub struct AppState {
     pub breaker: Addr<CircuitBreaker>,
     pub tokens: Tokens,
     pub max_submit_bytes: usize,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub type State = web::Data<AppState>;
@@ -40,9 +45,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .app_data(web::QueryConfig::default().error_handler(error::query_error))
     .route("/healthz", web::get().to(status::healthz))
+    .route("/", web::get().to(dashboard::index))
+    .route("/dashboard/app.js", web::get().to(dashboard::app_js))
+    .route("/dashboard/style.css", web::get().to(dashboard::style_css))
+    .route("/metrics", web::get().to(metrics::metrics))
     .service(
         web::scope("/api/v1")
             .route("/status", web::get().to(status::status))
+            .route("/openapi.json", web::get().to(openapi::openapi))
             .route("/packages", web::get().to(packages::list))
             .route("/packages", web::post().to(packages::submit))
             .route("/packages/retry", web::post().to(packages::retry))

@@ -17,6 +17,7 @@ pub async fn claim(
     body: web::Json<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
+    let _timer = state.metrics.claim_latency.start_timer();
     let session = state
         .registry
         .send(Lookup {
@@ -24,7 +25,10 @@ pub async fn claim(
         })
         .await??;
     Ok(match session.send(Claim).await?? {
-        Some(work) => HttpResponse::Ok().json(work),
+        Some(work) => {
+            state.metrics.claims.inc();
+            HttpResponse::Ok().json(work)
+        }
         None => HttpResponse::NoContent().finish(),
     })
 }

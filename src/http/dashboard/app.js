@@ -1,0 +1,496 @@
+// build-swarm dashboard. Plain JavaScript, no build step, no third-party code.
+//
+// It polls the read API every POLL_MS with relative paths only, so the same page works on
+// an orchestrator and on the gateway (whose merged status and drone list have the same
+// shape). Package lists are always asked page by page (offset/limit, the server counts
+// the total), so the page stays light with 100,000 packages. Everything that comes from
+// the server is inserted as text, never as HTML.
+'use strict';
+
+(function () {
+  const POLL_MS = 2000;
+  const PAGE = 50;
+  const FAIL_PAGE = 20;
+  const STATES = ['waiting', 'queued', 'building', 'uploading', 'built', 'failed', 'blocked'];
+  const TOKEN_KEY = 'build-swarm.token';
+
+  const $ = (id) => document.getElementById(id);
+
+  let token = '';
+  try {
+    token = window.localStorage.getItem(TOKEN_KEY) || '';
+  } catch (e) {
+    token = '';
+  }
+  let skewMs = 0; // the server's clock minus ours, from the Date header
+  let packagesAvailable = true;
+  let timer = null;
+  let running = false;
+  let searchDebounce = null;
+  const search = { state: '', q: '', offset: 0 };
+  const failures = { offset: 0 };
+  let logAtom = null;
+
+  class HttpError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  function fmtInt(n) {
+    return typeof n === 'number' ? n.toLocaleString('en-US') : '–';
+  }
+
+  function fmtDuration(totalSeconds) {
+    let s = Math.max(0, Math.round(totalSeconds));
+    const d = Math.floor(s / 86400);
+    s -= d * 86400;
+    const h = Math.floor(s / 3600);
+    s -= h * 3600;
+    const m = Math.floor(s / 60);
+    s -= m * 60;
+    if (d > 0) return d + 'd ' + h + 'h';
+    if (h > 0) return h + 'h ' + m + 'm';
+    if (m > 0) return m + 'm ' + s + 's';
+    return s + 's';
+  }
+
+  function serverNow() {
+    return (Date.now() + skewMs) / 1000;
+  }
+
+  function until(unix) {
+    const left = unix - serverNow();
+    return left <= 0 ? 'now' : 'in ' + fmtDuration(left);
+  }
+
+  function ago(unix) {
+    const past = serverNow() - unix;
+    return past < 1 ? 'just now' : fmtDuration(past) + ' ago';
+  }
+
+  function clockTime(unix) {
+    return new Date(unix * 1000).toLocaleString();
+  }
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function setCount(id, n) {
+    const e = $(id);
+    e.textContent = fmtInt(n);
+    e.dataset.value = typeof n === 'number' ? String(n) : '';
+  }
+
+  function statePill(state) {
+    return el('span', state, 'pill st-' + state);
+  }
+
+  function atomButton(atom) {
+    const b = el('button', atom, 'link');
+    b.type = 'button';
+    b.dataset.atom = atom;
+    b.title = 'show the build-log tail';
+    return b;
+  }
+
+  function replaceRows(tbody, rows) {
+    const frag = document.createDocumentFragment();
+    rows.forEach((r) => frag.appendChild(r));
+    tbody.replaceChildren(frag);
+  }
+
+  function packagesQuery(state, q, offset, limit) {
+    const p = new URLSearchParams();
+    if (state) p.set('state', state);
+    if (q) p.set('q', q);
+    p.set('offset', String(offset));
+    p.set('limit', String(limit));
+    return 'api/v1/packages?' + p.toString();
+  }
+
+  // ------------------------------------------------------------ API
+
+  async function api(path) {
+    const headers = { Accept: 'application/json' };
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const resp = await fetch(path, { headers: headers, cache: 'no-store' });
+    const date = Date.parse(resp.headers.get('Date') || '');
+    if (!Number.isNaN(date)) {
+      const skew = date - Date.now();
+      // The header has whole seconds: only a real difference of clocks is worth it.
+      skewMs = Math.abs(skew) > 2000 ? skew : 0;
+    }
+    if (!resp.ok) {
+      let message = resp.status + ' ' + resp.statusText;
+      try {
+        const body = await resp.json();
+        if (body && body.error) message = body.error;
+      } catch (e) {
+        // not JSON: keep the status line
+      }
+      throw new HttpError(resp.status, message);
+    }
+    return resp.json();
+  }
+
+  // ------------------------------------------------------------ rendering
+
+  function renderStatus(st) {
+    if (st.name) $('orch-name').textContent = st.name;
+    document.title = 'build-swarm' + (st.name ? ' · ' + st.name : '') +
+      (typeof st.progress_pct === 'number' ? ' · ' + st.progress_pct + '%' : '');
+    const pct = $('progress-pct');
+    pct.textContent = typeof st.progress_pct === 'number' ? st.progress_pct.toFixed(1) + ' %' : '–';
+    pct.dataset.value = typeof st.progress_pct === 'number' ? String(st.progress_pct) : '';
+    setCount('count-total', st.total);
+    const total = st.total || 0;
+    STATES.forEach((s) => {
+      setCount('count-' + s, st[s]);
+      const seg = $('bar-' + s);
+      const n = st[s] || 0;
+      seg.style.width = total > 0 ? (100 * n / total) + '%' : '0%';
+      seg.title = s + ': ' + fmtInt(n);
+    });
+    const d = st.drones || {};
+    const parts = ['total ' + fmtInt(d.total), 'active ' + fmtInt(d.active), 'grounded ' + fmtInt(d.grounded),
+      'offline ' + fmtInt(d.offline)];
+    if (typeof d.paused === 'number') parts.push('paused ' + fmtInt(d.paused));
+    $('drone-summary').textContent = parts.join(' · ');
+    renderFault(st.central_fault);
+  }
+
+  function renderFault(fault) {
+    const banner = $('fault-banner');
+    if (!fault) {
+      banner.hidden = true;
+      banner.replaceChildren();
+      return;
+    }
+    const since = typeof fault.since === 'number' ? fault.since : null;
+    const rest = (since !== null ? ' since ' + clockTime(since) + ' (' + ago(since) + ')' : '') +
+      ': ' + (fault.reason || 'no reason given') +
+      ' — failures point at shared infrastructure (upload target, the orchestrator\'s disk), not at the drones.';
+    banner.replaceChildren(el('strong', 'Central fault'), document.createTextNode(rest));
+    banner.hidden = false;
+  }
+
+  function renderDrones(drones) {
+    $('drones-empty').hidden = drones.length > 0;
+    const rows = drones.map((d) => {
+      const tr = document.createElement('tr');
+      tr.dataset.drone = d.name;
+      tr.dataset.state = d.state;
+      const name = el('td', d.name);
+      if (d.host) name.title = d.host + (d.version ? ' · ' + d.version : '');
+      tr.appendChild(name);
+      const st = document.createElement('td');
+      st.appendChild(statePill(d.state));
+      tr.appendChild(st);
+      tr.appendChild(el('td', (d.current || []).join(', ') || '—', 'atoms'));
+      tr.appendChild(el('td', d.slots, 'num'));
+      tr.appendChild(el('td', d.failures, 'num'));
+      const gu = el('td', d.grounded_until ? until(d.grounded_until) : '—', 'grounded-until');
+      if (d.grounded_until) gu.title = clockTime(d.grounded_until);
+      tr.appendChild(gu);
+      tr.appendChild(el('td', d.grounded_reason || '', 'reason'));
+      const seen = el('td', d.last_seen ? ago(d.last_seen) : 'never');
+      if (d.last_seen) seen.title = clockTime(d.last_seen);
+      tr.appendChild(seen);
+      return tr;
+    });
+    replaceRows($('drones-body'), rows);
+  }
+
+  function pagerText(offset, shown, total) {
+    if (total === 0) return 'none';
+    return fmtInt(offset + 1) + '–' + fmtInt(offset + shown) + ' of ' + fmtInt(total);
+  }
+
+  async function loadFailures() {
+    const list = await api(packagesQuery('failed', '', failures.offset, FAIL_PAGE));
+    const total = list.total || 0;
+    if (failures.offset > 0 && failures.offset >= total) {
+      failures.offset = Math.max(0, Math.floor((total - 1) / FAIL_PAGE) * FAIL_PAGE);
+      return loadFailures();
+    }
+    const ft = $('failures-total');
+    ft.textContent = '(' + fmtInt(total) + ')';
+    ft.dataset.value = String(total);
+    $('failures-empty').hidden = total > 0;
+    const rows = list.packages.map((p) => {
+      const tr = document.createElement('tr');
+      tr.dataset.atom = p.atom;
+      const a = document.createElement('td');
+      a.appendChild(atomButton(p.atom));
+      tr.appendChild(a);
+      tr.appendChild(el('td', p.attempts, 'num'));
+      tr.appendChild(el('td', p.reason || '', 'reason'));
+      return tr;
+    });
+    replaceRows($('failures-body'), rows);
+    $('failures-page').textContent = pagerText(failures.offset, list.packages.length, total);
+    $('failures-prev').disabled = failures.offset === 0;
+    $('failures-next').disabled = failures.offset + list.packages.length >= total;
+    return undefined;
+  }
+
+  async function loadPackages() {
+    const list = await api(packagesQuery(search.state, search.q, search.offset, PAGE));
+    const total = list.total || 0;
+    if (search.offset > 0 && search.offset >= total) {
+      search.offset = Math.max(0, Math.floor((total - 1) / PAGE) * PAGE);
+      return loadPackages();
+    }
+    const rows = list.packages.map((p) => {
+      const tr = document.createElement('tr');
+      tr.dataset.atom = p.atom;
+      tr.dataset.state = p.state;
+      const a = document.createElement('td');
+      a.appendChild(atomButton(p.atom));
+      tr.appendChild(a);
+      const st = document.createElement('td');
+      st.appendChild(statePill(p.state));
+      tr.appendChild(st);
+      tr.appendChild(el('td', p.drone || ''));
+      tr.appendChild(el('td', p.attempts, 'num'));
+      tr.appendChild(el('td', p.reason || '', 'reason'));
+      return tr;
+    });
+    replaceRows($('packages-body'), rows);
+    const range = $('packages-range');
+    range.dataset.total = String(total);
+    range.textContent = fmtInt(total) + ' matching' + (total > 0 ? ', showing ' +
+      pagerText(search.offset, list.packages.length, total) : '');
+    $('page-info').textContent = pagerText(search.offset, list.packages.length, total);
+    $('page-prev').disabled = search.offset === 0;
+    $('page-next').disabled = search.offset + list.packages.length >= total;
+    return undefined;
+  }
+
+  async function showLog(atom) {
+    const slash = atom.indexOf('/');
+    if (slash < 0) return;
+    logAtom = atom;
+    writeHash();
+    const path = 'api/v1/packages/' + encodeURIComponent(atom.slice(0, slash)) + '/' +
+      encodeURIComponent(atom.slice(slash + 1)) + '/log';
+    const section = $('log-section');
+    $('log-atom').textContent = atom;
+    $('log-state').replaceChildren();
+    $('log-reason').textContent = 'loading…';
+    $('log-tail').textContent = '';
+    section.hidden = false;
+    try {
+      const log = await api(path);
+      if (logAtom !== atom) return;
+      $('log-state').replaceChildren(statePill(log.state));
+      $('log-reason').textContent = log.reason || '';
+      $('log-tail').textContent = log.log_tail || '(no build log stored for this package)';
+    } catch (e) {
+      if (logAtom !== atom) return;
+      $('log-reason').textContent = 'cannot load the log: ' + e.message;
+    }
+    section.scrollIntoView({ block: 'nearest' });
+  }
+
+  function setConn(state, text) {
+    const c = $('conn');
+    c.dataset.state = state;
+    c.textContent = text;
+  }
+
+  function showTokenForm(show) {
+    $('token-form').hidden = !show;
+    if (show) $('token-input').focus();
+  }
+
+  // ------------------------------------------------------------ polling
+
+  async function refresh() {
+    if (running) return;
+    running = true;
+    try {
+      const both = await Promise.all([api('api/v1/status'), api('api/v1/drones')]);
+      renderStatus(both[0]);
+      renderDrones(both[1].drones || []);
+      if (packagesAvailable) {
+        try {
+          await Promise.all([loadFailures(), loadPackages()]);
+        } catch (e) {
+          if (e.status === 404) {
+            // The gateway merges status and drones only.
+            packagesAvailable = false;
+            $('failures-section').hidden = true;
+            $('packages-section').hidden = true;
+            $('packages-unavailable').hidden = false;
+          } else {
+            throw e;
+          }
+        }
+      }
+      $('auth-banner').hidden = true;
+      setConn('ok', 'updated ' + new Date().toLocaleTimeString());
+      document.body.dataset.loaded = '1';
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || '0') + 1);
+    } catch (e) {
+      if (e.status === 401) {
+        $('auth-banner').hidden = false;
+        setConn('auth', 'token needed');
+        document.body.dataset.auth = 'needed';
+        if ($('token-form').hidden) showTokenForm(true);
+      } else {
+        setConn('error', 'cannot update: ' + e.message);
+      }
+    } finally {
+      running = false;
+    }
+  }
+
+  function schedule() {
+    if (timer !== null) window.clearTimeout(timer);
+    timer = null;
+    if (document.hidden) return; // resumes on visibilitychange
+    timer = window.setTimeout(async () => {
+      timer = null;
+      await refresh();
+      schedule();
+    }, POLL_MS);
+  }
+
+  async function refreshNow() {
+    await refresh();
+    schedule();
+  }
+
+  function reloadPackages() {
+    if (!packagesAvailable) return;
+    loadPackages().catch((e) => setConn('error', 'cannot list packages: ' + e.message));
+  }
+
+  // The hash may carry #token=…&state=…&q=…&log=cat/pf (a token given this way is stored and then
+  // taken out of the address bar and the history).
+  function readHash() {
+    const h = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+    if (h.has('token')) {
+      token = h.get('token') || '';
+      try {
+        window.localStorage.setItem(TOKEN_KEY, token);
+      } catch (e) {
+        // storage refused (private mode): the token lives for this page only
+      }
+      h.delete('token');
+      const rest = h.toString();
+      window.history.replaceState(null, '', window.location.pathname + window.location.search +
+        (rest ? '#' + rest : ''));
+    }
+    const st = h.get('state') || '';
+    search.state = STATES.indexOf(st) >= 0 ? st : '';
+    search.q = h.get('q') || '';
+    $('filter-state').value = search.state;
+    $('filter-q').value = search.q;
+    const log = h.get('log') || '';
+    if (log && log !== logAtom) showLog(log);
+  }
+
+  function writeHash() {
+    const h = new URLSearchParams();
+    if (search.state) h.set('state', search.state);
+    if (search.q) h.set('q', search.q);
+    if (logAtom) h.set('log', logAtom);
+    const rest = h.toString();
+    window.history.replaceState(null, '', window.location.pathname + window.location.search +
+      (rest ? '#' + rest : ''));
+  }
+
+  function onSearchChanged() {
+    search.state = $('filter-state').value;
+    search.q = $('filter-q').value.trim();
+    search.offset = 0;
+    writeHash();
+    reloadPackages();
+  }
+
+  function wire() {
+    $('token-toggle').addEventListener('click', () => showTokenForm($('token-form').hidden));
+    $('token-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      token = $('token-input').value.trim();
+      $('token-input').value = '';
+      try {
+        if (token) window.localStorage.setItem(TOKEN_KEY, token);
+        else window.localStorage.removeItem(TOKEN_KEY);
+      } catch (e) {
+        // storage refused: keep it for this page only
+      }
+      showTokenForm(false);
+      refreshNow();
+    });
+    $('token-clear').addEventListener('click', () => {
+      token = '';
+      try {
+        window.localStorage.removeItem(TOKEN_KEY);
+      } catch (e) {
+        // nothing stored
+      }
+      $('token-input').value = '';
+      refreshNow();
+    });
+    $('search-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      onSearchChanged();
+    });
+    $('filter-state').addEventListener('change', onSearchChanged);
+    $('filter-q').addEventListener('input', () => {
+      if (searchDebounce !== null) window.clearTimeout(searchDebounce);
+      searchDebounce = window.setTimeout(onSearchChanged, 300);
+    });
+    $('page-prev').addEventListener('click', () => {
+      search.offset = Math.max(0, search.offset - PAGE);
+      reloadPackages();
+    });
+    $('page-next').addEventListener('click', () => {
+      search.offset += PAGE;
+      reloadPackages();
+    });
+    $('failures-prev').addEventListener('click', () => {
+      failures.offset = Math.max(0, failures.offset - FAIL_PAGE);
+      loadFailures().catch((e) => setConn('error', 'cannot list failures: ' + e.message));
+    });
+    $('failures-next').addEventListener('click', () => {
+      failures.offset += FAIL_PAGE;
+      loadFailures().catch((e) => setConn('error', 'cannot list failures: ' + e.message));
+    });
+    const onAtomClick = (ev) => {
+      const b = ev.target.closest('button[data-atom]');
+      if (b) showLog(b.dataset.atom);
+    };
+    $('failures-body').addEventListener('click', onAtomClick);
+    $('packages-body').addEventListener('click', onAtomClick);
+    $('log-close').addEventListener('click', () => {
+      logAtom = null;
+      $('log-section').hidden = true;
+      writeHash();
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) refreshNow();
+      else schedule();
+    });
+    window.addEventListener('hashchange', () => {
+      readHash();
+      search.offset = 0;
+      reloadPackages();
+    });
+  }
+
+  readHash();
+  wire();
+  refreshNow();
+}());
