@@ -113,7 +113,29 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
-    // `demo` (SPEC §6) joins here once the drone exists.
+    /// A whole swarm on this machine: orchestrator, gateway and drones building a set
+    Demo {
+        /// How many drones
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        drones: u32,
+        /// Concurrent builds per drone
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+        slots: u32,
+        /// A package set file, or a number of packages to generate (default: the shipped
+        /// 261-package set)
+        #[arg(long, value_name = "FILE|N")]
+        packages: Option<crate::demo::PackagesArg>,
+        /// Where the demo keeps its state, logs and binhost (default: a new directory under
+        /// the temporary directory)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+        /// Seconds each stand-in build takes
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        build_seconds: f64,
+        /// Size of each stand-in package, KiB
+        #[arg(long, default_value_t = 384, value_name = "KIB")]
+        package_kb: u32,
+    },
 }
 
 #[derive(Debug, Args)]

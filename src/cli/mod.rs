@@ -4,13 +4,14 @@
 //! - [`config`] — where the swarm and the token are found (flags, env, files, defaults).
 //! - [`swarm`] — connecting: gateway or orchestrator, and which orchestrator has what.
 //! - [`matching`] — which drone a partial name means (pure functions).
-//! - [`overview`], [`packages`], [`drone`], [`remote`], [`watch`], [`generate`] — the
-//!   commands.
+//! - [`overview`], [`packages`], [`drone`], [`remote`], [`watch`], [`generate`], [`demo`]
+//!   — the commands.
 //! - [`output`], [`view`] — tables, colour, human units; lenient views of the answers.
 //! - [`error`] — one sentence per error and the exit codes.
 
 pub mod args;
 pub mod config;
+pub mod demo;
 pub mod drone;
 pub mod error;
 pub mod generate;
@@ -66,6 +67,26 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Completions { shell } => return generate::completions(*shell),
         Command::Man => return generate::man(),
+        Command::Demo {
+            drones,
+            slots,
+            packages,
+            dir,
+            build_seconds,
+            package_kb,
+        } => {
+            let opts = crate::demo::DemoOptions {
+                drones: *drones,
+                slots: *slots,
+                packages: packages
+                    .clone()
+                    .unwrap_or(crate::demo::PackagesArg::Builtin),
+                dir: dir.clone(),
+                build_seconds: *build_seconds,
+                package_kb: *package_kb,
+            };
+            return demo::run(&opts, g.json).await;
+        }
         _ => {}
     }
     let verbose = Verbose(g.verbose);
@@ -89,6 +110,6 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Log { atom } => packages::log(&swarm, &atom, json).await,
         Command::Retry { atoms, failed } => packages::retry(&swarm, &atoms, failed, json).await,
         Command::Watch { interval } => watch::run(&swarm, interval, json).await,
-        Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Completions { .. } | Command::Man | Command::Demo { .. } => Ok(()),
     }
 }

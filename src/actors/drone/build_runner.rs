@@ -92,10 +92,23 @@ async fn build(msg: StartBuild, cancel: oneshot::Receiver<()>) -> BuildOutcome {
         }
         BuildEnd::Cancelled => BuildOutcome::Cancelled,
         BuildEnd::NotStarted(reason) => BuildOutcome::Broken { reason },
-        other => BuildOutcome::Failed {
-            reason: other.describe(&msg.spec),
-            log_tail,
-        },
+        other => {
+            // The last thing the build said is usually the error an operator wants first.
+            let last = log_tail
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty());
+            let reason = match last {
+                Some(line) => format!(
+                    "{}; last output: {}",
+                    other.describe(&msg.spec),
+                    crate::process::tail_str(line, 300)
+                ),
+                None => other.describe(&msg.spec),
+            };
+            BuildOutcome::Failed { reason, log_tail }
+        }
     }
 }
 

@@ -1,0 +1,56 @@
+//! `build-swarm demo`: starts the local swarm (see [`crate::demo`]), shows `watch`'s live
+//! progress until the set is done, prints the summary and stops every process.
+
+use super::config::{self, Flags, Places};
+use super::error::CliError;
+use super::swarm::Swarm;
+use super::{watch, Verbose};
+use crate::demo::{Demo, DemoOptions};
+
+pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
+    let demo = Demo::start(opts)
+        .await
+        .map_err(|e| CliError::Failed(format!("demo: {e}")))?;
+    eprintln!(
+        "build-swarm demo: orchestrator {}, gateway {}, {} drones; everything in {}",
+        demo.orchestrator_url,
+        demo.gateway_url,
+        opts.drones,
+        demo.dir.display()
+    );
+    let result = watch_demo(&demo, json).await;
+    let summary = demo.summary().await;
+    demo.stop().await;
+    result?;
+    match summary {
+        Ok(s) if json => println!(
+            "{}",
+            serde_json::json!({
+                "total": s.total, "built": s.built, "blocked": s.blocked,
+                "failed": s.failed.iter().map(|(a, r)| serde_json::json!({"atom": a, "reason": r})).collect::<Vec<_>>(),
+                "wall_s": s.wall.as_secs_f64(), "uploaded_bytes": s.uploaded_bytes, "uploads": s.uploads,
+                "package_bytes": s.package_bytes, "published": s.published,
+                "binhost": s.binhost, "dir": s.dir,
+            })
+        ),
+        Ok(s) => println!("{s}"),
+        Err(e) => return Err(CliError::Failed(format!("demo summary: {e}"))),
+    }
+    Ok(())
+}
+
+async fn watch_demo(demo: &Demo, json: bool) -> Result<(), CliError> {
+    let flags = Flags {
+        gateway: Some(demo.gateway_url.clone()),
+        orchestrator: None,
+        token: Some(demo.admin_token.clone()),
+        config: None,
+    };
+    let settings = config::resolve(&flags, &Places::default())?;
+    let swarm = Swarm::connect(&settings, Verbose(false)).await?;
+    match watch::run(&swarm, 1, json).await {
+        // The demo fails a few packages on purpose: that is the point, not an error.
+        Ok(()) | Err(CliError::Failed(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,88 @@
+//! The main job end to end: `build-swarm demo` starts an orchestrator, a gateway and drones
+//! as real processes, builds a generated set with the stand-in builder (one package fails,
+//! its dependents are blocked), uploads with rsync, publishes, prints the summary and stops
+//! every process it started.
+
+mod common;
+
+use common::processes_matching;
+use std::time::Duration;
+
+const CLI: &str = env!("CARGO_BIN_EXE_build-swarm");
+
+#[actix_web::test]
+async fn the_demo_runs_a_small_set_end_to_end() {
+    if std::process::Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "rsync missing in CI");
+        eprintln!("SKIPPED: rsync is not installed (scripts/install-deps)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new(CLI)
+            .args([
+                "demo",
+                "--drones",
+                "2",
+                "--packages",
+                "30",
+                "--build-seconds",
+                "0.2",
+                "--package-kb",
+                "64",
+                "--dir",
+            ])
+            .arg(&demo_dir)
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the demo finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The generated set fails pkg7 (and pkg32, …) on purpose.
+    assert!(stdout.contains("build-swarm demo: 30 packages"), "{stdout}");
+    assert!(stdout.contains("failed   1"), "{stdout}");
+    assert!(stdout.contains("/pkg7-1.7: build failed"), "{stdout}");
+    assert!(stdout.contains("poison package"), "{stdout}");
+    let built: usize = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("built"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("built count");
+    let blocked: usize = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("blocked"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("blocked count");
+    assert_eq!(built + 1 + blocked, 30, "{stdout}");
+    // Everything built is in the binhost, uploaded once, nothing more on the wire.
+    let mut files = 0;
+    for cat in std::fs::read_dir(demo_dir.join("binhost")).unwrap() {
+        files += std::fs::read_dir(cat.unwrap().path()).unwrap().count();
+    }
+    assert_eq!(files, built);
+    let ratio: f64 = stdout
+        .lines()
+        .find(|l| l.contains("bytes on the wire per package byte"))
+        .and_then(|l| l.split(" bytes on the wire").next())
+        .and_then(|l| l.rsplit(": ").next())
+        .and_then(|r| r.trim().parse().ok())
+        .expect("ratio in the summary");
+    assert!(ratio > 0.9 && ratio <= 1.02, "{ratio}");
+    // Every process the demo started is gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = processes_matching(&demo_dir.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}
