@@ -17,9 +17,9 @@ pub const BUILTIN_SET: &str = include_str!("../demo/packages-261.json");
 /// Packages of the shipped set that the stand-in builder fails, so failure handling shows.
 pub const BUILTIN_FAILS: &[&str] = &[
     "kde-plasma/plasma-notify-24.11.3",
-    "www-client/core-12.18.0",
+    "app-office/crypt-lib-9.15.3",
     "games-strategy/wallet-15.8.4",
-    "app-office/svgmm-16.13.8",
+    "www-client/image-lib-10.17.2",
 ];
 /// The stand-in builder, embedded so an installed `build-swarm` can run the demo too.
 pub const STAND_IN_BUILDER: &str = include_str!("../scripts/stand-in-builder");
@@ -441,14 +441,17 @@ impl fmt::Display for Summary {
         writeln!(f, "  built    {}", self.built)?;
         writeln!(f, "  failed   {}", self.failed.len())?;
         for (atom, reason) in &self.failed {
-            let reason: String = reason
-                .lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(110)
-                .collect();
-            writeln!(f, "           {atom}: {reason}")?;
+            // "build failed on A, B (poison package): build: `cmd` exited …; last output: X"
+            // reads best as "build failed on A, B (poison package) — X".
+            let line = reason.lines().next().unwrap_or("");
+            let short = match line.split_once("; last output: ") {
+                Some((head, last)) => {
+                    format!("{} — {last}", head.split(": ").next().unwrap_or(head))
+                }
+                None => line.to_string(),
+            };
+            let short: String = short.chars().take(140).collect();
+            writeln!(f, "           {atom}: {short}")?;
         }
         writeln!(f, "  blocked  {} (a dependency failed)", self.blocked)?;
         let ratio = if self.package_bytes > 0 {

@@ -21,3 +21,38 @@ fn gateway_example_loads_and_validates() {
     assert!(cfg.registrations_possible());
     assert!(cfg.poll_timeout() < cfg.poll_interval());
 }
+
+#[test]
+fn drone_example_loads_and_validates() {
+    let cfg: build_swarm::config::DroneConfig =
+        load_file(Path::new("config/drone.toml")).expect("parses");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.upload.stall_timeout_s, 300);
+    assert_eq!(cfg.upload.total_timeout_s, 600);
+    assert!(!cfg
+        .upload
+        .rsync_options
+        .iter()
+        .any(|o| o.contains("contimeout")));
+}
+
+/// The service files start the programs with the example configs' paths and check them
+/// first.
+#[test]
+fn service_files_check_the_config_before_starting() {
+    for prog in ["orchestrator", "gateway", "drone"] {
+        let unit = std::fs::read_to_string(format!("config/systemd/swarm-{prog}.service")).unwrap();
+        assert!(
+            unit.contains(&format!(
+                "swarm-{prog} --config /etc/build-swarm/{prog}.toml --check"
+            )),
+            "{prog}"
+        );
+        let rc = std::fs::read_to_string(format!("config/openrc/swarm-{prog}")).unwrap();
+        assert!(rc.contains("supervisor=supervise-daemon"), "{prog}");
+        assert!(
+            rc.contains(&format!("/etc/build-swarm/{prog}.toml")),
+            "{prog}"
+        );
+    }
+}
