@@ -155,9 +155,9 @@ async fn a_build_silent_for_the_idle_timeout_is_killed_with_its_children() {
         "{:?}",
         pkg.reason
     );
-    // The build's child (sleep 100000) died with it.
+    // The build's child (sleep 100001) died with it.
     wait_for(3, "the build's child to be gone", || async {
-        processes_matching("sleep 100000").is_empty()
+        processes_matching("sleep 100001").is_empty()
     })
     .await;
     app.stop().await;
@@ -356,5 +356,45 @@ async fn contimeout_is_refused_against_the_orchestrators_ssh_target_too() {
         .expect("drone exits")
         .unwrap();
     assert_eq!(status.code(), Some(2));
+    app.stop().await;
+}
+
+/// A drone killed outright (SIGKILL) cannot stop its builds; the next start of the drone
+/// finds their process groups and kills them, so no orphaned build keeps running.
+#[actix_web::test]
+async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
+    if !require_rsync() {
+        return;
+    }
+    let app = spawn_app(|_| {}).await;
+    app.admin()
+        .submit(b"app-misc/orphan-1.0\n".to_vec())
+        .await
+        .unwrap();
+    let cfg = drone_config(app.dir.path(), "d1", &app.url, "", "");
+    let env = [
+        ("STANDIN_SILENT", "orphan"),
+        ("STANDIN_SECONDS", "0.1"),
+        ("STANDIN_HANG", "100002"),
+    ];
+    let mut drone = spawn_drone(&cfg, &env);
+    let marker = "sleep 100002";
+    wait_for(20, "the build running", || async {
+        !processes_matching(marker).is_empty()
+    })
+    .await;
+    drone.kill().await.unwrap(); // SIGKILL: no chance to clean up
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !processes_matching(marker).is_empty(),
+        "the orphaned build is still running"
+    );
+    let _again = spawn_drone(&cfg, &[("STANDIN_SECONDS", "0.1")]);
+    wait_for(10, "the orphaned build killed", || async {
+        processes_matching(marker).is_empty()
+    })
+    .await;
+    let log = std::fs::read_to_string(app.dir.path().join("d1/drone.log")).unwrap();
+    assert!(log.contains("left running by a previous run"), "{log}");
     app.stop().await;
 }

@@ -37,6 +37,8 @@ pub struct BuildSpec {
     pub log_path: PathBuf,
     pub total: Duration,
     pub idle: Duration,
+    /// Where to record the build's process group while it runs (see `leftovers`).
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +109,9 @@ pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (
         }
     };
     let pid = child.id().unwrap_or(0);
+    if let Some(path) = &spec.record {
+        let _ = crate::drone::leftovers::record(path, pid, &spec.argv.join(" "));
+    }
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(LOG_TAIL);
@@ -170,6 +175,9 @@ pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (
     }
     // Whatever the build started dies with it: timeouts, cancels, and leftovers after exit.
     signal_group(pid, libc::SIGKILL);
+    if let Some(path) = &spec.record {
+        crate::drone::leftovers::forget(path);
+    }
     if exited_at.is_none() {
         let _ = child.wait().await;
     }
@@ -200,6 +208,7 @@ mod tests {
             log_path: dir.join("logs/x.log"),
             total: Duration::from_secs(total),
             idle: Duration::from_millis(idle_ms),
+            record: None,
         }
     }
 

@@ -5,4 +5,5 @@
 
 pub mod artifact;
 pub mod build;
+pub mod leftovers;
 pub mod rsync;

@@ -20,6 +20,7 @@ use crate::config::DroneConfig;
 use crate::domain::FailureKind;
 use crate::drone::artifact::Artifact;
 use crate::drone::build::{fill_placeholders, BuildSpec};
+use crate::drone::leftovers;
 use crate::drone::rsync::upload_argv;
 use crate::gateway_client::pick_orchestrator;
 use crate::logging::LogTap;
@@ -422,6 +423,10 @@ impl DroneAgent {
                 .join(format!("{}-{}.log", work.name, work.version)),
             total: Duration::from_secs(self.cfg.build_timeout_s),
             idle: Duration::from_secs(self.cfg.build_idle_timeout_s),
+            record: Some(leftovers::record_path(
+                &self.cfg.state_dir,
+                &format!("build-{}", work.lease),
+            )),
         };
         self.runner.do_send(StartBuild {
             work: work.clone(),
@@ -671,6 +676,9 @@ impl Actor for DroneAgent {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        for what in leftovers::reap(&self.cfg.state_dir) {
+            warn!(self.log, "killed a process group left running by a previous run of this drone"; "what" => what);
+        }
         self.load_persisted();
         ctx.run_interval(Duration::from_millis(500), |act, ctx| act.tick(ctx));
         ctx.notify(Tick);
@@ -721,6 +729,10 @@ impl Handler<BuildFinished> for DroneAgent {
                     argv,
                     cwd: self.cfg.pkgdir.clone(),
                     total_timeout: Duration::from_secs(self.cfg.upload.total_timeout_s),
+                    record: Some(leftovers::record_path(
+                        &self.cfg.state_dir,
+                        &format!("upload-{lease}"),
+                    )),
                 });
                 ctx.spawn(
                     async move { client.uploading(lease, epoch).await }

@@ -27,6 +27,8 @@ pub struct StartUpload {
     /// rsync runs here (PKGDIR), so `./cat/file` is relative to it.
     pub cwd: PathBuf,
     pub total_timeout: Duration,
+    /// Where to record the upload's process group while it runs (see `leftovers`).
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Message)]
@@ -129,6 +131,10 @@ impl Handler<StartUpload> for UploadSupervisor {
             }
         };
         let pgid = child.id().unwrap_or(0);
+        if let Some(path) = &msg.record {
+            let _ = crate::drone::leftovers::record(path, pgid, "rsync");
+        }
+        let record = msg.record.clone();
         let generation = self.next_generation;
         self.next_generation += 1;
         let timer = ctx.notify_later(Deadline { lease, generation }, msg.total_timeout);
@@ -148,6 +154,9 @@ impl Handler<StartUpload> for UploadSupervisor {
         ctx.spawn(child.wait_with_output().into_actor(self).map(move |res, act, ctx| {
             // rsync is done: nothing of its group (ssh) may stay behind.
             signal_group(pgid, libc::SIGKILL);
+            if let Some(path) = &record {
+                crate::drone::leftovers::forget(path);
+            }
             let Some(run) = act.running.remove(&lease).filter(|r| r.generation == generation) else {
                 return;
             };
