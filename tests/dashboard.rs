@@ -295,6 +295,67 @@ async fn dashboard_in_headless_chromium_shows_the_api_counts_and_follows_a_compl
     app.stop().await;
 }
 
+/// The gateway serves the same page over its merged status and drone list: the counts are
+/// the sums over both orchestrators and every drone of both is listed.
+#[actix_web::test]
+async fn the_gateway_serves_the_merged_dashboard() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    let a = spawn_app(|c| c.name = "orch-a".into()).await;
+    let b = spawn_app(|c| c.name = "orch-b".into()).await;
+    a.register("drone-on-a", 1).await;
+    b.register("drone-on-b", 1).await;
+    a.admin()
+        .submit(chain_set(7).into_bytes())
+        .await
+        .expect("submit a");
+    b.admin()
+        .submit(chain_set(5).into_bytes())
+        .await
+        .expect("submit b");
+    claim(&b, "drone-on-b").await;
+    let mut cfg = build_swarm::config::GatewayConfig {
+        listen: "127.0.0.1:0".into(),
+        orchestrators: vec![a.url.clone(), b.url.clone()],
+        poll_interval_s: 1,
+        ..Default::default()
+    };
+    cfg.auth.admin_token = Some(ADMIN.into());
+    let gw = build_swarm::gateway::Gateway::start(
+        cfg,
+        build_swarm::logging::Capture::default().logger(slog::Level::Info),
+        false,
+    )
+    .await
+    .expect("gateway starts");
+    let gw_url = format!("http://127.0.0.1:{}", gw.port);
+    actix_web::rt::spawn(gw.server);
+    let merged = build_swarm::client::ApiClient::new(&gw_url, None);
+    wait_for(10, "the gateway to see both orchestrators", || async {
+        merged
+            .get::<Json>("/api/v1/status")
+            .await
+            .is_ok_and(|v| v["total"] == 12)
+    })
+    .await;
+    let dom = dump_dom(&chrome, &format!("{gw_url}/"), 3000).await;
+    assert_eq!(
+        attr(&dom, "dashboard", "data-loaded").as_deref(),
+        Some("1"),
+        "the page loaded"
+    );
+    assert_eq!(count_of(&dom, "total"), 12);
+    assert_eq!(count_of(&dom, "building"), 1);
+    assert_eq!(count_of(&dom, "queued"), 11);
+    let drones = tbody(&dom, "drones-body");
+    assert!(drones.contains("data-drone=\"drone-on-a\""), "{drones}");
+    assert!(drones.contains("data-drone=\"drone-on-b\""), "{drones}");
+    gw.handle.stop(false).await;
+    a.stop().await;
+    b.stop().await;
+}
+
 #[actix_web::test]
 async fn dashboard_asks_for_the_read_token_and_sends_it_as_bearer() {
     let Some(chrome) = chromium() else {

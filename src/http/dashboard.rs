@@ -3,10 +3,10 @@
 //! only — `api/v1/status`, `api/v1/drones`, `api/v1/packages?state=&q=&offset=&limit=` and
 //! `api/v1/packages/{category}/{pf}/log` — and never asks for the whole package list.
 //!
-//! The gateway should serve the very same page (register these three handlers at the same
-//! paths): its merged `/api/v1/status` and `/api/v1/drones` fill the counts and the drone
-//! table, and the page hides the package and failure panels when `api/v1/packages` answers
-//! 404 there.
+//! The gateway serves the very same page (`src/http/gateway.rs` registers these three
+//! handlers at the same paths): its merged `/api/v1/status` and `/api/v1/drones` fill the
+//! counts and the drone table, and the page hides the package and failure panels because
+//! `api/v1/packages` answers 404 there.
 
 use actix_web::http::header;
 use actix_web::HttpResponse;

@@ -103,6 +103,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(path_error))
     .app_data(web::QueryConfig::default().error_handler(query_error))
     .route("/healthz", web::get().to(healthz))
+    // The orchestrator's dashboard page, over the merged status and drone list.
+    .route("/", web::get().to(super::dashboard::index))
+    .route("/dashboard/app.js", web::get().to(super::dashboard::app_js))
+    .route(
+        "/dashboard/style.css",
+        web::get().to(super::dashboard::style_css),
+    )
     .service(
         web::scope("/api/v1")
             .route("/orchestrator", web::get().to(pick))
