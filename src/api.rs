@@ -160,6 +160,9 @@ pub struct DroneInfo {
     /// The breaker is half-open: the drone is on (or waiting for) its probe lease.
     #[serde(default)]
     pub probing: bool,
+    /// The drone's `restart_command` (empty: it did not say; the CLI uses its default).
+    #[serde(default)]
+    pub restart_command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -225,6 +228,10 @@ pub struct RegisterRequest {
     pub slots: u32,
     #[serde(default)]
     pub version: String,
+    /// argv the CLI runs over ssh to restart this drone when it does not answer over HTTP
+    /// (the drone's `restart_command`).
+    #[serde(default)]
+    pub restart_command: Vec<String>,
 }
 
 fn one() -> u32 {

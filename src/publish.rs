@@ -26,6 +26,8 @@ pub enum PublishError {
         expected: String,
         actual: String,
     },
+    #[error("{0} is a symbolic link or not a regular file; only regular files are published")]
+    NotRegular(PathBuf),
     #[error("publishing {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -96,7 +98,8 @@ fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
 
 /// Checks size and checksum of the staged file, then moves it into place atomically.
 pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
-    let meta = match fs::metadata(&job.staged) {
+    refuse_symlinks(job)?;
+    let meta = match fs::symlink_metadata(&job.staged) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if matches(&job.dest, job.size, &job.sha256)? {
@@ -128,6 +131,26 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
     install(&job.staged, &job.dest)?;
     remove_dir_quietly(&job.lease_dir);
     Ok(Published::Now)
+}
+
+/// An upload may carry symbolic links (`rsync -a` keeps them); following one could move
+/// a file from anywhere on the orchestrator's disk into the binhost. Every component from
+/// the lease directory down to the file must be a real directory or a regular file.
+fn refuse_symlinks(job: &PublishJob) -> Result<(), PublishError> {
+    let Ok(rel) = job.staged.strip_prefix(&job.lease_dir) else {
+        return Err(PublishError::NotRegular(job.staged.clone()));
+    };
+    let mut at = job.lease_dir.clone();
+    let check = |p: &Path| match fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => Err(PublishError::NotRegular(p.to_path_buf())),
+        _ => Ok(()),
+    };
+    check(&at)?;
+    for part in rel.components() {
+        at.push(part);
+        check(&at)?;
+    }
+    Ok(())
 }
 
 /// Moves `from` to `to` so that `to` is never seen half-written.
@@ -228,12 +251,54 @@ mod tests {
         assert!(!lease.exists(), "lease dir is swept after publishing");
         // Retried after a crash between rename and commit: recognised, not an error.
         assert_eq!(verify_and_publish(&job).unwrap(), Published::AlreadyThere);
-        job.staged = dir.path().join("nope");
+        job.staged = lease.join("app-misc/nope.gpkg.tar");
         job.dest = dir.path().join("binhost/nope");
         assert!(matches!(
             verify_and_publish(&job),
             Err(PublishError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn symbolic_links_are_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"not yours").unwrap();
+        let (sum, size) = sha256_file(&secret).unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        fs::create_dir_all(lease.join("app-misc")).unwrap();
+        // The file itself a link...
+        std::os::unix::fs::symlink(&secret, lease.join("app-misc/foo-1.0.gpkg.tar")).unwrap();
+        let job = PublishJob {
+            staged: lease.join("app-misc/foo-1.0.gpkg.tar"),
+            dest: dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar"),
+            size,
+            sha256: sum.clone(),
+            lease_dir: lease.clone(),
+        };
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::NotRegular(_))
+        ));
+        // ...or a directory on the way.
+        let lease2 = dir.path().join("staging/lease-2");
+        fs::create_dir_all(&lease2).unwrap();
+        std::os::unix::fs::symlink(dir.path(), lease2.join("app-misc")).unwrap();
+        let job2 = PublishJob {
+            staged: lease2.join("app-misc/secret"),
+            lease_dir: lease2,
+            ..job
+        };
+        assert!(matches!(
+            verify_and_publish(&job2),
+            Err(PublishError::NotRegular(_))
+        ));
+        assert_eq!(
+            fs::read(&secret).unwrap(),
+            b"not yours",
+            "nothing was moved"
+        );
+        assert!(!dir.path().join("binhost").exists());
     }
 
     #[test]

@@ -123,6 +123,7 @@ async fn register(app: &TestApp, name: &str, aliases: &[&str], host: &str) {
             host: host.into(),
             slots: 2,
             version: "test".into(),
+            restart_command: vec![],
         })
         .await
         .expect("register");
@@ -753,6 +754,26 @@ async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
     let calls = read_ssh_log(&ssh_log);
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[2], expected_restart);
+
+    // A drone that reports its own restart_command (a systemd host) gets that one.
+    app.drone()
+        .register(&RegisterRequest {
+            name: "drone-systemd".into(),
+            aliases: vec![],
+            host: "127.0.0.2".into(),
+            slots: 1,
+            version: "test".into(),
+            restart_command: vec!["systemctl".into(), "restart".into(), "swarm-drone".into()],
+        })
+        .await
+        .unwrap();
+    let out = run(with_cfg(&["drone-systemd", "restart", "--via-ssh"])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let calls = read_ssh_log(&ssh_log);
+    assert_eq!(
+        calls.last().unwrap()[3..],
+        ["root@127.0.0.2", "systemctl", "restart", "swarm-drone"]
+    );
 
     // `<drone> ssh cmd…`: argv as given, no shell in between.
     std::fs::remove_file(&ssh_log).unwrap();

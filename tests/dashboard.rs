@@ -1104,6 +1104,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         grounded_until: None,
         last_seen: None,
         version: "v".into(),
+        restart_command: vec![],
         grounded_reason: None,
         probing: false,
     };
@@ -1200,6 +1201,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 host: String::new(),
                 slots: 1,
                 version: String::new(),
+                restart_command: vec![],
             }),
         ),
         (

@@ -136,7 +136,11 @@ async fn a_build_silent_for_the_idle_timeout_is_killed_with_its_children() {
     std::fs::write(&cfg, text).unwrap();
     let _d = spawn_drone(
         &cfg,
-        &[("STANDIN_SILENT", "hangs"), ("STANDIN_SECONDS", "0.1")],
+        &[
+            ("STANDIN_SILENT", "hangs"),
+            ("STANDIN_SECONDS", "0.1"),
+            ("STANDIN_HANG", "100001"),
+        ],
     );
     let anon = app.anon();
     wait_for(30, "the hung build reported", || async {

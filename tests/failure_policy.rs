@@ -400,3 +400,75 @@ async fn retry_unblocks_dependents() {
     assert_eq!(pkgs[1].state, PackageState::Waiting);
     s.app.stop().await;
 }
+
+/// Infrastructure failures delay the package (doubling backoff) and, past
+/// `max_infra_retries`, fail it with the last reason.
+#[actix_web::test]
+async fn infrastructure_retries_back_off_and_end() {
+    let s = swarm(4, 1, HashSet::new()).await;
+    s.app
+        .admin()
+        .submit(b"app-misc/flaky-1.0\n".to_vec())
+        .await
+        .unwrap();
+    let fail_upload = |w: &build_swarm::api::WorkAssignment| FailRequest {
+        epoch: w.epoch,
+        kind: FailureKind::Infra,
+        reason: format!("rsync exit 12 (attempt for lease {})", w.lease),
+        log_tail: String::new(),
+    };
+    let mut waits = Vec::new();
+    // Spread over the drones so no drone's breaker trips: this is about the package.
+    for attempt in 0..6 {
+        let d = &s.drones[attempt % 4];
+        let w = d
+            .client
+            .claim(&d.name)
+            .await
+            .unwrap()
+            .expect("the package is handed out");
+        d.client.fail(w.lease, &fail_upload(&w)).await.unwrap();
+        if attempt == 5 {
+            break;
+        }
+        // Not handed out again until its backoff is over.
+        let next = &s.drones[(attempt + 1) % 4];
+        let mut waited = 0;
+        while next.client.claim(&next.name).await.unwrap().is_none() {
+            s.clock.advance(Duration::from_secs(5));
+            waited += 5;
+            assert!(waited <= 700, "backoff never ended");
+        }
+        // That claim took it: give it back as a cancellation (costs nothing).
+        let listing = s.app.anon().packages(None).await.unwrap().packages;
+        assert_eq!(listing[0].state, PackageState::Building);
+        waits.push(waited);
+        let w = s.app.anon().drone_queue(&next.name).await.unwrap().current[0].clone();
+        next.client
+            .fail(
+                w.lease,
+                &FailRequest {
+                    epoch: w.epoch,
+                    kind: FailureKind::Cancelled,
+                    reason: "test".into(),
+                    log_tail: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        waits.windows(2).all(|w| w[1] >= w[0]),
+        "backoff grows: {waits:?}"
+    );
+    assert!(waits[0] >= 10 && waits[3] >= 80, "{waits:?}");
+    let p = &s.app.anon().packages(None).await.unwrap().packages[0];
+    assert_eq!(p.state, PackageState::Failed);
+    let reason = p.reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("gave up after 6 infrastructure failures")
+            && reason.contains("rsync exit 12"),
+        "{reason}"
+    );
+    s.app.stop().await;
+}

@@ -187,6 +187,7 @@ async fn register_drone(c: &ApiClient, name: &str) -> Result<(), ClientError> {
         host: "localhost".into(),
         slots: 1,
         version: "sim".into(),
+        restart_command: vec![],
     })
     .await
     .map(|_| ())

@@ -599,3 +599,58 @@ async fn state_survives_a_restart() {
     assert!(w3.lease > w2.lease, "lease ids are never reused");
     app.stop().await;
 }
+
+/// A lease that was reclaimed before a restart is still known after it: the late, valid
+/// completion is accepted rather than thrown away.
+#[actix_web::test]
+async fn a_reclaimed_lease_can_still_complete_after_a_restart() {
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
+    app.register("slow", 1).await;
+    submit(&app, "app-misc/foo-1.0\n").await;
+    let w = app.drone().claim("slow").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await; // offline: reclaimed
+    assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Queued);
+    let TestApp {
+        handle, dir, cfg, ..
+    } = app;
+    handle.stop(false).await;
+    let app = spawn_app_in(dir, cfg).await;
+    let resp = build_and_complete(&app, &w).await;
+    assert!(resp.accepted, "valid work survives the restart");
+    assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Built);
+    app.stop().await;
+}
+
+/// A failed package that still gets a valid artifact (a late completion) is built, and
+/// what it blocked is free again.
+#[actix_web::test]
+async fn a_late_valid_artifact_unblocks_dependents() {
+    let app = spawn_app(|c| c.policy.build_failure_drones = 1).await;
+    app.register("d1", 2).await;
+    let set = r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/top-1","deps":["a/base-1"]}]}"#;
+    submit(&app, set).await;
+    let d = app.drone();
+    let w1 = d.claim("d1").await.unwrap().unwrap();
+    // The same package, failed by an earlier attempt, is failed for good...
+    let fail = FailRequest {
+        epoch: w1.epoch,
+        kind: FailureKind::Build,
+        reason: "flaky".into(),
+        log_tail: String::new(),
+    };
+    let w_upload = fake_upload(&app.staging(), &w1, &artifact_bytes(&w1.atom));
+    d.fail(w1.lease, &fail).await.unwrap();
+    let s = states(&app).await;
+    assert_eq!(
+        (s["a/base-1"], s["a/top-1"]),
+        (PackageState::Failed, PackageState::Blocked)
+    );
+    // ...but the artifact that lease uploaded verifies: accepted, dependents unblocked.
+    assert!(d.complete(w1.lease, &w_upload).await.unwrap().accepted);
+    let s = states(&app).await;
+    assert_eq!(
+        (s["a/base-1"], s["a/top-1"]),
+        (PackageState::Built, PackageState::Queued)
+    );
+    app.stop().await;
+}

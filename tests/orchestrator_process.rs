@@ -86,6 +86,7 @@ async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bo
                 host: "localhost".into(),
                 slots: 2,
                 version: "sim".into(),
+                restart_command: vec![],
             };
             registered = c.register(&req).await.is_ok();
             if !registered {

@@ -52,7 +52,14 @@ impl From<&crate::config::orchestrator::BreakerConfig> for BreakerSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Success,
-    Failure { kind: FailureKind, reason: String },
+    Failure {
+        kind: FailureKind,
+        reason: String,
+    },
+    /// The attempt ended without a verdict on the drone (a build failure whose fault is
+    /// not known yet, a lease made moot by another drone's artifact). Counts nothing, but
+    /// ends a probe, so the next claim can be the probe again.
+    Neutral,
 }
 
 /// A drone's attempt ended.
@@ -91,11 +98,12 @@ pub struct ProbeUnused {
     pub drone: String,
 }
 
-/// How many drones are online (from the registry, when it changes).
+/// Which drones are online (from the registry, when that changes). The fleet guard
+/// counts only these: offline drones neither make room for groundings nor use it up.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FleetSize {
-    pub online: usize,
+    pub online: Vec<String>,
 }
 
 /// Operator: let a grounded drone work again now, with a clean count.
@@ -161,7 +169,8 @@ pub struct CircuitBreaker {
     settings: BreakerSettings,
     clock: SharedClock,
     drones: HashMap<String, Health>,
-    online: usize,
+    /// Online drones, as last told by the registry; `None` until it has said anything.
+    online: Option<std::collections::HashSet<String>>,
     central: Option<CentralFault>,
     queue: Option<Recipient<FaultChanged>>,
     jitter: u64,
@@ -181,7 +190,7 @@ impl CircuitBreaker {
             settings,
             clock,
             drones: HashMap::new(),
-            online: 0,
+            online: None,
             central: None,
             queue,
             jitter: seed | 1,
@@ -217,25 +226,38 @@ impl CircuitBreaker {
         }
     }
 
+    fn is_online(&self, drone: &str) -> bool {
+        self.online.as_ref().is_none_or(|o| o.contains(drone))
+    }
+
+    /// Grounded drones that are online.
     fn grounded_count(&self) -> usize {
         self.drones
-            .values()
-            .filter(|h| matches!(h.mode, Mode::Open { .. }))
+            .iter()
+            .filter(|(d, h)| matches!(h.mode, Mode::Open { .. }) && self.is_online(d))
             .count()
     }
 
-    /// How many drones may be grounded at once.
+    /// How many online drones may be grounded at once.
     fn ground_limit(&self) -> usize {
-        let fleet = self.online.max(self.drones.len()).max(1);
-        (self.settings.max_grounded_share * fleet as f64).floor() as usize
+        let fleet = match &self.online {
+            Some(o) => o.len(),
+            None => self.drones.len(),
+        };
+        (self.settings.max_grounded_share * fleet.max(1) as f64).floor() as usize
     }
 
     fn set_central(&mut self, reason: String) {
         if self.central.is_some() {
             return;
         }
+        let online = self
+            .online
+            .as_ref()
+            .map(|o| o.len())
+            .unwrap_or(self.drones.len());
         warn!(self.log, "central fault: too many drones failing at once, not grounding them";
-              "reason" => &reason, "online" => self.online);
+              "reason" => &reason, "online" => online);
         self.central = Some(CentralFault {
             since: self.clock.unix(),
             reason,
@@ -311,11 +333,12 @@ impl Handler<RecordOutcome> for CircuitBreaker {
                 *h = Health::default();
                 self.clear_central();
             }
-            Outcome::Failure {
+            Outcome::Neutral
+            | Outcome::Failure {
                 kind: FailureKind::Cancelled,
                 ..
             } => {
-                // Costs nothing; a cancelled probe may be tried again.
+                // Costs nothing; the probe may be tried again.
                 if let Mode::HalfOpen { .. } = h.mode {
                     h.mode = Mode::HalfOpen { probe_out: false };
                 }
@@ -394,7 +417,7 @@ impl Handler<ProbeUnused> for CircuitBreaker {
 impl Handler<FleetSize> for CircuitBreaker {
     type Result = ();
     fn handle(&mut self, msg: FleetSize, _: &mut Self::Context) {
-        self.online = msg.online;
+        self.online = Some(msg.online.into_iter().collect());
     }
 }
 
@@ -487,7 +510,9 @@ mod tests {
             Capture::default().logger(slog::Level::Info),
         )
         .start();
-        b.do_send(FleetSize { online });
+        b.do_send(FleetSize {
+            online: (1..=online).map(|i| format!("d{i}")).collect(),
+        });
         b
     }
 
@@ -533,6 +558,53 @@ mod tests {
         assert!(may(&b, "d1").await.unwrap().probe);
         b.send(fail("d1")).await.unwrap();
         assert!(may(&b, "d1").await.unwrap_err().grounded);
+    }
+
+    #[actix_web::test]
+    async fn a_probe_that_ends_without_a_verdict_can_be_tried_again() {
+        let clock = ManualClock::new();
+        let b = start(clock.clone(), 4);
+        for _ in 0..5 {
+            b.send(fail("d1")).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(121));
+        assert!(may(&b, "d1").await.unwrap().probe);
+        assert!(may(&b, "d1").await.is_err());
+        // The probe landed on a poison package: its build failure says nothing yet.
+        b.send(RecordOutcome {
+            drone: "d1".into(),
+            outcome: Outcome::Neutral,
+        })
+        .await
+        .unwrap();
+        assert!(may(&b, "d1").await.unwrap().probe, "not shut out for good");
+    }
+
+    #[actix_web::test]
+    async fn offline_drones_do_not_make_room_for_groundings() {
+        let clock = ManualClock::new();
+        let b = start(clock.clone(), 4);
+        // Only d1 and d2 are online now: one of them may be grounded, not both.
+        b.send(FleetSize {
+            online: vec!["d1".into(), "d2".into()],
+        })
+        .await
+        .unwrap();
+        for d in ["d1", "d2"] {
+            for _ in 0..5 {
+                b.send(fail(d)).await.unwrap();
+            }
+        }
+        let report = b.send(HealthReport).await.unwrap();
+        let grounded = report
+            .values()
+            .filter(|h| h.grounded_until.is_some())
+            .count();
+        assert_eq!(
+            grounded, 0,
+            "the second grounding made it a central fault: {report:?}"
+        );
+        assert!(b.send(FaultReport).await.unwrap().is_some());
     }
 
     #[actix_web::test]

@@ -154,7 +154,12 @@ impl DroneRegistry {
 
     /// The breaker's fleet guard needs the number of online drones.
     fn tell_fleet_size(&self) {
-        let online = self.sessions.values().filter(|e| e.summary.online).count();
+        let online = self
+            .sessions
+            .values()
+            .filter(|e| e.summary.online)
+            .map(|e| e.summary.name.clone())
+            .collect();
         self.breaker.do_send(FleetSize { online });
     }
 
@@ -191,6 +196,7 @@ impl DroneRegistry {
                 .filter(|h| h.grounded_until.is_some())
                 .and_then(|h| h.reason.clone()),
             probing: health.is_some_and(|h| h.probing),
+            restart_command: summary.restart_command.clone(),
         }
     }
 
@@ -227,7 +233,12 @@ impl Handler<Register> for DroneRegistry {
                 r.slots
             )));
         }
-        if r.aliases.len() > 32 || r.aliases.iter().any(|a| a.len() > 128) || r.host.len() > 255 {
+        if r.aliases.len() > 32
+            || r.aliases.iter().any(|a| a.len() > 128)
+            || r.host.len() > 255
+            || r.restart_command.len() > 64
+            || r.restart_command.iter().any(|a| a.len() > 1024)
+        {
             return Err(RegistryError::Invalid(
                 "too many or too long aliases or host".into(),
             ));
@@ -249,6 +260,7 @@ impl Handler<Register> for DroneRegistry {
             host: r.host,
             slots: r.slots,
             version: r.version,
+            restart_command: r.restart_command,
             paused,
             online: true,
             last_seen_unix: Some(now_unix()),
@@ -367,11 +379,13 @@ impl Handler<Restore> for DroneRegistry {
                 host: row.host,
                 slots: row.slots,
                 version: row.version,
+                restart_command: row.restart_command,
                 paused: row.paused,
                 online,
                 last_seen_unix: row.last_seen_unix,
             };
             self.start_session(summary, ctx);
         }
+        self.tell_fleet_size();
     }
 }

@@ -34,6 +34,7 @@ pub struct SessionSummary {
     pub host: String,
     pub slots: u32,
     pub version: String,
+    pub restart_command: Vec<String>,
     pub paused: bool,
     pub online: bool,
     pub last_seen_unix: Option<u64>,
@@ -47,6 +48,7 @@ impl SessionSummary {
             host: self.host.clone(),
             slots: self.slots,
             version: self.version.clone(),
+            restart_command: self.restart_command.clone(),
             paused: self.paused,
             last_seen_unix: self.last_seen_unix,
         }

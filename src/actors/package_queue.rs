@@ -578,13 +578,12 @@ impl PackageQueue {
         Some(assignment)
     }
 
-    /// Ends an active lease. `stop`: tell its drone to stop working on it.
-    fn end_lease(&mut self, lease_id: LeaseId, stop: bool) {
-        let Some(l) = self.leases.get_mut(&lease_id) else {
-            return;
-        };
+    /// Ends an active lease. `stop`: tell its drone to stop working on it. Returns the
+    /// drone that held it, when it was active.
+    fn end_lease(&mut self, lease_id: LeaseId, stop: bool) -> Option<String> {
+        let l = self.leases.get_mut(&lease_id)?;
         if l.phase == LeasePhase::Ended {
-            return;
+            return None;
         }
         l.phase = LeasePhase::Ended;
         l.ended_unix = Some(now_unix());
@@ -605,13 +604,20 @@ impl PackageQueue {
         self.supervisor.do_send(Disarm { lease: lease_id });
         if stop {
             self.registry.do_send(ForDrone {
-                drone,
+                drone: drone.clone(),
                 command: DroneCommand {
                     action: DroneAction::Cancel,
                     lease: Some(lease_id),
                 },
             });
         }
+        Some(drone)
+    }
+
+    /// Tells the breaker how a drone's attempt ended. Every end of an active lease sends
+    /// exactly one outcome, so a half-open breaker always learns how its probe ended.
+    fn verdict(&self, drone: String, outcome: Outcome) {
+        self.breaker.do_send(RecordOutcome { drone, outcome });
     }
 
     /// The package's current attempt ended without an artifact. `backoff`: wait before
@@ -733,7 +739,7 @@ impl PackageQueue {
         p.reason = None;
         self.set_state(id, PackageState::Built);
         let dependents = self.packages[id as usize].dependents.clone();
-        for d in dependents {
+        for &d in &dependents {
             let dp = &mut self.packages[d as usize];
             dp.unbuilt = dp.unbuilt.saturating_sub(1);
             if dp.unbuilt == 0 && dp.state == PackageState::Waiting {
@@ -741,6 +747,28 @@ impl PackageQueue {
                 self.push_ready(d);
             }
         }
+        // A package that had failed can still be built by a late, valid completion: what
+        // it blocked is free again.
+        self.unblock(dependents);
+    }
+
+    /// Re-examines blocked packages among `start` and, transitively, their dependents:
+    /// those no longer behind a failed dependency go back to waiting or queued. Returns how
+    /// many were unblocked.
+    fn unblock(&mut self, start: Vec<u32>) -> usize {
+        let mut todo: VecDeque<u32> = start.into();
+        let mut unblocked = 0;
+        while let Some(d) = todo.pop_front() {
+            if self.packages[d as usize].state != PackageState::Blocked {
+                continue;
+            }
+            self.requeue(d);
+            if self.packages[d as usize].state != PackageState::Blocked {
+                unblocked += 1;
+                todo.extend(self.packages[d as usize].dependents.iter().copied());
+            }
+        }
+        unblocked
     }
 
     /// Checks that `path` names this package's artifact inside its category, in one of
@@ -1041,7 +1069,7 @@ impl PackageQueue {
             ));
         }
         let mut retried = 0;
-        let mut unblock: VecDeque<u32> = VecDeque::new();
+        let mut dependents: Vec<u32> = Vec::new();
         for id in targets {
             if self.packages[id as usize].state != PackageState::Failed {
                 continue;
@@ -1054,19 +1082,9 @@ impl PackageQueue {
             p.reason = None;
             self.requeue(id);
             retried += 1;
-            unblock.extend(self.packages[id as usize].dependents.iter().copied());
+            dependents.extend(self.packages[id as usize].dependents.iter().copied());
         }
-        let mut unblocked = 0;
-        while let Some(d) = unblock.pop_front() {
-            if self.packages[d as usize].state != PackageState::Blocked {
-                continue;
-            }
-            self.requeue(d);
-            if self.packages[d as usize].state != PackageState::Blocked {
-                unblocked += 1;
-                unblock.extend(self.packages[d as usize].dependents.iter().copied());
-            }
-        }
+        let unblocked = self.unblock(dependents);
         info!(self.log, "retry"; "retried" => retried, "unblocked" => unblocked);
         Ok(RetryResult { retried, unblocked })
     }
@@ -1283,16 +1301,16 @@ impl Handler<Fail> for PackageQueue {
                 &msg.req.log_tail,
                 true,
             );
-            // A build failure is held back until it is known whose fault it was.
-            if msg.req.kind != FailureKind::Build {
-                self.breaker.do_send(RecordOutcome {
-                    drone,
-                    outcome: Outcome::Failure {
-                        kind: msg.req.kind,
-                        reason: msg.req.reason.clone(),
-                    },
-                });
-            }
+            // A build failure is held back until it is known whose fault it was: for now
+            // the breaker only learns that the attempt is over.
+            let outcome = match msg.req.kind {
+                FailureKind::Build => Outcome::Neutral,
+                kind => Outcome::Failure {
+                    kind,
+                    reason: msg.req.reason.clone(),
+                },
+            };
+            self.verdict(drone, outcome);
             Ok(Ack {
                 ok: true,
                 stale: false,
@@ -1339,7 +1357,9 @@ impl Handler<Complete> for PackageQueue {
             Err(e) => return Box::pin(fut::ready(Err(e))),
             Ok(Err(_built)) => {
                 // Already built: nothing changes; this lease (if still active) is over.
-                self.end_lease(lease_id, false);
+                if let Some(drone) = self.end_lease(lease_id, false) {
+                    self.verdict(drone, Outcome::Neutral);
+                }
                 let dir = self
                     .settings
                     .staging_dir
@@ -1404,7 +1424,9 @@ impl Handler<Complete> for PackageQueue {
                             // is cancelled: this artifact is the one.
                             act.end_lease(lease_id, false);
                             if let Some(other) = act.packages[pkg as usize].lease {
-                                act.end_lease(other, true);
+                                if let Some(d) = act.end_lease(other, true) {
+                                    act.verdict(d, Outcome::Neutral);
+                                }
                             }
                             act.mark_built(pkg, &drone, req.path.clone(), req.size, req.sha256.clone());
                             act.packages[pkg as usize].drone = Some(drone.clone());
@@ -1461,7 +1483,12 @@ impl Handler<LeaseTimedOut> for PackageQueue {
         let Some(l) = self.leases.get(&msg.lease) else {
             return;
         };
-        if l.phase == LeasePhase::Ended || l.epoch != msg.epoch {
+        // A build deadline that fired just before the drone said `uploading` is late.
+        let current = matches!(
+            (msg.deadline, l.phase),
+            (Deadline::Build, LeasePhase::Building) | (Deadline::Upload, LeasePhase::Uploading)
+        );
+        if !current || l.epoch != msg.epoch {
             return;
         }
         let (pkg, drone) = (l.pkg, l.drone.clone());
@@ -1527,7 +1554,6 @@ impl Handler<ReclaimDrone> for PackageQueue {
 impl Handler<CheckLeases> for PackageQueue {
     type Result = MessageResult<CheckLeases>;
     fn handle(&mut self, msg: CheckLeases, ctx: &mut Self::Context) -> Self::Result {
-        self.active_drones.insert(msg.drone.clone(), Instant::now());
         let listed: HashSet<LeaseId> = msg.listed.iter().copied().collect();
         // Held here but no longer worked on by the drone.
         let grace = self.settings.heartbeat_ttl;
@@ -1556,6 +1582,13 @@ impl Handler<CheckLeases> for PackageQueue {
             warn!(self.log, "lease dropped by its drone, reclaimed"; "drone" => &msg.drone, "lease" => id);
             self.end_lease(id, false);
             self.attempt_failed(pkg, FailureKind::Infra, &msg.drone, &reason, "", false);
+            self.verdict(
+                msg.drone.clone(),
+                Outcome::Failure {
+                    kind: FailureKind::Infra,
+                    reason,
+                },
+            );
         }
         // Worked on by the drone but no longer wanted.
         let mut stop = Vec::new();

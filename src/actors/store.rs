@@ -99,6 +99,7 @@ pub struct DroneRow {
     pub host: String,
     pub slots: u32,
     pub version: String,
+    pub restart_command: Vec<String>,
     pub paused: bool,
     pub last_seen_unix: Option<u64>,
 }
@@ -155,7 +156,8 @@ CREATE TABLE IF NOT EXISTS leases(
 CREATE INDEX IF NOT EXISTS leases_phase ON leases(phase);
 CREATE TABLE IF NOT EXISTS drones(
   name TEXT PRIMARY KEY, aliases TEXT NOT NULL, host TEXT NOT NULL, slots INTEGER NOT NULL,
-  version TEXT NOT NULL, paused INTEGER NOT NULL, last_seen_unix INTEGER);
+  version TEXT NOT NULL, paused INTEGER NOT NULL, last_seen_unix INTEGER,
+  restart_command TEXT NOT NULL DEFAULT '[]');
 ";
 
 impl Store {
@@ -174,6 +176,21 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        // State files from before drones reported their restart_command.
+        let has_restart: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('drones') WHERE name = 'restart_command'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql)?
+            > 0;
+        if !has_restart {
+            conn.execute_batch(
+                "ALTER TABLE drones ADD COLUMN restart_command TEXT NOT NULL DEFAULT '[]'",
+            )
+            .map_err(sql)?;
+        }
         Ok(Store { path, conn })
     }
 
@@ -292,7 +309,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix FROM leases
-                 WHERE phase != 'ended' ORDER BY id",
+                 ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
         let leases = stmt
@@ -335,7 +352,7 @@ impl Store {
 
         let mut stmt = self
             .conn
-            .prepare("SELECT name, aliases, host, slots, version, paused, last_seen_unix FROM drones ORDER BY name")
+            .prepare("SELECT name, aliases, host, slots, version, paused, last_seen_unix, restart_command FROM drones ORDER BY name")
             .map_err(|e| self.err(e))?;
         let drones = stmt
             .query_map([], |r| {
@@ -347,20 +364,25 @@ impl Store {
                     r.get::<_, String>(4)?,
                     r.get::<_, bool>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         for d in drones {
-            let (name, aliases, host, slots, version, paused, last_seen) =
+            let (name, aliases, host, slots, version, paused, last_seen, restart) =
                 d.map_err(|e| self.err(e))?;
             let aliases: Vec<String> = serde_json::from_str(&aliases)
                 .map_err(|e| self.corrupt(format!("drone {name}"), format!("aliases: {e}")))?;
+            let restart_command: Vec<String> = serde_json::from_str(&restart).map_err(|e| {
+                self.corrupt(format!("drone {name}"), format!("restart_command: {e}"))
+            })?;
             snap.drones.push(DroneRow {
                 name,
                 aliases,
                 host,
                 slots,
                 version,
+                restart_command,
                 paused,
                 last_seen_unix: last_seen.map(|s| s as u64),
             });
@@ -401,11 +423,11 @@ impl Store {
                 .map_err(sql)?;
             let mut drone = tx
                 .prepare_cached(
-                    "INSERT INTO drones(name, aliases, host, slots, version, paused, last_seen_unix)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7)
+                    "INSERT INTO drones(name, aliases, host, slots, version, paused, last_seen_unix, restart_command)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
                      ON CONFLICT(name) DO UPDATE SET aliases=excluded.aliases, host=excluded.host,
                         slots=excluded.slots, version=excluded.version, paused=excluded.paused,
-                        last_seen_unix=excluded.last_seen_unix",
+                        last_seen_unix=excluded.last_seen_unix, restart_command=excluded.restart_command",
                 )
                 .map_err(sql)?;
             for w in writes {
@@ -463,12 +485,15 @@ impl Store {
                                 d.version,
                                 d.paused,
                                 d.last_seen_unix.map(|s| s as i64),
+                                serde_json::to_string(&d.restart_command)
+                                    .unwrap_or_else(|_| "[]".into()),
                             ])
                             .map_err(sql)?;
                     }
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
-                            "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1",
+                            "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1
+                             AND id < (SELECT MAX(id) FROM leases)",
                             params![*ended_before as i64],
                         )
                         .map_err(sql)?;

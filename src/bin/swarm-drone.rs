@@ -79,10 +79,15 @@ async fn main() {
         }
     }
     let _ = agent.send(Shutdown).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // Wait (a bounded time) for the builds and uploads to be killed and for their
+    // cancellations to reach the orchestrator, so a stop costs no package and no drone a
+    // failure. What is still unsent stays in state_dir/pending for the next start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
         match agent.send(GetStatus).await {
-            Ok(s) if s.busy > 0 => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Ok(s) if s.busy > 0 || s.pending_reports > 0 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
             _ => break,
         }
     }

@@ -66,11 +66,17 @@ pub fn ssh(settings: &Settings, drone: &DroneView, cmd: &[String]) -> Result<(),
 }
 
 fn restart_over_ssh(settings: &Settings, drone: &DroneView) -> Result<(), CliError> {
+    // The drone's own restart_command (it knows its init system) wins over the CLI's.
+    let command = if drone.restart_command.is_empty() {
+        &settings.restart_command
+    } else {
+        &drone.restart_command
+    };
     let argv = ssh_argv(
         &settings.ssh_command,
         settings.ssh_user.as_deref(),
         &drone.host,
-        &settings.restart_command,
+        command,
     )?;
     eprintln!("build-swarm: running {}", argv.join(" "));
     let status = Command::new(&argv[0])

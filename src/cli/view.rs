@@ -59,6 +59,8 @@ pub struct DroneView {
     pub version: String,
     /// Set by the gateway: the name or URL of the orchestrator that has this drone.
     pub orchestrator: Option<String>,
+    /// The drone's own `restart_command`, when it reported one.
+    pub restart_command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

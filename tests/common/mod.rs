@@ -98,6 +98,7 @@ impl TestApp {
                 host: format!("{name}.example"),
                 slots,
                 version: "test".into(),
+                restart_command: vec![],
             })
             .await
             .expect("register");

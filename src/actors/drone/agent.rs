@@ -197,6 +197,7 @@ impl DroneAgent {
         let req = RegisterRequest {
             name: self.cfg.name.clone(),
             aliases: self.cfg.aliases.clone(),
+            restart_command: self.cfg.restart_command.clone(),
             host: self.cfg.host.clone(),
             slots: self.cfg.slots,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -617,8 +618,11 @@ impl DroneAgent {
                 true
             }
             Err(e)
+                // Keep the result through outages, busy answers, server errors and token
+                // trouble (a rotated token is fixed by the operator, the work is still good).
                 if e.is_unreachable()
-                    || matches!(e.status(), Some(409) | Some(503) | Some(502) | Some(504)) =>
+                    || matches!(e.status(), Some(401) | Some(403) | Some(409))
+                    || e.status().is_some_and(|s| s >= 500) =>
             {
                 r.attempts += 1;
                 r.next_at = Instant::now() + backoff(r.attempts);
@@ -643,6 +647,8 @@ impl DroneAgent {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
+            // Claim nothing more, but report what ends (the cancellations, finished work).
+            self.send_reports(ctx);
             return;
         }
         if !self.registered {
