@@ -63,9 +63,13 @@ fn can_run() -> bool {
 /// namespace to `orch`.
 struct Lab {
     ns: [String; 3],
+    /// Addresses are 10.<net>.<base + link>.<host>: unique per test process and test.
     net: u8,
+    base: u8,
     dir: tempfile::TempDir,
     children: Vec<tokio::process::Child>,
+    /// Index of the running orchestrator in `children`.
+    orchestrator: Option<usize>,
 }
 
 impl Drop for Lab {
@@ -93,7 +97,8 @@ impl Lab {
             format!("bsa{tag}"),
             format!("bsb{tag}"),
         ];
-        let net = 200 + (std::process::id() % 18) as u8 * 3 + test_no;
+        let net = 100 + (std::process::id() % 150) as u8;
+        let base = test_no * 4;
         for n in &ns {
             sh(&["ip", "netns", "add", n]);
             sh(&["ip", "netns", "exec", n, "ip", "link", "set", "lo", "up"]);
@@ -101,8 +106,10 @@ impl Lab {
         let lab = Lab {
             ns,
             net,
+            base,
             dir: tempfile::tempdir().expect("tempdir"),
             children: Vec::new(),
+            orchestrator: None,
         };
         // link 0: this namespace <-> orch; link 1: orch <-> d1; link 2: orch <-> d2
         let (o, a, b) = (lab.ns[0].clone(), lab.ns[1].clone(), lab.ns[2].clone());
@@ -118,7 +125,7 @@ impl Lab {
                 "ip",
                 "addr",
                 "add",
-                &format!("10.{net}.{i}.1/24"),
+                &format!("10.{net}.{}.1/24", base + i),
                 "dev",
                 &y,
             ]);
@@ -129,7 +136,7 @@ impl Lab {
                         "ip",
                         "addr",
                         "add",
-                        &format!("10.{net}.{i}.2/24"),
+                        &format!("10.{net}.{}.2/24", base + i),
                         "dev",
                         &x,
                     ]);
@@ -145,7 +152,7 @@ impl Lab {
                         "ip",
                         "addr",
                         "add",
-                        &format!("10.{net}.{i}.2/24"),
+                        &format!("10.{net}.{}.2/24", base + i),
                         "dev",
                         &x,
                     ]);
@@ -167,10 +174,11 @@ impl Lab {
     }
 
     fn orch_url_from_test(&self) -> String {
-        format!("http://10.{}.0.1:8080", self.net)
+        format!("http://10.{}.{}.1:8080", self.net, self.base)
     }
 
-    fn spawn_in(&mut self, ns_index: usize, argv: &[String], env: &[(&str, &str)]) {
+    /// Starts `argv` on host `ns_index`; returns its index in `children`.
+    fn spawn_in(&mut self, ns_index: usize, argv: &[String], env: &[(&str, &str)]) -> usize {
         let mut cmd = tokio::process::Command::new("ip");
         cmd.args(["netns", "exec", &self.ns[ns_index]])
             .args(argv)
@@ -184,6 +192,7 @@ impl Lab {
             .spawn()
             .expect("spawn in namespace");
         self.children.push(child);
+        self.children.len() - 1
     }
 
     /// sshd on the orchestrator host, a key for the drones.
@@ -239,20 +248,38 @@ impl Lab {
             "--config".into(),
             self.path("orchestrator.toml").display().to_string(),
         ];
-        self.spawn_in(0, &argv, &[]);
+        self.orchestrator = Some(self.spawn_in(0, &argv, &[]));
+    }
+
+    /// Kills the orchestrator process outright (its API goes away; sshd stays up).
+    async fn kill_orchestrator(&mut self) {
+        if let Some(i) = self.orchestrator.take() {
+            let _ = self.children[i].kill().await;
+        }
+    }
+
+    /// Starts the orchestrator again with the same configuration and state.
+    fn restart_orchestrator(&mut self) {
+        let argv = vec![
+            ORCH_BIN.into(),
+            "--config".into(),
+            self.path("orchestrator.toml").display().to_string(),
+        ];
+        self.orchestrator = Some(self.spawn_in(0, &argv, &[]));
     }
 
     fn start_drone(&mut self, i: usize, upload: &str, env: &[(&str, &str)]) {
         let name = format!("d{i}");
-        let orch = format!("http://10.{}.{i}.1:8080", self.net);
+        let orch = format!("http://10.{}.{}.1:8080", self.net, self.base + i as u8);
         let ssh = format!(
             "ssh_identity = \"{}\"\nssh_options = [\"-o\", \"ConnectTimeout=10\", \"-o\", \"ServerAliveInterval=5\", \"-o\", \"BatchMode=yes\", \
              \"-o\", \"StrictHostKeyChecking=no\", \"-o\", \"UserKnownHostsFile=/dev/null\", \"-o\", \"LogLevel=ERROR\"]\n",
             self.path("id_drone").display()
         );
         let target = format!(
-            "target = \"root@10.{}.{i}.1:{}\"\n",
+            "target = \"root@10.{}.{}.1:{}\"\n",
             self.net,
+            self.base + i as u8,
             self.path("staging").display()
         );
         let cfg = drone_config(
@@ -493,4 +520,44 @@ async fn a_slow_transfer_past_total_timeout_is_killed_by_the_supervisor() {
         anon.status().await.is_ok_and(|s| s.counts.built == 1)
     })
     .await;
+}
+
+/// The orchestrator goes away for 20 s while a drone finishes its build and its upload
+/// over ssh (sshd stays up): the drone keeps the result and reports it once the
+/// orchestrator is back.
+#[actix_web::test]
+async fn a_result_finished_while_the_orchestrator_is_down_is_reported_when_it_is_back() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(3);
+    lab.start_sshd();
+    lab.start_orchestrator("");
+    let anon = lab.wait_up().await;
+    lab.submit("sys-apps/patient-1.0\n").await;
+    lab.start_drone(1, "", &[("STANDIN_SECONDS", "3"), ("STANDIN_KB", "256")]);
+    wait_for(30, "the package claimed", || async {
+        anon.status().await.is_ok_and(|s| s.counts.building == 1)
+    })
+    .await;
+    lab.kill_orchestrator().await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let log = lab.drone_log(1);
+    assert!(
+        log.contains("upload finished"),
+        "uploaded over ssh while the orchestrator was down"
+    );
+    assert!(
+        log.contains("cannot report yet, keeping the result"),
+        "{log}"
+    );
+    lab.restart_orchestrator();
+    let anon = lab.wait_up().await;
+    wait_for(
+        60,
+        "reported and published once the orchestrator is back",
+        || async { anon.status().await.is_ok_and(|s| s.counts.built == 1) },
+    )
+    .await;
+    assert!(lab.path("binhost/sys-apps/patient-1.0.gpkg.tar").exists());
 }

@@ -23,8 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Log lines kept per drone.
 pub const LOG_RING: usize = 2000;
+/// ...and at most this many bytes of them.
+pub const LOG_RING_BYTES: usize = 32 * 1024;
 /// Longest single log line kept.
-const LOG_LINE_BYTES: usize = 4096;
+const LOG_LINE_BYTES: usize = 1024;
 
 /// What the registry knows of a session, pushed on every change.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +105,7 @@ pub struct DroneSession {
     deadline: Option<SpawnHandle>,
     commands: VecDeque<DroneCommand>,
     log_lines: VecDeque<String>,
+    log_bytes: usize,
     peers: SessionPeers,
     log: Logger,
 }
@@ -125,6 +128,7 @@ impl DroneSession {
             deadline: None,
             commands: VecDeque::new(),
             log_lines: VecDeque::new(),
+            log_bytes: 0,
             peers,
             log,
         }
@@ -191,11 +195,16 @@ impl Handler<Heartbeat> for DroneSession {
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
         self.alive(ctx);
         for line in msg.log {
-            if self.log_lines.len() >= LOG_RING {
-                self.log_lines.pop_front();
+            let line = crate::process::tail_str(&line, LOG_LINE_BYTES).to_string();
+            self.log_bytes += line.len();
+            self.log_lines.push_back(line);
+            // Bounded in lines and in bytes: 5,000 drones must not eat the orchestrator.
+            while self.log_lines.len() > LOG_RING || self.log_bytes > LOG_RING_BYTES {
+                match self.log_lines.pop_front() {
+                    Some(old) => self.log_bytes -= old.len(),
+                    None => break,
+                }
             }
-            self.log_lines
-                .push_back(crate::process::tail_str(&line, LOG_LINE_BYTES).to_string());
         }
         let check = self.peers.queue.send(CheckLeases {
             drone: self.summary.name.clone(),
