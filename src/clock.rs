@@ -29,6 +29,11 @@ impl Clock for RealClock {
     }
 }
 
+/// Unix seconds now (for what operators are shown; decisions use a [`Clock`]).
+pub fn unix_now() -> u64 {
+    RealClock.unix()
+}
+
 pub fn real() -> SharedClock {
     Arc::new(RealClock)
 }

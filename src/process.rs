@@ -118,6 +118,21 @@ pub async fn run_with_timeout(
     }
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): how a program learns it should stop.
+pub async fn stop_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// The last `max` bytes of `bytes` as text, cut on a character boundary.
 pub fn tail_utf8(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);

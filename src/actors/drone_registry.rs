@@ -20,7 +20,7 @@ use crate::domain::DroneState;
 use actix::prelude::*;
 use slog::{info, Logger};
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -91,13 +91,6 @@ pub struct DroneRegistry {
     breaker: Addr<CircuitBreaker>,
     store: Addr<Store>,
     log: Logger,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A drone name is shown in URLs and used on the command line: keep it plain.
@@ -263,7 +256,7 @@ impl Handler<Register> for DroneRegistry {
             restart_command: r.restart_command,
             paused,
             online: true,
-            last_seen_unix: Some(now_unix()),
+            last_seen_unix: Some(crate::clock::unix_now()),
         };
         self.store
             .do_send(Commit(vec![Write::Drone(summary.row())]));

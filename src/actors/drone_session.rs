@@ -19,7 +19,7 @@ use crate::api::{ControlAction, DroneAction, DroneCommand, HeartbeatResponse, Wo
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Log lines kept per drone.
 pub const LOG_RING: usize = 2000;
@@ -110,13 +110,6 @@ pub struct DroneSession {
     log: Logger,
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl DroneSession {
     /// `online`: whether the drone counts as alive until its first heartbeat deadline.
     pub fn new(summary: SessionSummary, ttl: Duration, peers: SessionPeers, log: Logger) -> Self {
@@ -144,7 +137,7 @@ impl DroneSession {
     fn alive(&mut self, ctx: &mut Context<Self>) {
         let was_online = self.summary.online;
         self.summary.online = true;
-        self.summary.last_seen_unix = Some(now_unix());
+        self.summary.last_seen_unix = Some(crate::clock::unix_now());
         self.generation += 1;
         if let Some(h) = self.deadline.take() {
             ctx.cancel_future(h);

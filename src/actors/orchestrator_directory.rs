@@ -27,7 +27,7 @@ use crate::config::gateway::normalize_url;
 use crate::gateway_api::{OrchestratorChoice, OrchestratorEntry};
 use actix::prelude::*;
 use slog::{debug, info, warn, Logger};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -153,12 +153,7 @@ pub struct OrchestratorDirectory {
     log: Logger,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 impl OrchestratorDirectory {
     /// `configured`: normalized URLs in config order.

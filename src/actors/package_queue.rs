@@ -39,7 +39,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -278,13 +278,6 @@ pub struct PackageQueue {
     central_fault: bool,
     log: Logger,
     metrics: QueueMetrics,
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn priority_ms(estimate_s: Option<f64>) -> u64 {
@@ -558,7 +551,7 @@ impl PackageQueue {
                 drone: drone.to_string(),
                 phase: LeasePhase::Building,
                 created: Instant::now(),
-                created_unix: now_unix(),
+                created_unix: crate::clock::unix_now(),
                 ended_unix: None,
                 stop: false,
             },
@@ -586,7 +579,7 @@ impl PackageQueue {
             return None;
         }
         l.phase = LeasePhase::Ended;
-        l.ended_unix = Some(now_unix());
+        l.ended_unix = Some(crate::clock::unix_now());
         l.stop = stop;
         self.metrics.lease_ended(lease_id);
         let (pkg, drone) = (l.pkg, l.drone.clone());
@@ -1090,7 +1083,7 @@ impl PackageQueue {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let horizon = ENDED_LEASE_MEMORY.as_secs();
         let before = self.leases.len();
         self.leases.retain(|_, l| {

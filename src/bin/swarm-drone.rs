@@ -67,17 +67,7 @@ async fn main() {
     let agent = DroneAgent::start(cfg, token, tap, log.clone());
     // Run until SIGTERM or SIGINT; then cancel everything (killing every build's and
     // upload's process group) and wait a moment for that before exiting.
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    build_swarm::process::stop_signal().await;
     let _ = agent.send(Shutdown).await;
     // Wait (a bounded time) for the builds and uploads to be killed and for their
     // cancellations to reach the orchestrator, so a stop costs no package and no drone a

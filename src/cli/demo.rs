@@ -21,7 +21,7 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
     // Ctrl-C or SIGTERM stops the demo's processes too, not just this one.
     let result = tokio::select! {
         r = watch_demo(&demo, json) => r,
-        _ = stop_signal() => {
+        _ = crate::process::stop_signal() => {
             eprintln!("build-swarm demo: interrupted, stopping the swarm");
             demo.stop().await;
             return Err(CliError::Failed("demo interrupted".into()));
@@ -45,20 +45,6 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
         Err(e) => return Err(CliError::Failed(format!("demo summary: {e}"))),
     }
     Ok(())
-}
-
-async fn stop_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn watch_demo(demo: &Demo, json: bool) -> Result<(), CliError> {

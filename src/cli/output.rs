@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 use std::io::IsTerminal;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Color {
@@ -167,12 +166,7 @@ pub fn fields(pairs: &[(&str, String)], style: Style) -> String {
         .collect()
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now as now_unix;
 
 /// `45s`, `3m`, `3m05s`, `2h10m`, `3d4h`.
 pub fn duration(secs: u64) -> String {

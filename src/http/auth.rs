@@ -15,7 +15,8 @@ pub enum Role {
     Admin,
 }
 
-fn same(a: &str, b: &str) -> bool {
+/// Constant-time token comparison (over SHA-256 digests, so lengths do not leak).
+pub fn same(a: &str, b: &str) -> bool {
     let x = Sha256::digest(a.as_bytes());
     let y = Sha256::digest(b.as_bytes());
     x.iter()
@@ -24,7 +25,8 @@ fn same(a: &str, b: &str) -> bool {
         == 0
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
+/// The bearer token of a request, if it carries one.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

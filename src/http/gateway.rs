@@ -23,7 +23,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::join_all;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// Largest registration body.
@@ -131,20 +130,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
 
 // ---- tokens ----
 
-fn same(a: &str, b: &str) -> bool {
-    let x = Sha256::digest(a.as_bytes());
-    let y = Sha256::digest(b.as_bytes());
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
+use super::auth::{bearer, same};
 
 /// Listings need the read token (or the admin token) when one is configured.
 fn authorize_read(req: &HttpRequest, state: &GatewayState) -> Result<(), GatewayError> {
