@@ -654,3 +654,37 @@ async fn a_late_valid_artifact_unblocks_dependents() {
     );
     app.stop().await;
 }
+
+/// `publish_command` runs after publishing, coalesced: several publications while it runs
+/// cause one more run, not one run each.
+#[actix_web::test]
+async fn publish_command_runs_after_publishing_and_is_coalesced() {
+    let dir_for_marker = tempfile::tempdir().unwrap();
+    let marker = dir_for_marker.path().join("runs");
+    let script = format!("echo run >> {}; sleep 0.5", marker.display());
+    let app = spawn_app(|c| c.publish_command = vec!["sh".into(), "-c".into(), script]).await;
+    app.register("d1", 8).await;
+    submit(&app, &chain_set(6)).await;
+    let d = app.drone();
+    let mut works = Vec::new();
+    while let Some(w) = d.claim("d1").await.unwrap() {
+        works.push(w);
+    }
+    for w in &works {
+        assert!(build_and_complete(&app, w).await.accepted);
+    }
+    let hook = app.hook.clone();
+    wait_for(10, "the publish_command runs to finish", || {
+        let hook = hook.clone();
+        async move {
+            hook.send(build_swarm::actors::publish_hook::RunsFinished)
+                .await
+                .is_ok_and(|n| n >= 1)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = std::fs::read_to_string(&marker).unwrap().lines().count();
+    assert!((1..=2).contains(&runs), "6 publications, {runs} runs");
+    app.stop().await;
+}
