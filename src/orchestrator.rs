@@ -124,7 +124,7 @@ impl Orchestrator {
             .filter(|l| l.phase != crate::actors::store::LeasePhase::Ended)
             .map(|l| l.drone.clone())
             .collect();
-        let drones = std::mem::take(&mut Vec::from_iter(snapshot.drones.iter().cloned()));
+        let drones = snapshot.drones.clone();
         let settings = QueueSettings {
             staging_dir: cfg.staging_dir.clone(),
             binhost_dir: cfg.binhost_dir.clone(),
