@@ -29,6 +29,7 @@ use crate::api::{
     RetryResult, SubmitResult, WorkAssignment,
 };
 use crate::clock::SharedClock;
+use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
 use crate::metrics::{Metrics, QueueMetrics, ReclaimReason};
 use crate::process::tail_str;
@@ -78,6 +79,8 @@ pub struct QueueSettings {
     pub max_infra_retries: u32,
     /// First wait after an infrastructure failure; doubles per further failure.
     pub infra_backoff: Duration,
+    /// Critical path first, or set order only.
+    pub order: ScheduleOrder,
     pub clock: SharedClock,
 }
 
@@ -448,8 +451,12 @@ impl PackageQueue {
 
     fn push_ready(&mut self, id: u32) {
         let p = &self.packages[id as usize];
+        let priority = match self.settings.order {
+            ScheduleOrder::CriticalPath => p.priority,
+            ScheduleOrder::Fifo => 0,
+        };
         self.ready.push(Ready {
-            priority: p.priority,
+            priority,
             seq: Reverse(p.seq),
             id,
         });
