@@ -279,6 +279,11 @@ pub struct PackageQueue {
     /// The breaker reports a central fault: infrastructure failures now are not the
     /// packages' fault and do not use up their retries.
     central_fault: bool,
+    /// Upload directories of finished leases, removed in the background (a directory
+    /// removal can take milliseconds, e.g. on a filesystem mounted with `discard`; no
+    /// completion waits for it).
+    cleanup: Vec<PathBuf>,
+    cleaning: bool,
     log: Logger,
     metrics: QueueMetrics,
 }
@@ -332,6 +337,8 @@ impl PackageQueue {
             registry: peers.registry,
             hook: peers.hook,
             central_fault: false,
+            cleanup: Vec::new(),
+            cleaning: false,
             log,
             metrics: QueueMetrics::default(),
         };
@@ -780,6 +787,29 @@ impl PackageQueue {
         } else {
             bad("it names another package or an unknown layout")
         }
+    }
+
+    /// Removes `dir` in the background, batched with the others waiting.
+    fn remove_later(&mut self, dir: PathBuf, ctx: &mut Context<Self>) {
+        self.cleanup.push(dir);
+        self.clean(ctx);
+    }
+
+    fn clean(&mut self, ctx: &mut Context<Self>) {
+        if self.cleaning || self.cleanup.is_empty() {
+            return;
+        }
+        self.cleaning = true;
+        let dirs = std::mem::take(&mut self.cleanup);
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            for d in &dirs {
+                publish::remove_dir_quietly(d);
+            }
+        });
+        ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
+            act.cleaning = false;
+            act.clean(ctx);
+        }));
     }
 
     fn lookup_lease(&self, lease: LeaseId) -> Result<&Lease, QueueError> {
@@ -1351,7 +1381,7 @@ impl Handler<Complete> for PackageQueue {
                     .settings
                     .staging_dir
                     .join(Self::lease_dir_name(lease_id));
-                actix_web::rt::task::spawn_blocking(move || publish::remove_dir_quietly(&dir));
+                self.remove_later(dir, ctx);
                 let rx = self.durable(ctx);
                 return Box::pin(
                     after_commit(
@@ -1391,6 +1421,8 @@ impl Handler<Complete> for PackageQueue {
             }
         };
         let req = msg.req;
+        let dest_dir = job.dest.parent().map(PathBuf::from);
+        let lease_dir = job.lease_dir.clone();
         let work = actix_web::rt::task::spawn_blocking(move || publish::verify_and_publish(&job));
         Box::pin(
             work.into_actor(self)
@@ -1406,6 +1438,12 @@ impl Handler<Complete> for PackageQueue {
                     let drone = act.leases.get(&lease_id).map(|l| l.drone.clone()).unwrap_or_default();
                     let answer = match res {
                         Ok(how) if act.packages[pkg as usize].state != PackageState::Built => {
+                            // The rename is made durable with this batch, before the
+                            // state that says the package is built.
+                            if let Some(dir) = dest_dir.clone() {
+                                act.extra_writes.push(Write::SyncDir(dir));
+                            }
+                            act.remove_later(lease_dir.clone(), ctx);
                             act.metrics.completed(lease_id, req.size);
                             // The completing lease is over; any other one on the package
                             // is cancelled: this artifact is the one.
@@ -1428,10 +1466,13 @@ impl Handler<Complete> for PackageQueue {
                                 stale: false,
                             })
                         }
-                        Ok(_) => Ok(CompleteResponse {
-                            accepted: false,
-                            stale: true,
-                        }),
+                        Ok(_) => {
+                            act.remove_later(lease_dir.clone(), ctx);
+                            Ok(CompleteResponse {
+                                accepted: false,
+                                stale: true,
+                            })
+                        }
                         Err(e) => {
                             let reason = e.to_string();
                             warn!(act.log, "upload did not verify"; "atom" => &act.packages[pkg as usize].atom_str,
