@@ -84,6 +84,24 @@ pub fn machine() -> Value {
     })
 }
 
+/// The filesystem type and mount options of the mount holding `path` (from
+/// `/proc/mounts`), e.g. `ext4 rw,relatime,discard`.
+pub fn fs_of(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || !path.starts_with(f[1]) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(len, _)| f[1].len() >= *len) {
+            best = Some((f[1].len(), format!("{} {} on {}", f[2], f[3], f[1])));
+        }
+    }
+    best.map(|(_, s)| s).unwrap_or_else(|| "unknown".into())
+}
+
 /// Seconds since the Unix epoch, for the `date` field.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -118,7 +136,11 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(name: &str, keep: bool) -> Result<Scratch, BenchError> {
-        let path = std::env::temp_dir().join(format!(
+        Self::new_in(&std::env::temp_dir(), name, keep)
+    }
+
+    pub fn new_in(root: &Path, name: &str, keep: bool) -> Result<Scratch, BenchError> {
+        let path = root.join(format!(
             "swarm-bench-{name}-{}-{}",
             std::process::id(),
             unix_now()
@@ -273,14 +295,16 @@ impl Proc {
 /// the top level (before the tables) and `tables` after them.
 pub fn orchestrator_config(
     dir: &Path,
+    files: &Path,
     port: u16,
     extra: &str,
     tables: &str,
 ) -> Result<PathBuf, BenchError> {
     let d = dir.display();
+    let f = files.display();
     let text = format!(
-        "listen = \"127.0.0.1:{port}\"\nname = \"bench\"\nstate_dir = \"{d}/state\"\nstaging_dir = \"{d}/staging\"\n\
-         binhost_dir = \"{d}/binhost\"\n{extra}\n[auth]\nadmin_token = \"{ADMIN_TOKEN}\"\ndrone_token = \"{DRONE_TOKEN}\"\n\n\
+        "listen = \"127.0.0.1:{port}\"\nname = \"bench\"\nstate_dir = \"{d}/state\"\nstaging_dir = \"{f}/staging\"\n\
+         binhost_dir = \"{f}/binhost\"\n{extra}\n[auth]\nadmin_token = \"{ADMIN_TOKEN}\"\ndrone_token = \"{DRONE_TOKEN}\"\n\n\
          [log]\nlevel = \"warning\"\nfile = \"{d}/orchestrator.log\"\n\n{tables}\n"
     );
     let path = dir.join("orchestrator.toml");
@@ -318,14 +342,23 @@ pub struct OrchProc {
     pub config: PathBuf,
     pub bin: PathBuf,
     pub dir: PathBuf,
+    /// Where staging and binhost are.
+    pub files: PathBuf,
 }
 
 impl OrchProc {
-    /// Writes a config into `dir` and starts `swarm-orchestrator` with it.
-    pub async fn start(dir: &Path, extra: &str, tables: &str) -> Result<OrchProc, BenchError> {
+    /// Writes a config into `dir` and starts `swarm-orchestrator` with it; its state lives
+    /// in `dir`, staging and binhost in `files` (or `dir`).
+    pub async fn start(
+        dir: &Path,
+        files: Option<&Path>,
+        extra: &str,
+        tables: &str,
+    ) -> Result<OrchProc, BenchError> {
         let bin = sibling_bin("swarm-orchestrator")?;
         let port = free_port()?;
-        let config = orchestrator_config(dir, port, extra, tables)?;
+        let files = files.unwrap_or(dir).to_path_buf();
+        let config = orchestrator_config(dir, &files, port, extra, tables)?;
         let mut proc_ = Proc::spawn(dir, "orchestrator", &bin, &config)?;
         let url = format!("http://127.0.0.1:{port}");
         wait_healthy(&mut proc_, &url, Duration::from_secs(60)).await?;
@@ -336,6 +369,7 @@ impl OrchProc {
             config,
             bin,
             dir: dir.to_path_buf(),
+            files,
         })
     }
 
@@ -358,7 +392,7 @@ impl OrchProc {
     }
 
     pub fn staging(&self) -> PathBuf {
-        self.dir.join("staging")
+        self.files.join("staging")
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {

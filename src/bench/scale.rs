@@ -32,6 +32,9 @@ pub struct ScaleOptions {
     /// Log lines each heartbeat carries.
     pub log_lines: usize,
     pub keep: bool,
+    /// Put staging and binhost under this directory (e.g. a tmpfs) instead of beside the
+    /// state.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -235,10 +238,16 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
 pub async fn run(opts: &ScaleOptions) -> Result<Value, BenchError> {
     super::raise_nofile();
     let scratch = Scratch::new("scale", opts.keep)?;
+    let files_scratch = match &opts.files_dir {
+        Some(d) => Some(Scratch::new_in(d, "scale-files", opts.keep)?),
+        None => None,
+    };
+    let files = files_scratch.as_ref().map(|s| s.path.clone());
     // Drones are told to heartbeat every TTL / 4.
     let ttl = (opts.heartbeat_s * 4.0).round().max(4.0) as u64;
     let mut orch = OrchProc::start(
         &scratch.path,
+        files.as_deref(),
         "",
         &format!("[leases]\nheartbeat_ttl_s = {ttl}\n"),
     )
@@ -394,6 +403,8 @@ pub async fn run(opts: &ScaleOptions) -> Result<Value, BenchError> {
         "submit_s": round(submit_s, 2),
         "register_s": round(register_s, 2),
         "orchestrator": "real binary (swarm-orchestrator process, SQLite state)",
+        "state_dir_fs": super::fs_of(&scratch.path),
+        "staging_fs": super::fs_of(files.as_deref().unwrap_or(&scratch.path)),
         "machine": super::machine(),
         "date": super::unix_now(),
     }))

@@ -203,6 +203,7 @@ async fn run_once(
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let mut orch = OrchProc::start(
         &dir,
+        None,
         "",
         &format!("[policy]\norder = \"{order}\"\n\n[leases]\nheartbeat_ttl_s = 60\n"),
     )

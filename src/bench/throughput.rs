@@ -25,6 +25,9 @@ pub struct ThroughputOptions {
     /// Not counted before each window.
     pub warmup: f64,
     pub keep: bool,
+    /// Put staging and binhost under this directory (e.g. a tmpfs) instead of beside the
+    /// state.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -150,7 +153,18 @@ async fn drone_loop(
 pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     super::raise_nofile();
     let scratch = Scratch::new("throughput", opts.keep)?;
-    let orch = OrchProc::start(&scratch.path, "", "[leases]\nheartbeat_ttl_s = 3600\n").await?;
+    let files_scratch = match &opts.files_dir {
+        Some(d) => Some(Scratch::new_in(d, "throughput-files", opts.keep)?),
+        None => None,
+    };
+    let files = files_scratch.as_ref().map(|s| s.path.clone());
+    let orch = OrchProc::start(
+        &scratch.path,
+        files.as_deref(),
+        "",
+        "[leases]\nheartbeat_ttl_s = 3600\n",
+    )
+    .await?;
     let admin = orch.admin();
     let t = Instant::now();
     admin
@@ -253,6 +267,8 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
         "orchestrator_rss_mb": round(rss as f64 / 1024.0, 1),
         "orchestrator": "real binary (swarm-orchestrator process, SQLite state)",
         "client": "swarm-bench, one thread, one keep-alive HTTP/1.1 connection per drone",
+        "state_dir_fs": super::fs_of(&scratch.path),
+        "staging_fs": super::fs_of(files.as_deref().unwrap_or(&scratch.path)),
         "machine": super::machine(),
         "date": super::unix_now(),
     }))

@@ -66,6 +66,10 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Staging and binhost under this directory (e.g. /dev/shm) instead of beside the
+        /// SQLite state in the temporary directory.
+        #[arg(long, value_name = "DIR")]
+        files_dir: Option<PathBuf>,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -90,6 +94,9 @@ enum Cmd {
         /// Log lines per heartbeat.
         #[arg(long, default_value_t = 2)]
         log_lines: usize,
+        /// Staging and binhost under this directory (e.g. /dev/shm).
+        #[arg(long, value_name = "DIR")]
+        files_dir: Option<PathBuf>,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -184,6 +191,7 @@ async fn main() {
             packages,
             seconds,
             warmup,
+            files_dir,
             smoke,
             keep,
         } => {
@@ -194,6 +202,7 @@ async fn main() {
                     seconds: 1.0,
                     warmup: 0.2,
                     keep,
+                    files_dir,
                 }
             } else {
                 throughput::ThroughputOptions {
@@ -202,6 +211,7 @@ async fn main() {
                     seconds,
                     warmup,
                     keep,
+                    files_dir,
                 }
             };
             throughput::run(&opts).await
@@ -214,6 +224,7 @@ async fn main() {
             claim_rate,
             connections,
             log_lines,
+            files_dir,
             smoke,
             keep,
         } => {
@@ -227,6 +238,7 @@ async fn main() {
                     connections: 4,
                     log_lines,
                     keep,
+                    files_dir,
                 }
             } else {
                 scale::ScaleOptions {
@@ -238,6 +250,7 @@ async fn main() {
                     connections,
                     log_lines,
                     keep,
+                    files_dir,
                 }
             };
             scale::run(&opts).await
