@@ -138,13 +138,14 @@ async fn claim_loop(
     if names.is_empty() || rate <= 0.0 {
         return;
     }
+    while s.phase.get() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Connected only now: the server closes connections idle for long (HTTP 408).
     let mut conn = match Conn::connect(addr).await {
         Ok(c) => c,
         Err(e) => return s.error(format!("connect: {e}")),
     };
-    while s.phase.get() < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let gap = Duration::from_secs_f64(1.0 / rate);
     let mut next = Instant::now();
     let mut i = 0usize;

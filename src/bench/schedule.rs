@@ -37,6 +37,8 @@ pub struct ScheduleOptions {
     /// Zero-time packages of the calibration before each run.
     pub calibration: usize,
     pub keep: bool,
+    /// Scratch directory root (default: the temporary directory).
+    pub dir: Option<PathBuf>,
 }
 
 struct RunResult {
@@ -59,7 +61,10 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
     }
     let total_slots = opts.drones.max(1) * opts.slots.max(1);
     let bound = graph.bound(total_slots)?;
-    let scratch = Scratch::new("schedule", opts.keep)?;
+    let scratch = match &opts.dir {
+        Some(d) => Scratch::new_in(d, "schedule", opts.keep)?,
+        None => Scratch::new("schedule", opts.keep)?,
+    };
     let estimates = scratch.path.join("estimates");
     super::stub::write_estimates(&graph, &estimates)?;
     let calib = calibration_set(opts.calibration);
@@ -105,6 +110,7 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
         "calibration_packages": opts.calibration,
         "wall_s": round(wall.elapsed().as_secs_f64(), 1),
         "orchestrator": "real binary",
+        "scratch_fs": super::fs_of(&scratch.path),
         "machine": super::machine(),
         "date": super::unix_now(),
     }))

@@ -247,7 +247,9 @@ struct Uploader {
 }
 
 impl Uploader {
-    fn start(state_dir: Option<PathBuf>) -> Uploader {
+    /// `first_lease`: each uploader uploads into its own lease directories, so no upload
+    /// finds its file already there.
+    fn start(state_dir: Option<PathBuf>, first_lease: u64) -> Uploader {
         let waiters: Waiters = Arc::default();
         let collector = Collector(waiters.clone()).start();
         let log = slog::Logger::root(slog::Discard, slog::o!());
@@ -256,7 +258,7 @@ impl Uploader {
         Uploader {
             addr,
             waiters,
-            next_lease: 1,
+            next_lease: first_lease,
         }
     }
 
@@ -340,7 +342,7 @@ pub async fn run(opts: &TransferOptions) -> Result<Value, BenchError> {
         reuse_connections: false,
         ..UploadConfig::default()
     };
-    let mut up = Uploader::start(None);
+    let mut up = Uploader::start(None, 1);
 
     // Bytes on the wire per package byte.
     let mut sizes = Vec::new();
@@ -371,7 +373,7 @@ pub async fn run(opts: &TransferOptions) -> Result<Value, BenchError> {
         reuse_connections: true,
         ..cfg.clone()
     };
-    let mut reuse_up = Uploader::start(Some(state_dir.clone()));
+    let mut reuse_up = Uploader::start(Some(state_dir.clone()), 1_000_000);
     let (mut drone_s, mut bare_s, mut reuse_s) = (Vec::new(), Vec::new(), Vec::new());
     let mut reuse_wire = Vec::new();
     // The first reused upload starts the master connection; let it come up first, as it

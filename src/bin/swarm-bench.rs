@@ -42,6 +42,9 @@ enum Cmd {
         /// Zero-time packages run first to measure the per-package overhead.
         #[arg(long, default_value_t = 200)]
         calibration: usize,
+        /// Scratch directory root (state, staging, PKGDIRs), e.g. /dev/shm.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         #[arg(long)]
         smoke: bool,
         /// Keep the scratch directory (logs, configs, state).
@@ -129,24 +132,34 @@ enum Cmd {
     },
 }
 
-#[actix_web::main]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    // The schedule benchmark's builder runs once per package: it starts no runtime.
+    if let Cmd::BuildStub {
+        estimates,
+        scale,
+        kb,
+        atom,
+        pkgdir,
+    } = &args.command
+    {
+        if let Err(e) = stub::run(estimates, *scale, *kb, atom, pkgdir) {
+            eprintln!("swarm-bench build-stub: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    run(args);
+}
+
+#[actix_web::main]
+async fn run(args: Args) {
     let res = match args.command {
         Cmd::Graph { packages, seed } => {
             println!("{}", graph::generate(packages, seed).to_json());
             return;
         }
-        Cmd::BuildStub {
-            estimates,
-            scale,
-            kb,
-            atom,
-            pkgdir,
-        } => match stub::run(&estimates, scale, kb, &atom, &pkgdir) {
-            Ok(()) => return,
-            Err(e) => Err(e),
-        },
+        Cmd::BuildStub { .. } => return,
         Cmd::Schedule {
             graph,
             packages,
@@ -156,6 +169,7 @@ async fn main() {
             scale,
             package_kb,
             calibration,
+            dir,
             smoke,
             keep,
         } => {
@@ -170,6 +184,7 @@ async fn main() {
                     package_kb: 4,
                     calibration: 8,
                     keep,
+                    dir,
                 }
             } else {
                 schedule::ScheduleOptions {
@@ -182,6 +197,7 @@ async fn main() {
                     package_kb,
                     calibration,
                     keep,
+                    dir,
                 }
             };
             schedule::run(&opts).await
