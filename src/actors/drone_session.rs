@@ -23,6 +23,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Log lines kept per drone.
 pub const LOG_RING: usize = 2000;
+/// Memory all drones' log rings may use together (text plus bookkeeping). Each ring may
+/// hold this divided by the number of drones (at least `LOG_MIN_BYTES`), up to `LOG_RING`
+/// lines: a few drones keep their 2,000 lines, 5,000 drones about 100 lines each. Full
+/// 2,000-line rings of 5,000 drones would take about 1.5 GB (BENCHMARKS.md, scale).
+pub const LOG_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// A ring may always hold this much.
+pub const LOG_MIN_BYTES: usize = 8 * 1024;
+/// What a kept line costs beyond its text (the `String` and the allocator's share).
+const LOG_LINE_OVERHEAD: usize = 48;
+
+/// The byte limit of each drone's log ring, for `drones` drones.
+pub fn log_ring_bytes(drones: usize) -> usize {
+    (LOG_BUDGET_BYTES / drones.max(1)).max(LOG_MIN_BYTES)
+}
 /// Longest single log line kept.
 const LOG_LINE_BYTES: usize = 4096;
 
@@ -92,6 +106,9 @@ pub struct SessionPeers {
     pub queue: Addr<PackageQueue>,
     pub breaker: Addr<CircuitBreaker>,
     pub registry: Addr<DroneRegistry>,
+    /// The byte limit of each log ring, kept up to date by the registry
+    /// ([`log_ring_bytes`] of the number of drones).
+    pub log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct DroneSession {
@@ -101,6 +118,8 @@ pub struct DroneSession {
     deadline: Option<SpawnHandle>,
     commands: VecDeque<DroneCommand>,
     log_lines: VecDeque<String>,
+    /// What `log_lines` costs, counted as text plus `LOG_LINE_OVERHEAD` per line.
+    log_bytes: usize,
     peers: SessionPeers,
     log: Logger,
 }
@@ -123,6 +142,7 @@ impl DroneSession {
             deadline: None,
             commands: VecDeque::new(),
             log_lines: VecDeque::new(),
+            log_bytes: 0,
             peers,
             log,
         }
@@ -188,12 +208,23 @@ impl Handler<Heartbeat> for DroneSession {
     type Result = ResponseActFuture<Self, HeartbeatResponse>;
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
         self.alive(ctx);
+        let cap = self
+            .peers
+            .log_cap
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(LOG_MIN_BYTES);
         for line in msg.log {
-            if self.log_lines.len() >= LOG_RING {
-                self.log_lines.pop_front();
+            let line = crate::process::tail_str(&line, LOG_LINE_BYTES).to_string();
+            self.log_bytes += line.len() + LOG_LINE_OVERHEAD;
+            self.log_lines.push_back(line);
+            while self.log_lines.len() > LOG_RING
+                || (self.log_bytes > cap && self.log_lines.len() > 1)
+            {
+                match self.log_lines.pop_front() {
+                    Some(old) => self.log_bytes -= old.len() + LOG_LINE_OVERHEAD,
+                    None => break,
+                }
             }
-            self.log_lines
-                .push_back(crate::process::tail_str(&line, LOG_LINE_BYTES).to_string());
         }
         let check = self.peers.queue.send(CheckLeases {
             drone: self.summary.name.clone(),
