@@ -249,11 +249,10 @@ struct Uploader {
 impl Uploader {
     /// `first_lease`: each uploader uploads into its own lease directories, so no upload
     /// finds its file already there.
-    fn start(state_dir: Option<PathBuf>, first_lease: u64) -> Uploader {
+    fn start(first_lease: u64) -> Uploader {
         let waiters: Waiters = Arc::default();
         let collector = Collector(waiters.clone()).start();
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let _ = state_dir;
         let addr = UploadSupervisor::new(collector.recipient(), log).start();
         Uploader {
             addr,
@@ -342,7 +341,7 @@ pub async fn run(opts: &TransferOptions) -> Result<Value, BenchError> {
         reuse_connections: false,
         ..UploadConfig::default()
     };
-    let mut up = Uploader::start(None, 1);
+    let mut up = Uploader::start(1);
 
     // Bytes on the wire per package byte.
     let mut sizes = Vec::new();
@@ -373,7 +372,7 @@ pub async fn run(opts: &TransferOptions) -> Result<Value, BenchError> {
         reuse_connections: true,
         ..cfg.clone()
     };
-    let mut reuse_up = Uploader::start(Some(state_dir.clone()), 1_000_000);
+    let mut reuse_up = Uploader::start(1_000_000);
     let (mut drone_s, mut bare_s, mut reuse_s) = (Vec::new(), Vec::new(), Vec::new());
     let mut reuse_wire = Vec::new();
     // The first reused upload starts the master connection; let it come up first, as it
