@@ -337,3 +337,20 @@ impl Handler<Shutdown> for DroneSession {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_rings_share_one_budget() {
+        // A small fleet keeps its 2,000 lines of ordinary length.
+        assert!(log_ring_bytes(4) > LOG_RING * (200 + LOG_LINE_OVERHEAD));
+        // 5,000 drones: about 100 lines of ~110 bytes each, 64 MiB together.
+        let each = log_ring_bytes(5000);
+        assert!((12_000..14_000).contains(&each), "{each}");
+        assert!(each * 5000 <= LOG_BUDGET_BYTES);
+        // Never less than the floor.
+        assert_eq!(log_ring_bytes(1_000_000), LOG_MIN_BYTES);
+    }
+}
