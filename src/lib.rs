@@ -10,9 +10,11 @@
 //! - [`gateway`] — start-up of `swarm-gateway`; [`gateway_api`] its wire types and
 //!   [`gateway_client`] its client (what drones call to pick an orchestrator).
 //! - [`cli`] — the `build-swarm` operator CLI.
+//! - [`bench`] — `swarm-bench`, benchmarks of a real swarm (see `BENCHMARKS.md`).
 
 pub mod actors;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -134,6 +134,7 @@ impl Orchestrator {
             build_failure_drones: cfg.policy.build_failure_drones,
             max_infra_retries: cfg.policy.max_infra_retries,
             infra_backoff: Duration::from_secs(cfg.policy.infra_backoff_s),
+            order: cfg.policy.order,
             clock: clock.clone(),
         };
         let breaker_settings = BreakerSettings::from(&cfg.breaker);

@@ -561,3 +561,109 @@ async fn a_result_finished_while_the_orchestrator_is_down_is_reported_when_it_is
     .await;
     assert!(lab.path("binhost/sys-apps/patient-1.0.gpkg.tar").exists());
 }
+
+#[actix_web::test]
+async fn a_hung_upload_through_the_shared_ssh_connection_is_killed_and_the_master_restarted() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(4);
+    lab.start_sshd();
+    lab.start_orchestrator("");
+    let anon = lab.wait_up().await;
+    // reuse_connections is on by default: the first upload starts the drone's master.
+    lab.submit("app-misc/warm-1.0\n").await;
+    lab.start_drone(
+        1,
+        "stall_timeout_s = 60\ntotal_timeout_s = 4\n",
+        &[("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "4096")],
+    );
+    wait_for(60, "the first package built", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 1)
+    })
+    .await;
+    let control_dir = lab.path("d1/state/ssh").display().to_string();
+    let masters = || {
+        processes_matching(&control_dir)
+            .into_iter()
+            .filter(|(_, c)| c.starts_with("ssh ") && c.contains(" -M -N "))
+            .collect::<Vec<_>>()
+    };
+    wait_for(10, "the drone's ssh master connection", || async {
+        !masters().is_empty()
+    })
+    .await;
+    let first_master = masters()[0].0;
+    wait_for(10, "the master's control socket", || async {
+        std::fs::read_dir(&control_dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("cm-"))
+        })
+    })
+    .await;
+    // Now the link crawls: 4 MiB at 1 Mbit/s would take ~35 s.
+    let (ns, dev) = lab.drone_link(1);
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate",
+        "1mbit", "burst", "32kbit", "latency", "400ms",
+    ]);
+    lab.submit("media-libs/slow-1.0\n").await;
+    let lease_dir = format!("{}/lease-2/", lab.path("staging").display());
+    let upload = || {
+        processes_matching("lease-2")
+            .into_iter()
+            .filter(|(_, c)| {
+                (c.starts_with("rsync -a") || c.starts_with("ssh ")) && c.contains(&lease_dir)
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_for(60, "the upload through the shared connection", || async {
+        upload()
+            .iter()
+            .any(|(_, c)| c.starts_with("ssh ") && c.contains("ControlMaster=no"))
+    })
+    .await;
+    // The master is not in the upload's process group.
+    let pgid = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(2).map(str::to_string))
+            })
+    };
+    let upload_groups: Vec<_> = upload().iter().map(|(p, _)| pgid(*p)).collect();
+    assert!(
+        !upload_groups.contains(&pgid(first_master)),
+        "the master shares a process group with the upload"
+    );
+    wait_for(30, "the hung upload killed by the supervisor", || async {
+        lab.drone_log(1)
+            .contains("killed by the supervisor after total_timeout_s")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(upload().is_empty(), "left behind: {:?}", upload());
+    // The master it went through was closed (a hung connection must not hang the next
+    // upload); the package is built over a new one once the link is fast again.
+    wait_for(10, "the old master gone", || async {
+        masters().iter().all(|(p, _)| *p != first_master)
+    })
+    .await;
+    sh(&[
+        "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", &dev, "root",
+    ]);
+    wait_for(90, "built after the slow link is fixed", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 2)
+    })
+    .await;
+    // A stopping drone leaves no master behind.
+    let drone = lab.children.last().and_then(|c| c.id()).expect("drone pid");
+    unsafe {
+        libc::kill(drone as i32, libc::SIGTERM);
+    }
+    wait_for(10, "no ssh master left after the drone stopped", || async {
+        masters().is_empty()
+    })
+    .await;
+}

@@ -87,6 +87,8 @@ struct Entry {
 pub struct DroneRegistry {
     settings: RegistrySettings,
     sessions: HashMap<String, Entry>,
+    /// Each session's log-ring byte limit (shared with the sessions).
+    log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     queue: Addr<PackageQueue>,
     breaker: Addr<CircuitBreaker>,
     store: Addr<Store>,
@@ -121,6 +123,9 @@ impl DroneRegistry {
         DroneRegistry {
             settings,
             sessions: HashMap::new(),
+            log_cap: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+                crate::actors::drone_session::log_ring_bytes(1),
+            )),
             queue,
             breaker,
             store,
@@ -133,6 +138,7 @@ impl DroneRegistry {
             queue: self.queue.clone(),
             breaker: self.breaker.clone(),
             registry: ctx.address(),
+            log_cap: self.log_cap.clone(),
         };
         let addr = DroneSession::new(
             summary.clone(),
@@ -143,6 +149,10 @@ impl DroneRegistry {
         .start();
         self.sessions
             .insert(summary.name.clone(), Entry { addr, summary });
+        self.log_cap.store(
+            crate::actors::drone_session::log_ring_bytes(self.sessions.len()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// The breaker's fleet guard needs the number of online drones.

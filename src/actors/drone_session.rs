@@ -23,8 +23,20 @@ use std::time::Duration;
 
 /// Log lines kept per drone.
 pub const LOG_RING: usize = 2000;
-/// ...and at most this many bytes of them.
-pub const LOG_RING_BYTES: usize = 32 * 1024;
+/// Memory all drones' log rings may use together (text plus bookkeeping). Each ring may
+/// hold this divided by the number of drones (at least `LOG_MIN_BYTES`), up to `LOG_RING`
+/// lines: a few drones keep their 2,000 lines, 5,000 drones about 100 lines each. Full
+/// 2,000-line rings of 5,000 drones would take about 1.5 GB (BENCHMARKS.md, scale).
+pub const LOG_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// A ring may always hold this much.
+pub const LOG_MIN_BYTES: usize = 8 * 1024;
+/// What a kept line costs beyond its text (the `String` and the allocator's share).
+const LOG_LINE_OVERHEAD: usize = 48;
+
+/// The byte limit of each drone's log ring, for `drones` drones.
+pub fn log_ring_bytes(drones: usize) -> usize {
+    (LOG_BUDGET_BYTES / drones.max(1)).max(LOG_MIN_BYTES)
+}
 /// Longest single log line kept.
 const LOG_LINE_BYTES: usize = 1024;
 
@@ -96,6 +108,9 @@ pub struct SessionPeers {
     pub queue: Addr<PackageQueue>,
     pub breaker: Addr<CircuitBreaker>,
     pub registry: Addr<DroneRegistry>,
+    /// The byte limit of each log ring, kept up to date by the registry
+    /// ([`log_ring_bytes`] of the number of drones).
+    pub log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct DroneSession {
@@ -105,6 +120,7 @@ pub struct DroneSession {
     deadline: Option<SpawnHandle>,
     commands: VecDeque<DroneCommand>,
     log_lines: VecDeque<String>,
+    /// What `log_lines` costs, counted as text plus `LOG_LINE_OVERHEAD` per line.
     log_bytes: usize,
     peers: SessionPeers,
     log: Logger,
@@ -187,14 +203,20 @@ impl Handler<Heartbeat> for DroneSession {
     type Result = ResponseActFuture<Self, HeartbeatResponse>;
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
         self.alive(ctx);
+        let cap = self
+            .peers
+            .log_cap
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(LOG_MIN_BYTES);
         for line in msg.log {
             let line = crate::process::tail_str(&line, LOG_LINE_BYTES).to_string();
-            self.log_bytes += line.len();
+            self.log_bytes += line.len() + LOG_LINE_OVERHEAD;
             self.log_lines.push_back(line);
-            // Bounded in lines and in bytes: 5,000 drones must not eat the orchestrator.
-            while self.log_lines.len() > LOG_RING || self.log_bytes > LOG_RING_BYTES {
+            while self.log_lines.len() > LOG_RING
+                || (self.log_bytes > cap && self.log_lines.len() > 1)
+            {
                 match self.log_lines.pop_front() {
-                    Some(old) => self.log_bytes -= old.len(),
+                    Some(old) => self.log_bytes -= old.len() + LOG_LINE_OVERHEAD,
                     None => break,
                 }
             }
@@ -308,5 +330,22 @@ impl Handler<Shutdown> for DroneSession {
     type Result = ();
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_rings_share_one_budget() {
+        // A small fleet keeps its 2,000 lines of ordinary length.
+        assert!(log_ring_bytes(4) > LOG_RING * (200 + LOG_LINE_OVERHEAD));
+        // 5,000 drones: about 100 lines of ~110 bytes each, 64 MiB together.
+        let each = log_ring_bytes(5000);
+        assert!((12_000..14_000).contains(&each), "{each}");
+        assert!(each * 5000 <= LOG_BUDGET_BYTES);
+        // Never less than the floor.
+        assert_eq!(log_ring_bytes(1_000_000), LOG_MIN_BYTES);
     }
 }

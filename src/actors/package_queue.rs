@@ -29,6 +29,7 @@ use crate::api::{
     RetryResult, SubmitResult, WorkAssignment,
 };
 use crate::clock::SharedClock;
+use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
 use crate::metrics::{Metrics, QueueMetrics, ReclaimReason};
 use crate::process::tail_str;
@@ -78,6 +79,8 @@ pub struct QueueSettings {
     pub max_infra_retries: u32,
     /// First wait after an infrastructure failure; doubles per further failure.
     pub infra_backoff: Duration,
+    /// Critical path first, or set order only.
+    pub order: ScheduleOrder,
     pub clock: SharedClock,
 }
 
@@ -276,6 +279,11 @@ pub struct PackageQueue {
     /// The breaker reports a central fault: infrastructure failures now are not the
     /// packages' fault and do not use up their retries.
     central_fault: bool,
+    /// Upload directories of finished leases, removed in the background (a directory
+    /// removal can take milliseconds, e.g. on a filesystem mounted with `discard`; no
+    /// completion waits for it).
+    cleanup: Vec<PathBuf>,
+    cleaning: bool,
     log: Logger,
     metrics: QueueMetrics,
 }
@@ -322,6 +330,8 @@ impl PackageQueue {
             registry: peers.registry,
             hook: peers.hook,
             central_fault: false,
+            cleanup: Vec::new(),
+            cleaning: false,
             log,
             metrics: QueueMetrics::default(),
         };
@@ -441,8 +451,12 @@ impl PackageQueue {
 
     fn push_ready(&mut self, id: u32) {
         let p = &self.packages[id as usize];
+        let priority = match self.settings.order {
+            ScheduleOrder::CriticalPath => p.priority,
+            ScheduleOrder::Fifo => 0,
+        };
         self.ready.push(Ready {
-            priority: p.priority,
+            priority,
             seq: Reverse(p.seq),
             id,
         });
@@ -794,6 +808,29 @@ impl PackageQueue {
         } else {
             bad("it names another package or an unknown layout")
         }
+    }
+
+    /// Removes `dir` in the background, batched with the others waiting.
+    fn remove_later(&mut self, dir: PathBuf, ctx: &mut Context<Self>) {
+        self.cleanup.push(dir);
+        self.clean(ctx);
+    }
+
+    fn clean(&mut self, ctx: &mut Context<Self>) {
+        if self.cleaning || self.cleanup.is_empty() {
+            return;
+        }
+        self.cleaning = true;
+        let dirs = std::mem::take(&mut self.cleanup);
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            for d in &dirs {
+                publish::remove_dir_quietly(d);
+            }
+        });
+        ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
+            act.cleaning = false;
+            act.clean(ctx);
+        }));
     }
 
     fn lookup_lease(&self, lease: LeaseId) -> Result<&Lease, QueueError> {
@@ -1315,7 +1352,7 @@ impl Handler<Fail> for PackageQueue {
 }
 
 impl Handler<Complete> for PackageQueue {
-    type Result = ResponseActFuture<Self, Result<CompleteResponse, QueueError>>;
+    type Result = ResponseFuture<Result<CompleteResponse, QueueError>>;
     fn handle(&mut self, msg: Complete, ctx: &mut Self::Context) -> Self::Result {
         let lease_id = msg.lease;
         let pre = (|| {
@@ -1347,7 +1384,7 @@ impl Handler<Complete> for PackageQueue {
             Ok(Ok(pkg))
         })();
         let pkg = match pre {
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+            Err(e) => return Box::pin(async move { Err(e) }),
             Ok(Err(_built)) => {
                 // Already built: nothing changes; this lease (if still active) is over.
                 if let Some(drone) = self.end_lease(lease_id, false) {
@@ -1357,17 +1394,14 @@ impl Handler<Complete> for PackageQueue {
                     .settings
                     .staging_dir
                     .join(Self::lease_dir_name(lease_id));
-                actix_web::rt::task::spawn_blocking(move || publish::remove_dir_quietly(&dir));
+                self.remove_later(dir, ctx);
                 let rx = self.durable(ctx);
-                return Box::pin(
-                    after_commit(
-                        rx,
-                        Ok(CompleteResponse {
-                            accepted: false,
-                            stale: true,
-                        }),
-                    )
-                    .into_actor(self),
+                return after_commit(
+                    rx,
+                    Ok(CompleteResponse {
+                        accepted: false,
+                        stale: true,
+                    }),
                 );
             }
             Ok(Ok(pkg)) => pkg,
@@ -1390,83 +1424,148 @@ impl Handler<Complete> for PackageQueue {
             },
             _ => {
                 self.packages[pkg as usize].publishing = false;
-                return Box::pin(fut::ready(Err(QueueError::Invalid(format!(
-                    "path `{}` refused",
-                    msg.req.path
-                )))));
+                let e = QueueError::Invalid(format!("path `{}` refused", msg.req.path));
+                return Box::pin(async move { Err(e) });
             }
         };
         let req = msg.req;
+        let dest_dir = job.dest.parent().map(PathBuf::from);
+        let lease_dir = job.lease_dir.clone();
         let work = actix_web::rt::task::spawn_blocking(move || publish::verify_and_publish(&job));
-        Box::pin(
-            work.into_actor(self)
-                .map(move |res, act, ctx| {
-                    act.packages[pkg as usize].publishing = false;
-                    let res = match res {
-                        Ok(r) => r,
-                        Err(e) => Err(PublishError::Io {
-                            path: PathBuf::from(&req.path),
-                            source: std::io::Error::other(e.to_string()),
-                        }),
-                    };
-                    let drone = act.leases.get(&lease_id).map(|l| l.drone.clone()).unwrap_or_default();
-                    let answer = match res {
-                        Ok(how) if act.packages[pkg as usize].state != PackageState::Built => {
-                            act.metrics.completed(lease_id, req.size);
-                            // The completing lease is over; any other one on the package
-                            // is cancelled: this artifact is the one.
-                            act.end_lease(lease_id, false);
-                            if let Some(other) = act.packages[pkg as usize].lease {
-                                if let Some(d) = act.end_lease(other, true) {
-                                    act.verdict(d, Outcome::Neutral);
-                                }
-                            }
-                            act.mark_built(pkg, &drone, req.path.clone(), req.size, req.sha256.clone());
-                            act.packages[pkg as usize].drone = Some(drone.clone());
-                            info!(act.log, "published"; "atom" => &act.packages[pkg as usize].atom_str,
+        // The verification runs on a blocking thread; its result comes back as a message
+        // (an actor future per completion would sit in this actor's context, which actix
+        // polls whole on every message).
+        let (reply, answer) = oneshot::channel();
+        let me = ctx.address();
+        actix_web::rt::spawn(async move {
+            let res = work.await;
+            me.do_send(Verified {
+                pkg,
+                lease_id,
+                req,
+                res,
+                dest_dir,
+                lease_dir,
+                reply,
+            });
+        });
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(QueueError::Store("the queue stopped".into())))
+        })
+    }
+}
+
+/// The outcome of a completion's verification and publishing (from its blocking thread).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Verified {
+    pkg: u32,
+    lease_id: LeaseId,
+    req: CompleteRequest,
+    res: Result<Result<Published, PublishError>, actix_web::rt::task::JoinError>,
+    dest_dir: Option<PathBuf>,
+    lease_dir: PathBuf,
+    reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
+}
+
+impl Handler<Verified> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: Verified, ctx: &mut Self::Context) {
+        let Verified {
+            pkg,
+            lease_id,
+            req,
+            res,
+            dest_dir,
+            lease_dir,
+            reply,
+        } = msg;
+        let act = self;
+        act.packages[pkg as usize].publishing = false;
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => Err(PublishError::Io {
+                path: PathBuf::from(&req.path),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        let drone = act
+            .leases
+            .get(&lease_id)
+            .map(|l| l.drone.clone())
+            .unwrap_or_default();
+        let answer = match res {
+            Ok(how) if act.packages[pkg as usize].state != PackageState::Built => {
+                // The rename is made durable with this batch, before the
+                // state that says the package is built.
+                if let Some(dir) = dest_dir.clone() {
+                    act.extra_writes.push(Write::SyncDir(dir));
+                }
+                act.remove_later(lease_dir.clone(), ctx);
+                act.metrics.completed(lease_id, req.size);
+                // The completing lease is over; any other one on the package
+                // is cancelled: this artifact is the one.
+                act.end_lease(lease_id, false);
+                if let Some(other) = act.packages[pkg as usize].lease {
+                    if let Some(d) = act.end_lease(other, true) {
+                        act.verdict(d, Outcome::Neutral);
+                    }
+                }
+                act.mark_built(pkg, &drone, req.path.clone(), req.size, req.sha256.clone());
+                act.packages[pkg as usize].drone = Some(drone.clone());
+                info!(act.log, "published"; "atom" => &act.packages[pkg as usize].atom_str,
                                   "drone" => &drone, "path" => &req.path, "size" => req.size,
                                   "how" => if how == Published::Now { "now" } else { "already there" });
-                            act.breaker.do_send(RecordOutcome {
-                                drone,
-                                outcome: Outcome::Success,
-                            });
-                            act.hook.do_send(HookPublished);
-                            Ok(CompleteResponse {
-                                accepted: true,
-                                stale: false,
-                            })
-                        }
-                        Ok(_) => Ok(CompleteResponse {
-                            accepted: false,
-                            stale: true,
-                        }),
-                        Err(e) => {
-                            let reason = e.to_string();
-                            warn!(act.log, "upload did not verify"; "atom" => &act.packages[pkg as usize].atom_str,
-                                  "drone" => &drone, "error" => &reason);
-                            let current = act.packages[pkg as usize].lease == Some(lease_id);
-                            let active = act.leases.get(&lease_id).is_some_and(|l| l.phase != LeasePhase::Ended);
-                            if active {
-                                act.end_lease(lease_id, false);
-                            }
-                            if current {
-                                act.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
-                            }
-                            act.breaker.do_send(RecordOutcome {
-                                drone,
-                                outcome: Outcome::Failure {
-                                    kind: FailureKind::Infra,
-                                    reason: reason.clone(),
-                                },
-                            });
-                            Err(QueueError::Invalid(format!("{reason}; the package goes back to the queue")))
-                        }
-                    };
-                    let rx = act.durable(ctx);
-                    (rx, answer)
+                act.breaker.do_send(RecordOutcome {
+                    drone,
+                    outcome: Outcome::Success,
+                });
+                act.hook.do_send(HookPublished);
+                Ok(CompleteResponse {
+                    accepted: true,
+                    stale: false,
                 })
-                .then(|(rx, answer), act, _| after_commit(rx, answer).into_actor(act)),
-        )
+            }
+            Ok(_) => {
+                act.remove_later(lease_dir.clone(), ctx);
+                Ok(CompleteResponse {
+                    accepted: false,
+                    stale: true,
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                warn!(act.log, "upload did not verify"; "atom" => &act.packages[pkg as usize].atom_str,
+                                  "drone" => &drone, "error" => &reason);
+                let current = act.packages[pkg as usize].lease == Some(lease_id);
+                let active = act
+                    .leases
+                    .get(&lease_id)
+                    .is_some_and(|l| l.phase != LeasePhase::Ended);
+                if active {
+                    act.end_lease(lease_id, false);
+                }
+                if current {
+                    act.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
+                }
+                act.breaker.do_send(RecordOutcome {
+                    drone,
+                    outcome: Outcome::Failure {
+                        kind: FailureKind::Infra,
+                        reason: reason.clone(),
+                    },
+                });
+                Err(QueueError::Invalid(format!(
+                    "{reason}; the package goes back to the queue"
+                )))
+            }
+        };
+        let rx = act.durable(ctx);
+        actix_web::rt::spawn(async move {
+            let _ = reply.send(after_commit(rx, answer).await);
+        });
     }
 }
 

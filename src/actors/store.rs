@@ -31,6 +31,11 @@ pub enum StoreError {
     },
     #[error("state database is unavailable: {0}")]
     Mailbox(String),
+    #[error("cannot sync directory {path}: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One package as stored.
@@ -115,6 +120,9 @@ pub enum Write {
     PruneLeases {
         ended_before: u64,
     },
+    /// Sync this directory before the transaction: files renamed into it (published
+    /// artifacts) are durable before the state that says they are built.
+    SyncDir(PathBuf),
 }
 
 /// Everything the orchestrator needs to come back after a restart.
@@ -397,6 +405,19 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // Published files first: one sync per directory for the whole batch.
+        let mut synced: Vec<&Path> = Vec::new();
+        for w in writes {
+            if let Write::SyncDir(dir) = w {
+                if !synced.contains(&dir.as_path()) {
+                    crate::publish::sync_dir(dir).map_err(|source| StoreError::Sync {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    synced.push(dir);
+                }
+            }
+        }
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut pkg = tx
@@ -490,6 +511,7 @@ impl Store {
                             ])
                             .map_err(sql)?;
                     }
+                    Write::SyncDir(_) => {}
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1

@@ -9,8 +9,10 @@
 
 use crate::api::LeaseId;
 use actix::prelude::*;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deadline {
@@ -47,15 +49,7 @@ pub struct LeaseTimedOut {
     pub after: Duration,
 }
 
-/// The timer's own message: carries the generation it was armed with.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Expired {
-    lease: LeaseId,
-    generation: u64,
-}
-
-/// How many deadlines are armed (for status and tests).
+/// How many leases have a deadline armed (tests).
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct ArmedCount;
@@ -65,12 +59,27 @@ struct Armed {
     epoch: u64,
     deadline: Deadline,
     after: Duration,
-    timer: SpawnHandle,
 }
 
+/// A deadline in the heap; stale entries (re-armed or disarmed leases) are skipped when
+/// they come up.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Instant,
+    lease: LeaseId,
+    generation: u64,
+}
+
+/// One timer for all leases: the deadlines are kept in a heap and a single wake-up is
+/// scheduled for the earliest one. (A timer future per lease would sit in this actor's
+/// context, and actix polls every one of them on every message: with a thousand active
+/// leases that was a measurable share of the orchestrator's CPU.)
 pub struct UploadSupervisor {
     queue: Recipient<LeaseTimedOut>,
     armed: HashMap<LeaseId, Armed>,
+    due: BinaryHeap<Reverse<Due>>,
+    /// The scheduled wake-up and when it fires.
+    wake: Option<(Instant, SpawnHandle)>,
     next_generation: u64,
 }
 
@@ -79,8 +88,61 @@ impl UploadSupervisor {
         UploadSupervisor {
             queue,
             armed: HashMap::new(),
+            due: BinaryHeap::new(),
+            wake: None,
             next_generation: 1,
         }
+    }
+
+    /// Makes sure a wake-up is scheduled for the earliest deadline.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let Some(Reverse(first)) = self.due.peek() else {
+            return;
+        };
+        let at = first.at;
+        if let Some((when, handle)) = self.wake {
+            if when <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let after = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(after, |act, ctx| {
+            act.wake = None;
+            act.fire(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(Reverse(first)) = self.due.peek() {
+            if first.at > now {
+                break;
+            }
+            let Some(Reverse(d)) = self.due.pop() else {
+                break;
+            };
+            if self.armed.get(&d.lease).map(|a| a.generation) != Some(d.generation) {
+                continue;
+            }
+            if let Some(a) = self.armed.remove(&d.lease) {
+                self.queue.do_send(LeaseTimedOut {
+                    lease: d.lease,
+                    epoch: a.epoch,
+                    deadline: a.deadline,
+                    after: a.after,
+                });
+            }
+        }
+        // Stale entries pile up when leases end long before their deadlines.
+        if self.due.len() > 2 * self.armed.len() + 1024 {
+            let armed = &self.armed;
+            self.due.retain(|Reverse(d)| {
+                armed.get(&d.lease).map(|a| a.generation) == Some(d.generation)
+            });
+        }
+        self.schedule(ctx);
     }
 }
 
@@ -93,52 +155,35 @@ impl Handler<Arm> for UploadSupervisor {
     fn handle(&mut self, msg: Arm, ctx: &mut Self::Context) {
         let generation = self.next_generation;
         self.next_generation += 1;
-        let timer = ctx.notify_later(
-            Expired {
-                lease: msg.lease,
-                generation,
-            },
-            msg.after,
-        );
-        if let Some(old) = self.armed.insert(
+        self.armed.insert(
             msg.lease,
             Armed {
                 generation,
                 epoch: msg.epoch,
                 deadline: msg.deadline,
                 after: msg.after,
-                timer,
             },
-        ) {
-            ctx.cancel_future(old.timer);
+        );
+        self.due.push(Reverse(Due {
+            at: Instant::now() + msg.after,
+            lease: msg.lease,
+            generation,
+        }));
+        if self.due.len() > 2 * self.armed.len() + 1024 {
+            let armed = &self.armed;
+            self.due.retain(|Reverse(d)| {
+                armed.get(&d.lease).map(|a| a.generation) == Some(d.generation)
+            });
         }
+        self.schedule(ctx);
     }
 }
 
 impl Handler<Disarm> for UploadSupervisor {
     type Result = ();
-    fn handle(&mut self, msg: Disarm, ctx: &mut Self::Context) {
-        if let Some(old) = self.armed.remove(&msg.lease) {
-            ctx.cancel_future(old.timer);
-        }
-    }
-}
-
-impl Handler<Expired> for UploadSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Expired, _: &mut Self::Context) {
-        // A late timer (re-armed or disarmed since) is ignored.
-        if self.armed.get(&msg.lease).map(|a| a.generation) != Some(msg.generation) {
-            return;
-        }
-        if let Some(a) = self.armed.remove(&msg.lease) {
-            self.queue.do_send(LeaseTimedOut {
-                lease: msg.lease,
-                epoch: a.epoch,
-                deadline: a.deadline,
-                after: a.after,
-            });
-        }
+    fn handle(&mut self, msg: Disarm, _: &mut Self::Context) {
+        // Its heap entry is skipped when it comes up.
+        self.armed.remove(&msg.lease);
     }
 }
 

@@ -36,8 +36,8 @@ pub struct DroneConfig {
     pub restart_command: Vec<String>,
     /// Per-package build logs and unsent results live here.
     pub state_dir: PathBuf,
-    /// Seconds between claims when there was no work.
-    pub idle_poll_s: u64,
+    /// Seconds between claims when there was no work (fractions allowed, at least 0.001).
+    pub idle_poll_s: f64,
     /// With a gateway: ask it again after this long without work.
     pub no_work_recheck_s: u64,
     pub upload: UploadConfig,
@@ -59,6 +59,10 @@ pub struct UploadConfig {
     pub ssh_identity: Option<PathBuf>,
     /// Extra rsync arguments.
     pub rsync_options: Vec<String>,
+    /// Share one ssh connection among uploads to the same target (an ssh master the drone
+    /// owns, its `ControlPath` in `state_dir/ssh/`); uploads fall back to their own
+    /// connection whenever the master is not up.
+    pub reuse_connections: bool,
 }
 
 impl Default for UploadConfig {
@@ -80,6 +84,7 @@ impl Default for UploadConfig {
             .collect(),
             ssh_identity: None,
             rsync_options: Vec::new(),
+            reuse_connections: REUSE_CONNECTIONS_DEFAULT,
         }
     }
 }
@@ -114,13 +119,16 @@ impl Default for DroneConfig {
                 .map(|s| s.to_string())
                 .collect(),
             state_dir: "/var/lib/build-swarm-drone".into(),
-            idle_poll_s: 5,
+            idle_poll_s: 5.0,
             no_work_recheck_s: 60,
             upload: UploadConfig::default(),
             log: super::orchestrator::LogConfig::default(),
         }
     }
 }
+
+/// `[upload] reuse_connections` unless configured.
+pub const REUSE_CONNECTIONS_DEFAULT: bool = true;
 
 /// Placeholders `build_command` may use.
 pub const PLACEHOLDERS: &[&str] = &["{atom}", "{category}", "{name}", "{version}", "{pkgdir}"];
@@ -135,6 +143,11 @@ impl DroneConfig {
 
     pub fn apply_env(&mut self) {
         self.token = env_override("BUILD_SWARM_DRONE_TOKEN", self.token.take());
+    }
+
+    /// `idle_poll_s` as a duration.
+    pub fn idle_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.idle_poll_s.clamp(0.001, 3600.0))
     }
 
     pub fn token(&self) -> Result<String, ConfigError> {
@@ -210,13 +223,18 @@ impl DroneConfig {
         for (key, v) in [
             ("build_timeout_s", self.build_timeout_s),
             ("build_idle_timeout_s", self.build_idle_timeout_s),
-            ("idle_poll_s", self.idle_poll_s),
             ("upload.stall_timeout_s", self.upload.stall_timeout_s),
             ("upload.total_timeout_s", self.upload.total_timeout_s),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
             }
+        }
+        if !(self.idle_poll_s.is_finite() && (0.001..=3600.0).contains(&self.idle_poll_s)) {
+            return Err(ConfigError::invalid(
+                "idle_poll_s",
+                format!("{} is not between 0.001 and 3600 seconds", self.idle_poll_s),
+            ));
         }
         if self.pkgdir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("pkgdir", "must not be empty"));

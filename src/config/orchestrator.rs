@@ -102,6 +102,20 @@ pub struct PolicyConfig {
     /// After an infrastructure failure a package waits this long before it is handed out
     /// again, doubling with each further failure (at most 10 minutes).
     pub infra_backoff_s: u64,
+    /// The order ready packages are handed out in.
+    pub order: ScheduleOrder,
+}
+
+/// `[policy] order`: which ready package a claim gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleOrder {
+    /// The one with the longest remaining dependency chain (sum of `estimate_s`), then set
+    /// order.
+    #[default]
+    CriticalPath,
+    /// Set order only (first in, first out), as a baseline.
+    Fifo,
 }
 
 impl Default for PolicyConfig {
@@ -110,6 +124,7 @@ impl Default for PolicyConfig {
             build_failure_drones: 2,
             max_infra_retries: 5,
             infra_backoff_s: 10,
+            order: ScheduleOrder::CriticalPath,
         }
     }
 }
@@ -338,6 +353,17 @@ mod tests {
         assert_eq!(cfg.listen, "0.0.0.0:8080");
         assert_eq!(cfg.breaker.max_failures, 5);
         assert_eq!(cfg.breaker.cooloff_s, 120);
+        assert_eq!(cfg.policy.order, ScheduleOrder::CriticalPath);
+    }
+
+    #[test]
+    fn schedule_order_is_read_and_checked() {
+        let cfg = parse(&format!("{TOKENS}[policy]\norder = \"fifo\"\n")).unwrap();
+        assert_eq!(cfg.policy.order, ScheduleOrder::Fifo);
+        let err = parse(&format!("{TOKENS}[policy]\norder = \"random\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("order"), "{err}");
     }
 
     #[test]

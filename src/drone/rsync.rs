@@ -6,6 +6,8 @@
 
 use crate::config::drone::UploadConfig;
 use crate::config::{target_kind, TargetKind};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 /// argv of the upload of `rel` (relative to PKGDIR, where rsync runs) into
 /// `<target>/<upload_dir>/`.
@@ -31,6 +33,92 @@ pub fn upload_argv(cfg: &UploadConfig, target: &str, upload_dir: &str, rel: &str
     argv.push(format!("./{rel}"));
     argv.push(format!("{}/{}/", target.trim_end_matches('/'), upload_dir));
     argv
+}
+
+/// Longest control socket path: a Unix socket path has at most 107 bytes, and ssh binds a
+/// temporary name 17 bytes longer before renaming it into place.
+const MAX_CONTROL_PATH: usize = 88;
+/// Uploads sharing one master connection at most (sshd's `MaxSessions` is 10 by default);
+/// more go over their own connection.
+pub const MAX_SHARED_UPLOADS: usize = 8;
+
+/// An ssh master connection the drone's upload supervisor keeps for a target, and the
+/// control socket the uploads reach it through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuxSpec {
+    pub control_path: PathBuf,
+    /// `ssh … -M -N -o ControlPath=… host`: the master, run in its own process group.
+    pub master_argv: Vec<String>,
+}
+
+/// The master for uploads to `target`, when `reuse_connections` is on and the target is
+/// reached over ssh; `None` otherwise, or when `state_dir` is too long (or has spaces or
+/// quotes) for a control socket — then every upload opens its own connection as before.
+pub fn mux_spec(cfg: &UploadConfig, state_dir: &Path, target: &str) -> Option<MuxSpec> {
+    if !cfg.reuse_connections || target_kind(target) != TargetKind::Ssh {
+        return None;
+    }
+    let (host, _) = target.split_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.starts_with('-') {
+        return None;
+    }
+    let mut ssh: Vec<String> = cfg.ssh_options.clone();
+    if let Some(id) = &cfg.ssh_identity {
+        ssh.push("-i".into());
+        ssh.push(id.display().to_string());
+    }
+    // One socket per destination and ssh settings.
+    let mut h = Sha256::new();
+    h.update(host.as_bytes());
+    for o in &ssh {
+        h.update([0u8]);
+        h.update(o.as_bytes());
+    }
+    let tag = crate::publish::hex(&h.finalize()[..6]);
+    let control_path = state_dir.join("ssh").join(format!("cm-{tag}"));
+    let shown = control_path.display().to_string();
+    if shown.len() > MAX_CONTROL_PATH
+        || shown.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '\\')
+    {
+        return None;
+    }
+    let mut master_argv = vec!["ssh".to_string()];
+    master_argv.extend(ssh);
+    master_argv.extend(
+        [
+            "-M",
+            "-N",
+            "-o",
+            &format!("ControlPath={shown}"),
+            "-o",
+            "ControlPersist=no",
+            "--",
+            host,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    Some(MuxSpec {
+        control_path,
+        master_argv,
+    })
+}
+
+/// `argv` of an upload made to go through the master at `control_path`: its ssh never
+/// becomes a master itself (`ControlMaster=no`), and connects on its own when the socket
+/// does not answer.
+pub fn with_control_path(argv: &[String], control_path: &Path) -> Vec<String> {
+    let mut out = argv.to_vec();
+    if let Some(i) = out.iter().position(|a| a == "-e") {
+        if let Some(e) = out.get_mut(i + 1) {
+            e.push_str(&format!(
+                " -o ControlMaster=no -o ControlPath={}",
+                control_path.display()
+            ));
+        }
+    }
+    out
 }
 
 /// A readable reason for rsync's exit code.
@@ -113,6 +201,40 @@ mod tests {
         );
         assert!(!argv.contains(&"-e".to_string()));
         assert_eq!(argv.last().unwrap(), "/srv/staging/lease-1/");
+    }
+
+    #[test]
+    fn shared_connections_only_over_ssh_and_never_as_master() {
+        let cfg = UploadConfig {
+            reuse_connections: true,
+            ..UploadConfig::default()
+        };
+        let state = Path::new("/var/lib/build-swarm-drone");
+        assert!(mux_spec(&cfg, state, "/srv/staging").is_none());
+        let off = UploadConfig {
+            reuse_connections: false,
+            ..UploadConfig::default()
+        };
+        assert!(mux_spec(&off, state, "root@orch:/s").is_none());
+        let spec = mux_spec(&cfg, state, "root@orch:/s").unwrap();
+        assert!(spec
+            .control_path
+            .starts_with("/var/lib/build-swarm-drone/ssh/"));
+        assert_eq!(spec.master_argv.last().unwrap(), "root@orch");
+        assert!(spec.master_argv.contains(&"-M".to_string()));
+        assert!(spec.master_argv.contains(&"ControlPersist=no".to_string()));
+        let argv = upload_argv(&cfg, "root@orch:/s", "lease-1", "a/b-1.tbz2");
+        let shared = with_control_path(&argv, &spec.control_path);
+        let e = shared.iter().position(|a| a == "-e").unwrap();
+        assert!(shared[e + 1].ends_with(&format!(
+            "-o ControlMaster=no -o ControlPath={}",
+            spec.control_path.display()
+        )));
+        let long = Path::new(
+            "/a/very/long/state/directory/that/leaves/no/room/for/a/control/socket/path/at/all",
+        );
+        assert!(mux_spec(&cfg, long, "root@orch:/s").is_none());
+        assert!(mux_spec(&cfg, Path::new("/with space"), "root@orch:/s").is_none());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use super::build_runner::{BuildFinished, BuildOutcome, BuildRunner, CancelBuild, StartBuild};
 use super::upload_supervisor::{
-    CancelUpload, StartUpload, UploadFinished, UploadOutcome, UploadSupervisor,
+    kill_masters, CancelUpload, StartUpload, StopMasters, UploadFinished, UploadOutcome,
+    UploadSupervisor,
 };
 use crate::api::{
     CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, RegisterRequest,
@@ -21,7 +22,7 @@ use crate::domain::FailureKind;
 use crate::drone::artifact::Artifact;
 use crate::drone::build::{fill_placeholders, BuildSpec};
 use crate::drone::leftovers;
-use crate::drone::rsync::upload_argv;
+use crate::drone::rsync::{mux_spec, upload_argv};
 use crate::gateway_client::pick_orchestrator;
 use crate::logging::LogTap;
 use actix::prelude::*;
@@ -229,6 +230,13 @@ impl DroneAgent {
                     }
                     info!(act.log, "registered"; "orchestrator" => &url, "upload_target" => &target,
                           "heartbeat_s" => resp.heartbeat_s);
+                    if act.cfg.upload.reuse_connections
+                        && crate::config::target_kind(&target) == crate::config::TargetKind::Ssh
+                        && mux_spec(&act.cfg.upload, &act.cfg.state_dir, &target).is_none()
+                    {
+                        warn!(act.log, "upload.reuse_connections is on, but state_dir is too long (or has spaces or quotes) for an ssh control socket: every upload opens its own connection";
+                              "state_dir" => act.cfg.state_dir.display().to_string());
+                    }
                     act.orch_url = Some(url);
                     act.orch = Some(client);
                     act.upload_target = Some(target);
@@ -394,7 +402,7 @@ impl DroneAgent {
                     Ok(None) => {
                         act.call_failures = 0;
                         act.no_work_since.get_or_insert_with(Instant::now);
-                        act.next_claim = Instant::now() + Duration::from_secs(act.cfg.idle_poll_s);
+                        act.next_claim = Instant::now() + act.cfg.idle_poll();
                         act.maybe_look_elsewhere(ctx);
                     }
                     Err(e) => {
@@ -404,7 +412,7 @@ impl DroneAgent {
                             act.unreachable();
                         }
                         debug!(act.log, "claim failed"; "error" => e.to_string());
-                        act.next_claim = Instant::now() + Duration::from_secs(act.cfg.idle_poll_s);
+                        act.next_claim = Instant::now() + act.cfg.idle_poll();
                     }
                 }
             },
@@ -664,6 +672,8 @@ impl DroneAgent {
 /// Replaces this process with a fresh copy of itself (same arguments).
 fn exec_self(log: &Logger) {
     use std::os::unix::process::CommandExt;
+    // The ssh master connections would outlive the exec; the new drone starts its own.
+    kill_masters();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -686,7 +696,9 @@ impl Actor for DroneAgent {
             warn!(self.log, "killed a process group left running by a previous run of this drone"; "what" => what);
         }
         self.load_persisted();
-        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.tick(ctx));
+        // Ticks at least as often as the drone polls for work when idle.
+        let every = self.cfg.idle_poll().min(Duration::from_millis(500));
+        ctx.run_interval(every, |act, ctx| act.tick(ctx));
         ctx.notify(Tick);
     }
 }
@@ -739,6 +751,7 @@ impl Handler<BuildFinished> for DroneAgent {
                         &self.cfg.state_dir,
                         &format!("upload-{lease}"),
                     )),
+                    mux: mux_spec(&self.cfg.upload, &self.cfg.state_dir, &job.upload_target),
                 });
                 ctx.spawn(
                     async move { client.uploading(lease, epoch).await }
@@ -798,6 +811,7 @@ impl Handler<Shutdown> for DroneAgent {
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         info!(self.log, "stopping: cancelling running work");
         self.shutting_down = true;
+        self.uploader.do_send(StopMasters);
         let leases: Vec<LeaseId> = self.jobs.keys().copied().collect();
         for lease in leases {
             self.cancel_job(lease, "drone stopping");

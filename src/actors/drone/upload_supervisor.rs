@@ -5,15 +5,30 @@
 //! late timer for an upload that already ended does nothing. When rsync ends by itself, the
 //! group is killed too, so no rsync or ssh process outlives its upload.
 //!
+//! With `[upload] reuse_connections` it also owns one ssh **master** connection per
+//! upload target (`ssh -M -N`, `ControlPath` in `state_dir/ssh/`, no `ControlPersist`, so
+//! it never daemonizes out of reach). The master runs in its own process group, not in any
+//! upload's, and is the drone's: uploads reach it as mux clients (`ControlMaster=no`), and
+//! killing an upload's group kills its rsync and its ssh client, whose session the master
+//! then closes. An upload goes over its own connection whenever the master is not up yet,
+//! has died (it is restarted with backoff) or already carries `MAX_SHARED_UPLOADS`. A
+//! failed or killed upload that went through the master also restarts the master (a hung
+//! connection must not hang the next upload too); an idle master is closed after
+//! `MASTER_IDLE`; `StopMasters` (drone shutdown) and [`kill_masters`] (before the drone
+//! re-executes itself) end them all, and each master dies with the drone even on `kill -9`
+//! (`PR_SET_PDEATHSIG`).
+//!
 //! Receives `StartUpload` and `CancelUpload` from the agent; sends `UploadFinished` back.
 
 use crate::api::LeaseId;
-use crate::drone::rsync::{bytes_sent, exit_reason};
+use crate::drone::rsync::{
+    bytes_sent, exit_reason, with_control_path, MuxSpec, MAX_SHARED_UPLOADS,
+};
 use crate::process::{group_command, signal_group, tail_utf8};
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -29,6 +44,45 @@ pub struct StartUpload {
     pub total_timeout: Duration,
     /// Where to record the upload's process group while it runs (see `leftovers`).
     pub record: Option<PathBuf>,
+    /// Share this ssh master connection when it is up (`[upload] reuse_connections`).
+    pub mux: Option<MuxSpec>,
+}
+
+/// Ends every ssh master connection (the drone is stopping).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMasters;
+
+/// A master closes after this long without uploads.
+pub const MASTER_IDLE: Duration = Duration::from_secs(300);
+/// First wait before starting a master again after it died; doubles, at most 5 minutes.
+const MASTER_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Process groups of the running masters, for [`kill_masters`].
+static MASTER_GROUPS: parking_lot::Mutex<Vec<u32>> = parking_lot::const_mutex(Vec::new());
+
+/// Kills every ssh master connection of this process now (before the drone re-executes
+/// itself, which would otherwise leave them behind).
+pub fn kill_masters() {
+    for pgid in MASTER_GROUPS.lock().drain(..) {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct MasterExited {
+    path: PathBuf,
+    generation: u64,
+    ran: Duration,
+    stderr: String,
+}
+
+struct Master {
+    pgid: u32,
+    generation: u64,
+    in_use: usize,
+    last_used: Instant,
 }
 
 #[derive(Message)]
@@ -80,12 +134,17 @@ struct Running {
     generation: u64,
     killed: Option<Killed>,
     timer: SpawnHandle,
+    /// The master's control socket, when this upload goes through it.
+    via: Option<PathBuf>,
 }
 
 pub struct UploadSupervisor {
     agent: Recipient<UploadFinished>,
     running: HashMap<LeaseId, Running>,
     next_generation: u64,
+    masters: HashMap<PathBuf, Master>,
+    /// Not before, and failures in a row, per control socket.
+    master_backoff: HashMap<PathBuf, (Instant, u32)>,
     log: Logger,
 }
 
@@ -95,20 +154,182 @@ impl UploadSupervisor {
             agent,
             running: HashMap::new(),
             next_generation: 1,
+            masters: HashMap::new(),
+            master_backoff: HashMap::new(),
             log: log.new(slog::o!("actor" => "upload_supervisor")),
+        }
+    }
+
+    /// Starts the master for `spec` unless it runs or is backing off.
+    fn ensure_master(&mut self, spec: &MuxSpec, ctx: &mut Context<Self>) {
+        let path = &spec.control_path;
+        if self.masters.contains_key(path) {
+            return;
+        }
+        if self
+            .master_backoff
+            .get(path)
+            .is_some_and(|(until, _)| Instant::now() < *until)
+        {
+            return;
+        }
+        if let Some(dir) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                warn!(self.log, "cannot create the ssh control directory"; "dir" => dir.display().to_string(), "error" => e.to_string());
+                return;
+            }
+        }
+        // A socket left by a master that was killed would refuse connections.
+        let _ = std::fs::remove_file(path);
+        let spawned = group_command(&spec.master_argv).and_then(|mut cmd| {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death
+            // signal, so the master dies with the drone even on kill -9.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+                .map_err(|source| crate::process::ProcessError::Spawn {
+                    program: "ssh".into(),
+                    source,
+                })
+        });
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(self.log, "cannot start the ssh master connection"; "error" => e.to_string());
+                self.back_off(path);
+                return;
+            }
+        };
+        let pgid = child.id().unwrap_or(0);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        MASTER_GROUPS.lock().push(pgid);
+        info!(self.log, "ssh master connection starting"; "control_path" => path.display().to_string(), "pgid" => pgid);
+        self.masters.insert(
+            path.clone(),
+            Master {
+                pgid,
+                generation,
+                in_use: 0,
+                last_used: Instant::now(),
+            },
+        );
+        let started = Instant::now();
+        let path = path.clone();
+        let me = ctx.address();
+        actix::spawn(async move {
+            let out = child.wait_with_output().await;
+            signal_group(pgid, libc::SIGKILL);
+            me.do_send(MasterExited {
+                path,
+                generation,
+                ran: started.elapsed(),
+                stderr: out.map(|o| tail_utf8(&o.stderr, 512)).unwrap_or_default(),
+            });
+        });
+    }
+
+    fn back_off(&mut self, path: &Path) {
+        let e = self
+            .master_backoff
+            .entry(path.to_path_buf())
+            .or_insert((Instant::now(), 0));
+        let wait = MASTER_BACKOFF
+            .saturating_mul(1 << e.1.min(6))
+            .min(Duration::from_secs(300));
+        e.0 = Instant::now() + wait;
+        e.1 += 1;
+    }
+
+    /// Ends the master at `path` (it is restarted when next needed).
+    fn stop_master(&mut self, path: &Path, why: &str) {
+        if let Some(m) = self.masters.get(path) {
+            info!(self.log, "closing the ssh master connection"; "control_path" => path.display().to_string(), "why" => why);
+            signal_group(m.pgid, libc::SIGKILL);
         }
     }
 }
 
 impl Actor for UploadSupervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_secs(30), |act, _| {
+            let idle: Vec<PathBuf> = act
+                .masters
+                .iter()
+                .filter(|(_, m)| m.in_use == 0 && m.last_used.elapsed() >= MASTER_IDLE)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in idle {
+                act.stop_master(&p, "idle");
+            }
+        });
+    }
+}
+
+impl Handler<MasterExited> for UploadSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: MasterExited, _: &mut Self::Context) {
+        let Some(m) = self.masters.get(&msg.path) else {
+            return;
+        };
+        if m.generation != msg.generation {
+            return;
+        }
+        let pgid = m.pgid;
+        self.masters.remove(&msg.path);
+        MASTER_GROUPS.lock().retain(|g| *g != pgid);
+        let _ = std::fs::remove_file(&msg.path);
+        if msg.ran < Duration::from_secs(60) {
+            self.back_off(&msg.path);
+        } else {
+            self.master_backoff.remove(&msg.path);
+        }
+        info!(self.log, "ssh master connection ended"; "control_path" => msg.path.display().to_string(),
+              "ran_s" => msg.ran.as_secs(), "stderr" => msg.stderr.trim());
+    }
+}
+
+impl Handler<StopMasters> for UploadSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: StopMasters, _: &mut Self::Context) {
+        let paths: Vec<PathBuf> = self.masters.keys().cloned().collect();
+        for p in paths {
+            self.stop_master(&p, "the drone is stopping");
+        }
+        // Nothing is restarted from now on.
+        for p in self.masters.keys() {
+            self.master_backoff
+                .insert(p.clone(), (Instant::now() + Duration::from_secs(86_400), 0));
+        }
+    }
 }
 
 impl Handler<StartUpload> for UploadSupervisor {
     type Result = ();
     fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) {
         let lease = msg.lease;
-        let spawned = group_command(&msg.argv).and_then(|mut cmd| {
+        let mut via = None;
+        let mut argv = msg.argv;
+        if let Some(spec) = &msg.mux {
+            self.ensure_master(spec, ctx);
+            if let Some(m) = self.masters.get_mut(&spec.control_path) {
+                // The socket appears once the master is connected and authenticated.
+                if m.in_use < MAX_SHARED_UPLOADS && spec.control_path.exists() {
+                    m.in_use += 1;
+                    m.last_used = Instant::now();
+                    argv = with_control_path(&argv, &spec.control_path);
+                    via = Some(spec.control_path.clone());
+                }
+            }
+        }
+        let spawned = group_command(&argv).and_then(|mut cmd| {
             cmd.current_dir(&msg.cwd)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -121,6 +342,7 @@ impl Handler<StartUpload> for UploadSupervisor {
         let child = match spawned {
             Ok(c) => c,
             Err(e) => {
+                self.release(via.as_deref(), false);
                 self.agent.do_send(UploadFinished {
                     lease,
                     outcome: UploadOutcome::Failed {
@@ -138,7 +360,7 @@ impl Handler<StartUpload> for UploadSupervisor {
         let generation = self.next_generation;
         self.next_generation += 1;
         let timer = ctx.notify_later(Deadline { lease, generation }, msg.total_timeout);
-        info!(self.log, "upload started"; "atom" => &msg.atom, "lease" => lease, "command" => msg.argv.join(" "));
+        info!(self.log, "upload started"; "atom" => &msg.atom, "lease" => lease, "command" => argv.join(" "));
         self.running.insert(
             lease,
             Running {
@@ -147,6 +369,7 @@ impl Handler<StartUpload> for UploadSupervisor {
                 generation,
                 killed: None,
                 timer,
+                via,
             },
         );
         let started = Instant::now();
@@ -184,6 +407,7 @@ impl Handler<StartUpload> for UploadSupervisor {
                     reason: format!("waiting for rsync: {e}"),
                 },
             };
+            act.release(run.via.as_deref(), matches!(outcome, UploadOutcome::Failed { .. }));
             match &outcome {
                 UploadOutcome::Done { bytes_sent, seconds } => info!(act.log, "upload finished"; "atom" => &atom,
                     "lease" => lease, "bytes_sent" => bytes_sent.unwrap_or(0), "seconds" => format!("{seconds:.2}")),
@@ -192,6 +416,20 @@ impl Handler<StartUpload> for UploadSupervisor {
             }
             act.agent.do_send(UploadFinished { lease, outcome });
         }));
+    }
+}
+
+impl UploadSupervisor {
+    /// An upload through the master at `via` ended; a failed one restarts the master.
+    fn release(&mut self, via: Option<&Path>, failed: bool) {
+        let Some(path) = via else { return };
+        if let Some(m) = self.masters.get_mut(path) {
+            m.in_use = m.in_use.saturating_sub(1);
+            m.last_used = Instant::now();
+        }
+        if failed {
+            self.stop_master(path, "an upload through it failed");
+        }
     }
 }
 
