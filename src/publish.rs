@@ -5,10 +5,9 @@
 //! filesystem it is renamed; across filesystems it is copied to a hidden temporary name
 //! in the destination directory, synced, then renamed.
 //!
-//! The rename itself is made durable by syncing the destination directory, which the
-//! caller does with [`sync_dir`] before it records the package as built — the package
-//! queue does it once per directory for a whole group commit (see `store::Write::SyncDir`)
-//! instead of once per package.
+//! The rename itself (and the file's data) is made durable before the package is recorded
+//! as built: the package queue has the store `syncfs` the binhost's filesystem once per
+//! group commit (see `store::Write::SyncDir`) instead of syncing a directory per package.
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -164,6 +163,19 @@ fn refuse_symlinks(job: &PublishJob) -> Result<(), PublishError> {
 /// Makes renames into `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Writes back everything of the filesystem holding `f` (`syncfs`): the data of the files
+/// published since the last call and their renames, with one journal commit however many
+/// directories they went to.
+pub fn sync_filesystem(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only takes a file descriptor, which `f` keeps open.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Moves `from` to `to` so that `to` is never seen half-written. Sync `to`'s directory

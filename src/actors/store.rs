@@ -120,8 +120,9 @@ pub enum Write {
     PruneLeases {
         ended_before: u64,
     },
-    /// Sync this directory before the transaction: files renamed into it (published
-    /// artifacts) are durable before the state that says they are built.
+    /// Sync the filesystem of this directory before the transaction: files renamed into
+    /// it (published artifacts), their data and their names, are durable before the state
+    /// that says they are built.
     SyncDir(PathBuf),
 }
 
@@ -405,17 +406,24 @@ impl Store {
             path: path.clone(),
             source,
         };
-        // Published files first: one sync per directory for the whole batch.
-        let mut synced: Vec<&Path> = Vec::new();
+        // Published files first: one `syncfs` per filesystem for the whole batch, which
+        // makes the files' data and their renames durable together.
+        let mut synced: Vec<u64> = Vec::new();
         for w in writes {
             if let Write::SyncDir(dir) = w {
-                if !synced.contains(&dir.as_path()) {
-                    crate::publish::sync_dir(dir).map_err(|source| StoreError::Sync {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    synced.push(dir);
-                }
+                let sync = |synced: &mut Vec<u64>| -> std::io::Result<()> {
+                    let f = std::fs::File::open(dir)?;
+                    let dev = std::os::unix::fs::MetadataExt::dev(&f.metadata()?);
+                    if !synced.contains(&dev) {
+                        crate::publish::sync_filesystem(&f)?;
+                        synced.push(dev);
+                    }
+                    Ok(())
+                };
+                sync(&mut synced).map_err(|source| StoreError::Sync {
+                    path: dir.clone(),
+                    source,
+                })?;
             }
         }
         let tx = self.conn.transaction().map_err(sql)?;
