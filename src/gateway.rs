@@ -6,9 +6,8 @@ use crate::actors::orchestrator_directory::{DirectorySettings, OrchestratorDirec
 use crate::config::{ConfigError, GatewayConfig};
 use crate::http::gateway::{self as routes, GatewayState};
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use slog::{info, warn, Logger};
-use std::net::TcpListener;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,26 +72,11 @@ impl Gateway {
             poll_interval_s: cfg.poll_interval_s,
             fetch_timeout: cfg.poll_timeout().max(Duration::from_secs(2)),
         });
-        let listener = TcpListener::bind(addr).map_err(|source| GatewayStartError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(addr.port());
-        let mut server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::routes))
-                .shutdown_timeout(5)
-                .listen(listener)
-                .map_err(|source| GatewayStartError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-        if !handle_signals {
-            server = server.disable_signals();
-        }
-        let server = server.run();
+        let (server, port) = crate::http::serve(addr, state, routes::routes, handle_signals)
+            .map_err(|source| GatewayStartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         info!(log, "gateway listening"; "name" => &cfg.name,
               "addr" => format!("{}:{port}", addr.ip()),
               "orchestrators" => configured.join(" "),

@@ -14,12 +14,11 @@ use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use parking_lot::Mutex;
 use slog::warn;
 use slog::{crit, info, Logger};
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,26 +204,11 @@ impl Orchestrator {
             max_submit_bytes: cfg.max_submit_bytes,
             metrics: metrics.clone(),
         });
-        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(addr.port());
-        let mut server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-                .shutdown_timeout(5)
-                .listen(listener)
-                .map_err(|source| StartError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-        if !handle_signals {
-            server = server.disable_signals();
-        }
-        let server = server.run();
+        let (server, port) = crate::http::serve(addr, state, http::routes, handle_signals)
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         info!(log, "orchestrator listening"; "name" => &cfg.name, "addr" => format!("{}:{port}", addr.ip()),
               "upload_target" => cfg.effective_upload_target(), "binhost_dir" => cfg.binhost_dir.display().to_string());
         let gateway_registration = cfg.gateway.as_ref().map(|gateway| {

@@ -20,6 +20,33 @@ use actix::Addr;
 use actix_web::web;
 use std::sync::Arc;
 
+/// Binds `addr` and starts an HTTP server whose every worker serves `routes` with
+/// `state`. `handle_signals`: SIGTERM/SIGINT stop it (the daemons) or not (tests).
+/// Returns the running server and the port it got (port 0 asks for a free one).
+pub fn serve<T: Send + Sync + 'static>(
+    addr: std::net::SocketAddr,
+    state: web::Data<T>,
+    routes: fn(&mut web::ServiceConfig),
+    handle_signals: bool,
+) -> std::io::Result<(actix_web::dev::Server, u16)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(addr.port());
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(routes)
+    })
+    .shutdown_timeout(5)
+    .listen(listener)?;
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    Ok((server.run(), port))
+}
+
 /// Largest JSON body of the drone protocol and control endpoints.
 pub const JSON_LIMIT: usize = 1024 * 1024;
 
