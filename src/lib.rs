@@ -31,3 +31,4 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod process;
 pub mod publish;
+pub mod staging;

@@ -198,6 +198,10 @@ pub struct Metrics {
     pub upload_duration: Histogram,
     /// Leases reclaimed, by reason (indexed like `ReclaimReason::ALL`).
     reclaims: [Counter; 4],
+    /// Upload directories renamed for a new lease instead of made by the drone.
+    pub upload_dirs_reused: Counter,
+    /// Emptied upload directories kept in staging for reuse now (set by the queue).
+    pub upload_dirs_kept: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -211,6 +215,8 @@ impl Default for Metrics {
             upload_bytes: Counter::default(),
             upload_duration: Histogram::new(UPLOAD_BUCKETS),
             reclaims: Default::default(),
+            upload_dirs_reused: Counter::default(),
+            upload_dirs_kept: AtomicU64::new(0),
         }
     }
 }
@@ -412,6 +418,28 @@ impl Metrics {
                 self.reclaims(reason)
             );
         }
+        header(
+            &mut out,
+            "build_swarm_upload_dirs_reused_total",
+            "Upload directories of published packages renamed for a new lease instead of made by the drone's rsync.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "build_swarm_upload_dirs_reused_total {}",
+            self.upload_dirs_reused.get()
+        );
+        header(
+            &mut out,
+            "build_swarm_upload_dirs_kept",
+            "Emptied upload directories kept in the staging directory for reuse.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "build_swarm_upload_dirs_kept {}",
+            self.upload_dirs_kept.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -443,6 +471,18 @@ impl QueueMetrics {
         if let Some(t) = self.uploading_since.remove(&lease) {
             self.shared.upload_duration.observe(t.elapsed());
         }
+    }
+
+    /// A kept upload directory was taken for a new lease; `kept` are left.
+    pub fn upload_dir_reused(&mut self, kept: usize) {
+        self.shared.upload_dirs_reused.inc();
+        self.upload_dirs_kept(kept);
+    }
+
+    pub fn upload_dirs_kept(&mut self, kept: usize) {
+        self.shared
+            .upload_dirs_kept
+            .store(kept as u64, Ordering::Relaxed);
     }
 
     /// The lease is over (for whatever reason): forget its upload start.

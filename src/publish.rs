@@ -12,6 +12,7 @@
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
 
 /// SHA-256 of a file, lowercase hex, and its length.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
+    sha256_open(&mut File::open(path)?)
+}
+
+/// SHA-256 of what is left to read of `f`, lowercase hex, and its length.
+fn sha256_open(f: &mut File) -> io::Result<(String, u64)> {
     let mut h = Sha256::new();
     // No bigger than the file: most packages are small, and a 256 KiB buffer zeroed per
     // verification showed in profiles.
@@ -105,21 +110,32 @@ fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
 }
 
 /// Checks size and checksum of the staged file, then moves it into place atomically. The
-/// rename is durable only once the destination's directory is synced ([`sync_dir`]).
+/// rename is durable only once the destination's filesystem is synced
+/// ([`sync_filesystem`]).
 pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
-    refuse_symlinks(job)?;
-    let meta = match fs::symlink_metadata(&job.staged) {
-        Ok(m) => m,
+    refuse_symlinked_dirs(job)?;
+    // Opened once, never through a symbolic link (`O_NOFOLLOW`: ELOOP), never blocking on
+    // a FIFO (`O_NONBLOCK`); size, type and checksum all come from this one descriptor.
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&job.staged);
+    let mut f = match opened {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if matches(&job.dest, job.size, &job.sha256)? {
                 return Ok(Published::AlreadyThere);
             }
             return Err(PublishError::Missing(job.staged.clone()));
         }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(PublishError::NotRegular(job.staged.clone()));
+        }
         Err(e) => return Err(io_err(&job.staged)(e)),
     };
+    let meta = f.metadata().map_err(io_err(&job.staged))?;
     if !meta.is_file() {
-        return Err(PublishError::Missing(job.staged.clone()));
+        return Err(PublishError::NotRegular(job.staged.clone()));
     }
     if meta.len() != job.size {
         return Err(PublishError::Size {
@@ -128,7 +144,8 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
             actual: meta.len(),
         });
     }
-    let (sum, _) = sha256_file(&job.staged).map_err(io_err(&job.staged))?;
+    let (sum, _) = sha256_open(&mut f).map_err(io_err(&job.staged))?;
+    drop(f);
     if !sum.eq_ignore_ascii_case(&job.sha256) {
         return Err(PublishError::Checksum {
             path: job.staged.clone(),
@@ -141,10 +158,16 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
 }
 
 /// An upload may carry symbolic links (`rsync -a` keeps them); following one could move
-/// a file from anywhere on the orchestrator's disk into the binhost. Every component from
-/// the lease directory down to the file must be a real directory or a regular file.
-fn refuse_symlinks(job: &PublishJob) -> Result<(), PublishError> {
-    let Ok(rel) = job.staged.strip_prefix(&job.lease_dir) else {
+/// a file from anywhere on the orchestrator's disk into the binhost. Every directory from
+/// the lease directory down to the file must be a real directory (the file itself is
+/// opened with `O_NOFOLLOW`).
+fn refuse_symlinked_dirs(job: &PublishJob) -> Result<(), PublishError> {
+    let Some(rel_dir) = job
+        .staged
+        .strip_prefix(&job.lease_dir)
+        .ok()
+        .and_then(|rel| rel.parent())
+    else {
         return Err(PublishError::NotRegular(job.staged.clone()));
     };
     let mut at = job.lease_dir.clone();
@@ -153,7 +176,7 @@ fn refuse_symlinks(job: &PublishJob) -> Result<(), PublishError> {
         _ => Ok(()),
     };
     check(&at)?;
-    for part in rel.components() {
+    for part in rel_dir.components() {
         at.push(part);
         check(&at)?;
     }
@@ -185,8 +208,13 @@ pub fn install(from: &Path, to: &Path) -> Result<(), PublishError> {
         path: to.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
     })?;
-    fs::create_dir_all(parent).map_err(io_err(parent))?;
-    match fs::rename(from, to) {
+    // The destination directory usually exists already: create it only when missing.
+    let mut renamed = fs::rename(from, to);
+    if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) && !parent.is_dir() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        renamed = fs::rename(from, to);
+    }
+    match renamed {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let name = to
@@ -208,10 +236,6 @@ pub fn install(from: &Path, to: &Path) -> Result<(), PublishError> {
         Err(e) => return Err(io_err(to)(e)),
     }
     Ok(())
-}
-
-pub fn remove_dir_quietly(dir: &Path) {
-    let _ = fs::remove_dir_all(dir);
 }
 
 /// Joins a relative path that has already been checked to stay inside `base`.
@@ -271,7 +295,7 @@ mod tests {
         assert_eq!(verify_and_publish(&job).unwrap(), Published::Now);
         assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
         assert!(!staged.exists(), "the file was moved out of staging");
-        remove_dir_quietly(&lease);
+        fs::remove_dir_all(&lease).unwrap();
         // Retried after a crash between rename and commit: recognised, not an error.
         assert_eq!(verify_and_publish(&job).unwrap(), Published::AlreadyThere);
         job.staged = lease.join("app-misc/nope.gpkg.tar");
@@ -322,6 +346,29 @@ mod tests {
             "nothing was moved"
         );
         assert!(!dir.path().join("binhost").exists());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        fs::create_dir_all(lease.join("app-misc")).unwrap();
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        let c = std::ffi::CString::new(staged.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let job = PublishJob {
+            staged,
+            dest: dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar"),
+            size: 0,
+            sha256: "00".repeat(32),
+            lease_dir: lease,
+        };
+        // Opened without O_NONBLOCK this would wait for a writer forever.
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::NotRegular(_))
+        ));
     }
 
     #[test]

@@ -761,6 +761,8 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
             ("build_swarm_breaker_trips", "counter"),
             ("build_swarm_upload_bytes", "counter"),
             ("build_swarm_lease_reclaims", "counter"),
+            ("build_swarm_upload_dirs_reused", "counter"),
+            ("build_swarm_upload_dirs_kept", "gauge"),
             ("build_swarm_claim_duration_seconds", "histogram"),
             ("build_swarm_upload_duration_seconds", "histogram"),
         ];

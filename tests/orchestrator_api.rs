@@ -44,6 +44,73 @@ async fn build_and_complete(
     d.complete(work.lease, &req).await.expect("complete")
 }
 
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[actix_web::test]
+async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_category() {
+    let app = spawn_app(|_| {}).await;
+    app.register("drone-a", 1).await;
+    submit(
+        &app,
+        "app-misc/foo-1.0\napp-misc/bar-2.0\napp-misc/qux-3.0\n",
+    )
+    .await;
+    let d = app.drone();
+    let kept = || async { metric(&app, "build_swarm_upload_dirs_kept").await };
+    let reused = || async { metric(&app, "build_swarm_upload_dirs_reused_total").await };
+
+    // Published from its upload directory: the directory is kept, holding only its empty
+    // category directory.
+    let w1 = d.claim("drone-a").await.unwrap().expect("work");
+    assert!(build_and_complete(&app, &w1).await.accepted);
+    wait_for(10, "the emptied upload directory to be kept", || async {
+        kept().await == Some(1.0)
+    })
+    .await;
+    let dir1 = app.staging().join(&w1.upload_dir);
+    assert_eq!(entries(&dir1), ["app-misc"]);
+    assert!(entries(&dir1.join("app-misc")).is_empty());
+
+    // The next lease of that category finds it already there, under its own name.
+    let w2 = d.claim("drone-a").await.unwrap().expect("work");
+    assert_ne!(w2.upload_dir, w1.upload_dir);
+    let dir2 = app.staging().join(&w2.upload_dir);
+    assert_eq!(
+        entries(&dir2),
+        ["app-misc"],
+        "renamed before the claim was answered"
+    );
+    assert!(!dir1.exists());
+    assert_eq!((reused().await, kept().await), (Some(1.0), Some(0.0)));
+
+    // Anything else left in an upload directory (here an rsync temporary of a killed
+    // transfer) and it is removed, not reused.
+    std::fs::create_dir_all(dir2.join("app-misc")).unwrap();
+    std::fs::write(dir2.join("app-misc/.bar-2.0.gpkg.tar.Zx81a"), b"half").unwrap();
+    assert!(build_and_complete(&app, &w2).await.accepted);
+    wait_for(
+        10,
+        "the upload directory with a stray file to be removed",
+        || async { !dir2.exists() },
+    )
+    .await;
+    assert_eq!(kept().await, Some(0.0));
+    let w3 = d.claim("drone-a").await.unwrap().expect("work");
+    assert!(!app.staging().join(&w3.upload_dir).exists());
+    assert_eq!(reused().await, Some(1.0));
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn claim_upload_complete_publishes_the_verified_file() {
     let app = spawn_app(|_| {}).await;
@@ -69,8 +136,11 @@ async fn claim_upload_complete_publishes_the_verified_file() {
         artifact_bytes("app-misc/foo-1.0")
     );
     assert!(
-        !app.staging().join(&w.upload_dir).exists(),
-        "lease dir swept"
+        !app.staging()
+            .join(&w.upload_dir)
+            .join("app-misc/foo-1.0.gpkg.tar")
+            .exists(),
+        "the file was moved out of staging"
     );
     let st = app.anon().status().await.unwrap();
     assert_eq!(

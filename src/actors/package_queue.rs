@@ -34,6 +34,7 @@ use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
 use crate::metrics::{Metrics, QueueMetrics, ReclaimReason};
 use crate::process::tail_str;
 use crate::publish::{self, join_inside, PublishError, PublishJob, Published};
+use crate::staging::{self, UploadDirPool};
 use actix::prelude::*;
 use slog::{crit, debug, info, warn, Logger};
 use std::cmp::{Ordering, Reverse};
@@ -279,13 +280,24 @@ pub struct PackageQueue {
     /// The breaker reports a central fault: infrastructure failures now are not the
     /// packages' fault and do not use up their retries.
     central_fault: bool,
-    /// Upload directories of finished leases, removed in the background (a directory
-    /// removal can take milliseconds, e.g. on a filesystem mounted with `discard`; no
-    /// completion waits for it).
-    cleanup: Vec<PathBuf>,
+    /// Upload directories of finished leases, removed or checked for reuse in the
+    /// background (a directory removal can take milliseconds, e.g. on a filesystem
+    /// mounted with `discard`; no completion waits for it).
+    cleanup: Vec<Cleanup>,
     cleaning: bool,
+    /// Emptied upload directories of published packages, renamed for new leases of the
+    /// same category (see [`crate::staging`]).
+    upload_dirs: UploadDirPool,
     log: Logger,
     metrics: QueueMetrics,
+}
+
+/// What the background cleanup does with a finished lease's upload directory.
+enum Cleanup {
+    /// Failed, cancelled, stale: may hold anything.
+    Remove(PathBuf),
+    /// Its package was published from it: reuse it if it is empty now.
+    Reuse { name: String, category: String },
 }
 
 fn priority_ms(estimate_s: Option<f64>) -> u64 {
@@ -332,6 +344,7 @@ impl PackageQueue {
             central_fault: false,
             cleanup: Vec::new(),
             cleaning: false,
+            upload_dirs: UploadDirPool::default(),
             log,
             metrics: QueueMetrics::default(),
         };
@@ -495,10 +508,6 @@ impl PackageQueue {
         }
     }
 
-    fn lease_dir_name(lease: LeaseId) -> String {
-        format!("lease-{lease}")
-    }
-
     /// May `drone` build `id`? Not if its build already failed there while another drone
     /// that has not failed it is around.
     fn eligible(&self, id: u32, drone: &str) -> bool {
@@ -554,8 +563,17 @@ impl PackageQueue {
             category: p.atom.category.clone(),
             name: p.atom.name.clone(),
             version: p.atom.version.clone(),
-            upload_dir: Self::lease_dir_name(lease_id),
+            upload_dir: staging::lease_dir_name(lease_id),
         };
+        // The drone finds its upload directory already there, made of an emptied one;
+        // renamed with this claim's commit, before the drone hears of the lease.
+        if let Some(old) = self.take_upload_dir(&assignment.category) {
+            let staging_dir = &self.settings.staging_dir;
+            self.extra_writes.push(Write::ReuseUploadDir {
+                from: staging_dir.join(old),
+                to: staging_dir.join(&assignment.upload_dir),
+            });
+        }
         self.set_state(id, PackageState::Building);
         self.leases.insert(
             lease_id,
@@ -812,8 +830,24 @@ impl PackageQueue {
 
     /// Removes `dir` in the background, batched with the others waiting.
     fn remove_later(&mut self, dir: PathBuf, ctx: &mut Context<Self>) {
-        self.cleanup.push(dir);
+        self.cleanup.push(Cleanup::Remove(dir));
         self.clean(ctx);
+    }
+
+    /// The upload directory of a lease whose package was just published: reused for a
+    /// later lease if nothing but its empty category directory is left in it.
+    fn reuse_later(&mut self, lease: LeaseId, category: &str, ctx: &mut Context<Self>) {
+        self.cleanup.push(Cleanup::Reuse {
+            name: staging::lease_dir_name(lease),
+            category: category.to_string(),
+        });
+        self.clean(ctx);
+    }
+
+    fn take_upload_dir(&mut self, category: &str) -> Option<String> {
+        let name = self.upload_dirs.take(category)?;
+        self.metrics.upload_dir_reused(self.upload_dirs.len());
+        Some(name)
     }
 
     fn clean(&mut self, ctx: &mut Context<Self>) {
@@ -821,14 +855,34 @@ impl PackageQueue {
             return;
         }
         self.cleaning = true;
-        let dirs = std::mem::take(&mut self.cleanup);
+        let jobs = std::mem::take(&mut self.cleanup);
+        let staging_dir = self.settings.staging_dir.clone();
         let work = actix_web::rt::task::spawn_blocking(move || {
-            for d in &dirs {
-                publish::remove_dir_quietly(d);
+            let mut reusable = Vec::new();
+            for job in jobs {
+                match job {
+                    Cleanup::Remove(d) => staging::remove_quietly(&d),
+                    Cleanup::Reuse { name, category } => {
+                        let d = staging_dir.join(&name);
+                        if staging::emptied_after_publish(&d, &category) {
+                            reusable.push((category, name));
+                        } else {
+                            staging::remove_quietly(&d);
+                        }
+                    }
+                }
             }
+            reusable
         });
-        ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(|res, act, ctx| {
             act.cleaning = false;
+            for (category, name) in res.unwrap_or_default() {
+                if !act.upload_dirs.put(&category, name.clone()) {
+                    act.cleanup
+                        .push(Cleanup::Remove(act.settings.staging_dir.join(name)));
+                }
+            }
+            act.metrics.upload_dirs_kept(act.upload_dirs.len());
             act.clean(ctx);
         }));
     }
@@ -1136,45 +1190,17 @@ impl PackageQueue {
         let ttl = self.settings.heartbeat_ttl * 2;
         self.active_drones.retain(|_, t| t.elapsed() < ttl);
         // Leftover upload directories of leases that are no longer active.
-        let active: HashSet<String> = self
+        let keep: HashSet<String> = self
             .leases
             .iter()
             .filter(|(_, l)| l.phase != LeasePhase::Ended)
-            .map(|(id, _)| Self::lease_dir_name(*id))
+            .map(|(id, _)| staging::lease_dir_name(*id))
+            .chain(self.upload_dirs.names().cloned())
             .collect();
-        let staging = self.settings.staging_dir.clone();
+        let staging_dir = self.settings.staging_dir.clone();
         let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
-        actix_web::rt::task::spawn_blocking(move || sweep_staging(&staging, &active, min_age));
+        actix_web::rt::task::spawn_blocking(move || staging::sweep(&staging_dir, &keep, min_age));
     }
-}
-
-/// Removes `lease-N` directories of ended leases that have not been touched for `min_age`.
-pub fn sweep_staging(
-    staging: &std::path::Path,
-    active: &HashSet<String>,
-    min_age: Duration,
-) -> usize {
-    let Ok(entries) = std::fs::read_dir(staging) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("lease-") || active.contains(&name) {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= min_age);
-        if old {
-            publish::remove_dir_quietly(&e.path());
-            removed += 1;
-        }
-    }
-    removed
 }
 
 impl Actor for PackageQueue {
@@ -1393,7 +1419,7 @@ impl Handler<Complete> for PackageQueue {
                 let dir = self
                     .settings
                     .staging_dir
-                    .join(Self::lease_dir_name(lease_id));
+                    .join(staging::lease_dir_name(lease_id));
                 self.remove_later(dir, ctx);
                 let rx = self.durable(ctx);
                 return after_commit(
@@ -1410,7 +1436,7 @@ impl Handler<Complete> for PackageQueue {
         let lease_dir = self
             .settings
             .staging_dir
-            .join(Self::lease_dir_name(lease_id));
+            .join(staging::lease_dir_name(lease_id));
         let job = match (
             join_inside(&lease_dir, &msg.req.path),
             join_inside(&self.settings.binhost_dir, &msg.req.path),
@@ -1503,7 +1529,8 @@ impl Handler<Verified> for PackageQueue {
                 if let Some(dir) = dest_dir.clone() {
                     act.extra_writes.push(Write::SyncDir(dir));
                 }
-                act.remove_later(lease_dir.clone(), ctx);
+                let category = act.packages[pkg as usize].atom.category.clone();
+                act.reuse_later(lease_id, &category, ctx);
                 act.metrics.completed(lease_id, req.size);
                 // The completing lease is over; any other one on the package
                 // is cancelled: this artifact is the one.

@@ -124,6 +124,13 @@ pub enum Write {
     /// it (published artifacts), their data and their names, are durable before the state
     /// that says they are built.
     SyncDir(PathBuf),
+    /// Before the transaction, rename an emptied upload directory for a new lease
+    /// ([`crate::staging`]). Best effort: if it cannot be done the drone's rsync makes the
+    /// directory itself, and whatever is left of `from` is removed.
+    ReuseUploadDir {
+        from: PathBuf,
+        to: PathBuf,
+    },
 }
 
 /// Everything the orchestrator needs to come back after a restart.
@@ -426,6 +433,13 @@ impl Store {
                 })?;
             }
         }
+        for w in writes {
+            if let Write::ReuseUploadDir { from, to } = w {
+                if crate::staging::reuse_dir(from, to).is_err() {
+                    crate::staging::remove_quietly(from);
+                }
+            }
+        }
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut pkg = tx
@@ -519,7 +533,7 @@ impl Store {
                             ])
                             .map_err(sql)?;
                     }
-                    Write::SyncDir(_) => {}
+                    Write::SyncDir(_) | Write::ReuseUploadDir { .. } => {}
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1

@@ -233,3 +233,16 @@ pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
     }
     out
 }
+
+/// The value of an unlabelled metric in the orchestrator's `/metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    let mut resp = awc::Client::default()
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .ok()?;
+    let body = resp.body().limit(16 << 20).await.ok()?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

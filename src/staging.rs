@@ -1,0 +1,284 @@
+//! The orchestrator's staging directory: one upload directory per lease
+//! (`staging_dir/lease-N`, SPEC §5 `upload_dir`), and the reuse of those directories.
+//!
+//! A drone's rsync lands a package as `lease-N/<category>/<file>`, which would create two
+//! directories per package and free them again once the package is published. Creating
+//! and freeing inodes is the most expensive filesystem work per package: on ext4 every
+//! removal evicts and truncates an inode, and without a journal each new inode is found by
+//! skipping every inode freed in the last minutes (`recently_deleted`). So the upload
+//! directory of a published package is not removed but reused: once its file has been
+//! renamed into the binhost it is checked to hold nothing but its empty category
+//! directory, kept in an [`UploadDirPool`] under that category, and renamed to the name of
+//! the next lease for a package of the same category before that lease is handed out.
+//! The drone then finds `lease-M/<category>/` already there. Directories of failed,
+//! cancelled or stale uploads may hold anything and are removed, never reused.
+//!
+//! All functions here do blocking file work: callers run them on a blocking thread (the
+//! package queue's cleanup worker, the store's commit thread, the periodic sweep).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::api::LeaseId;
+
+/// Upload directories kept for reuse at most (beyond it they are removed): enough for
+/// every lease in flight on a large farm, a few thousand empty directories on disk.
+pub const POOL_LIMIT: usize = 4096;
+
+/// The upload directory of a lease, relative to the staging directory.
+pub fn lease_dir_name(lease: LeaseId) -> String {
+    format!("lease-{lease}")
+}
+
+/// Empty upload directories of published packages, by the one category directory each
+/// still holds. Owned by the package queue; only names, no file work.
+#[derive(Debug, Default)]
+pub struct UploadDirPool {
+    by_category: HashMap<String, Vec<String>>,
+    len: usize,
+}
+
+impl UploadDirPool {
+    /// Keeps `name` (a directory in staging holding only an empty `category/`) for a
+    /// later lease of that category. Returns false when the pool is full: remove it.
+    pub fn put(&mut self, category: &str, name: String) -> bool {
+        if self.len >= POOL_LIMIT {
+            return false;
+        }
+        self.by_category
+            .entry(category.to_string())
+            .or_default()
+            .push(name);
+        self.len += 1;
+        true
+    }
+
+    /// A directory to rename for a new lease of `category`, if one is kept.
+    pub fn take(&mut self, category: &str) -> Option<String> {
+        let names = self.by_category.get_mut(category)?;
+        let name = names.pop()?;
+        if names.is_empty() {
+            self.by_category.remove(category);
+        }
+        self.len -= 1;
+        Some(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every kept name (the sweep must leave these alone).
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.by_category.values().flatten()
+    }
+}
+
+/// After a published package's file was renamed out of `dir`: does `dir` hold nothing but
+/// `category/`, itself holding at most empty directories (the multi-instance layout
+/// leaves `category/name/`)? Those inner directories are removed and the answer is yes;
+/// anything else (a file, a symbolic link, another directory, an unreadable entry) means
+/// no, and the caller removes `dir` whole.
+pub fn emptied_after_publish(dir: &Path, category: &str) -> bool {
+    let Ok(mut top) = fs::read_dir(dir) else {
+        return false;
+    };
+    match (top.next(), top.next()) {
+        (Some(Ok(e)), None) if e.file_name() == category && is_real_dir(&e) => {}
+        _ => return false,
+    }
+    let cat = dir.join(category);
+    let Ok(inner) = fs::read_dir(&cat) else {
+        return false;
+    };
+    for e in inner {
+        let Ok(e) = e else {
+            return false;
+        };
+        // `rmdir` refuses anything but an empty directory.
+        if !is_real_dir(&e) || fs::remove_dir(e.path()).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_real_dir(e: &fs::DirEntry) -> bool {
+    e.file_type().is_ok_and(|t| t.is_dir())
+}
+
+/// Renames the kept directory `from` to a new lease's `to`, never replacing anything that
+/// is already at `to` (a drone that was quicker made its own; it keeps it).
+pub fn reuse_dir(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes a directory tree, ignoring errors (it may already be gone).
+pub fn remove_quietly(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Removes `lease-N` directories that are neither in `keep` (active leases, kept for
+/// reuse) nor touched for `min_age`: leftovers of leases that ended long ago.
+pub fn sweep(staging: &Path, keep: &HashSet<String>, min_age: Duration) -> usize {
+    let Ok(entries) = fs::read_dir(staging) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("lease-") || keep.contains(&name) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if old {
+            remove_quietly(&e.path());
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    #[test]
+    fn an_emptied_flat_upload_dir_is_reusable() {
+        let t = tmp();
+        let d = t.path().join("lease-1");
+        fs::create_dir_all(d.join("app-misc")).unwrap();
+        assert!(emptied_after_publish(&d, "app-misc"));
+        assert!(d.join("app-misc").is_dir());
+    }
+
+    #[test]
+    fn the_multi_instance_name_directory_is_removed_and_the_rest_reused() {
+        let t = tmp();
+        let d = t.path().join("lease-1");
+        fs::create_dir_all(d.join("dev-libs/foo")).unwrap();
+        assert!(emptied_after_publish(&d, "dev-libs"));
+        assert!(!d.join("dev-libs/foo").exists());
+        assert!(d.join("dev-libs").is_dir());
+    }
+
+    #[test]
+    fn anything_left_in_it_makes_it_not_reusable() {
+        let t = tmp();
+        // a stray file (an rsync temporary of a killed transfer, say)
+        let a = t.path().join("lease-1");
+        fs::create_dir_all(a.join("app-misc")).unwrap();
+        fs::write(a.join("app-misc/.foo-1.gpkg.tar.XyZ"), b"x").unwrap();
+        assert!(!emptied_after_publish(&a, "app-misc"));
+        // a second category
+        let b = t.path().join("lease-2");
+        fs::create_dir_all(b.join("app-misc")).unwrap();
+        fs::create_dir_all(b.join("dev-libs")).unwrap();
+        assert!(!emptied_after_publish(&b, "app-misc"));
+        // another category than the package's
+        let c = t.path().join("lease-3");
+        fs::create_dir_all(c.join("dev-libs")).unwrap();
+        assert!(!emptied_after_publish(&c, "app-misc"));
+        // a non-empty directory below the category
+        let d = t.path().join("lease-4");
+        fs::create_dir_all(d.join("dev-libs/foo")).unwrap();
+        fs::write(d.join("dev-libs/foo/x"), b"x").unwrap();
+        assert!(!emptied_after_publish(&d, "dev-libs"));
+        assert!(
+            d.join("dev-libs/foo/x").exists(),
+            "nothing is removed from a tree with content"
+        );
+        // a symbolic link where the category directory should be
+        let e = t.path().join("lease-5");
+        fs::create_dir_all(&e).unwrap();
+        std::os::unix::fs::symlink(t.path(), e.join("app-misc")).unwrap();
+        assert!(!emptied_after_publish(&e, "app-misc"));
+        // gone
+        assert!(!emptied_after_publish(
+            &t.path().join("lease-9"),
+            "app-misc"
+        ));
+    }
+
+    #[test]
+    fn reuse_never_replaces_what_is_there() {
+        let t = tmp();
+        let old = t.path().join("lease-1");
+        let new = t.path().join("lease-2");
+        fs::create_dir_all(old.join("app-misc")).unwrap();
+        fs::create_dir_all(&new).unwrap(); // a drone made its own, still empty
+        assert!(reuse_dir(&old, &new).is_err());
+        assert!(old.join("app-misc").is_dir());
+        fs::remove_dir(&new).unwrap();
+        reuse_dir(&old, &new).unwrap();
+        assert!(new.join("app-misc").is_dir());
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn the_pool_hands_out_by_category_and_is_bounded() {
+        let mut p = UploadDirPool::default();
+        assert!(p.put("app-misc", "lease-1".into()));
+        assert!(p.put("dev-libs", "lease-2".into()));
+        assert_eq!(p.take("sys-apps"), None);
+        assert_eq!(p.take("app-misc").as_deref(), Some("lease-1"));
+        assert_eq!(p.take("app-misc"), None);
+        assert_eq!(p.len(), 1);
+        for i in 0..POOL_LIMIT {
+            p.put("x", format!("lease-{}", 10 + i));
+        }
+        assert_eq!(p.len(), POOL_LIMIT);
+        assert!(!p.put("x", "lease-0".into()));
+        assert_eq!(p.names().count(), POOL_LIMIT);
+    }
+
+    #[test]
+    fn the_sweep_keeps_active_and_kept_directories() {
+        let t = tmp();
+        for n in ["lease-1", "lease-2", "lease-3", "other"] {
+            fs::create_dir_all(t.path().join(n)).unwrap();
+        }
+        let keep: HashSet<String> = ["lease-2".to_string()].into();
+        assert_eq!(sweep(t.path(), &keep, Duration::ZERO), 2);
+        assert!(t.path().join("lease-2").exists());
+        assert!(t.path().join("other").exists());
+        assert!(!t.path().join("lease-1").exists());
+    }
+}
