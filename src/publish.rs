@@ -70,10 +70,15 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
 
 /// SHA-256 of what is left to read of `f`, lowercase hex, and its length.
 fn sha256_open(f: &mut File) -> io::Result<(String, u64)> {
+    let len_hint = f.metadata().map(|m| m.len()).unwrap_or(0);
+    sha256_sized(f, len_hint)
+}
+
+/// The same, for a file of about `len_hint` bytes (sizes the read buffer).
+fn sha256_sized(f: &mut File, len_hint: u64) -> io::Result<(String, u64)> {
     let mut h = Sha256::new();
     // No bigger than the file: most packages are small, and a 256 KiB buffer zeroed per
     // verification showed in profiles.
-    let len_hint = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut buf = vec![0u8; (len_hint.clamp(4096, 256 * 1024) + 1) as usize];
     let mut len = 0u64;
     loop {
@@ -144,7 +149,7 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
             actual: meta.len(),
         });
     }
-    let (sum, _) = sha256_open(&mut f).map_err(io_err(&job.staged))?;
+    let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
     drop(f);
     if !sum.eq_ignore_ascii_case(&job.sha256) {
         return Err(PublishError::Checksum {

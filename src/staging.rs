@@ -14,7 +14,7 @@
 //! cancelled or stale uploads may hold anything and are removed, never reused.
 //!
 //! All functions here do blocking file work: callers run them on a blocking thread (the
-//! package queue's cleanup worker, the store's commit thread, the periodic sweep).
+//! package queue's cleanup worker and the renames beside each commit, the periodic sweep).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

@@ -280,24 +280,22 @@ pub struct PackageQueue {
     /// The breaker reports a central fault: infrastructure failures now are not the
     /// packages' fault and do not use up their retries.
     central_fault: bool,
-    /// Upload directories of finished leases, removed or checked for reuse in the
-    /// background (a directory removal can take milliseconds, e.g. on a filesystem
+    /// Upload directories of finished leases, removed in the background (a directory
+    /// removal can take milliseconds, e.g. on a filesystem
     /// mounted with `discard`; no completion waits for it).
-    cleanup: Vec<Cleanup>,
+    cleanup: Vec<PathBuf>,
     cleaning: bool,
+    /// Completions waiting for a verification lane, and the lanes at work.
+    to_verify: Vec<ToVerify>,
+    verify_lanes: usize,
     /// Emptied upload directories of published packages, renamed for new leases of the
     /// same category (see [`crate::staging`]).
     upload_dirs: UploadDirPool,
+    /// Renames of kept upload directories for leases of the next batch, done beside its
+    /// commit (on a blocking thread, not the store's) before the claims are answered.
+    upload_dir_renames: Vec<(PathBuf, PathBuf)>,
     log: Logger,
     metrics: QueueMetrics,
-}
-
-/// What the background cleanup does with a finished lease's upload directory.
-enum Cleanup {
-    /// Failed, cancelled, stale: may hold anything.
-    Remove(PathBuf),
-    /// Its package was published from it: reuse it if it is empty now.
-    Reuse { name: String, category: String },
 }
 
 fn priority_ms(estimate_s: Option<f64>) -> u64 {
@@ -344,7 +342,10 @@ impl PackageQueue {
             central_fault: false,
             cleanup: Vec::new(),
             cleaning: false,
+            to_verify: Vec::new(),
+            verify_lanes: 0,
             upload_dirs: UploadDirPool::default(),
+            upload_dir_renames: Vec::new(),
             log,
             metrics: QueueMetrics::default(),
         };
@@ -566,13 +567,13 @@ impl PackageQueue {
             upload_dir: staging::lease_dir_name(lease_id),
         };
         // The drone finds its upload directory already there, made of an emptied one;
-        // renamed with this claim's commit, before the drone hears of the lease.
+        // renamed beside this claim's commit, before the drone hears of the lease.
         if let Some(old) = self.take_upload_dir(&assignment.category) {
             let staging_dir = &self.settings.staging_dir;
-            self.extra_writes.push(Write::ReuseUploadDir {
-                from: staging_dir.join(old),
-                to: staging_dir.join(&assignment.upload_dir),
-            });
+            self.upload_dir_renames.push((
+                staging_dir.join(old),
+                staging_dir.join(&assignment.upload_dir),
+            ));
         }
         self.set_state(id, PackageState::Building);
         self.leases.insert(
@@ -830,18 +831,18 @@ impl PackageQueue {
 
     /// Removes `dir` in the background, batched with the others waiting.
     fn remove_later(&mut self, dir: PathBuf, ctx: &mut Context<Self>) {
-        self.cleanup.push(Cleanup::Remove(dir));
+        self.cleanup.push(dir);
         self.clean(ctx);
     }
 
-    /// The upload directory of a lease whose package was just published: reused for a
-    /// later lease if nothing but its empty category directory is left in it.
-    fn reuse_later(&mut self, lease: LeaseId, category: &str, ctx: &mut Context<Self>) {
-        self.cleanup.push(Cleanup::Reuse {
-            name: staging::lease_dir_name(lease),
-            category: category.to_string(),
-        });
-        self.clean(ctx);
+    /// Keeps the emptied upload directory of `lease` for a later lease of `category`, or
+    /// removes it when enough are kept.
+    fn keep_upload_dir(&mut self, lease: LeaseId, category: &str, ctx: &mut Context<Self>) {
+        let name = staging::lease_dir_name(lease);
+        if !self.upload_dirs.put(category, name.clone()) {
+            self.remove_later(self.settings.staging_dir.join(name), ctx);
+        }
+        self.metrics.upload_dirs_kept(self.upload_dirs.len());
     }
 
     fn take_upload_dir(&mut self, category: &str) -> Option<String> {
@@ -855,34 +856,14 @@ impl PackageQueue {
             return;
         }
         self.cleaning = true;
-        let jobs = std::mem::take(&mut self.cleanup);
-        let staging_dir = self.settings.staging_dir.clone();
+        let dirs = std::mem::take(&mut self.cleanup);
         let work = actix_web::rt::task::spawn_blocking(move || {
-            let mut reusable = Vec::new();
-            for job in jobs {
-                match job {
-                    Cleanup::Remove(d) => staging::remove_quietly(&d),
-                    Cleanup::Reuse { name, category } => {
-                        let d = staging_dir.join(&name);
-                        if staging::emptied_after_publish(&d, &category) {
-                            reusable.push((category, name));
-                        } else {
-                            staging::remove_quietly(&d);
-                        }
-                    }
-                }
+            for d in &dirs {
+                staging::remove_quietly(d);
             }
-            reusable
         });
-        ctx.spawn(work.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
             act.cleaning = false;
-            for (category, name) in res.unwrap_or_default() {
-                if !act.upload_dirs.put(&category, name.clone()) {
-                    act.cleanup
-                        .push(Cleanup::Remove(act.settings.staging_dir.join(name)));
-                }
-            }
-            act.metrics.upload_dirs_kept(act.upload_dirs.len());
             act.clean(ctx);
         }));
     }
@@ -940,6 +921,7 @@ impl PackageQueue {
         if self.dirty_pkgs.is_empty()
             && self.dirty_leases.is_empty()
             && self.extra_writes.is_empty()
+            && self.upload_dir_renames.is_empty()
         {
             for w in self.waiters.drain(..) {
                 let _ = w.send(Ok(()));
@@ -971,7 +953,24 @@ impl PackageQueue {
         }
         let waiters = std::mem::take(&mut self.waiters);
         self.flushing = true;
-        let fut = self.store.send(Commit(writes));
+        let commit = self.store.send(Commit(writes));
+        let renames = std::mem::take(&mut self.upload_dir_renames);
+        let fut = async move {
+            if renames.is_empty() {
+                return commit.await;
+            }
+            let renamed = actix_web::rt::task::spawn_blocking(move || {
+                for (from, to) in renames {
+                    // Best effort: if it fails the drone's rsync makes the directory,
+                    // and what is left of the old one is removed.
+                    if staging::reuse_dir(&from, &to).is_err() {
+                        staging::remove_quietly(&from);
+                    }
+                }
+            });
+            let (res, _) = futures_util::future::join(commit, renamed).await;
+            res
+        };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.flushing = false;
             let res = match res {
@@ -1454,27 +1453,18 @@ impl Handler<Complete> for PackageQueue {
                 return Box::pin(async move { Err(e) });
             }
         };
-        let req = msg.req;
-        let dest_dir = job.dest.parent().map(PathBuf::from);
-        let lease_dir = job.lease_dir.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || publish::verify_and_publish(&job));
-        // The verification runs on a blocking thread; its result comes back as a message
-        // (an actor future per completion would sit in this actor's context, which actix
-        // polls whole on every message).
         let (reply, answer) = oneshot::channel();
-        let me = ctx.address();
-        actix_web::rt::spawn(async move {
-            let res = work.await;
-            me.do_send(Verified {
+        self.to_verify.push(ToVerify {
+            category: self.packages[pkg as usize].atom.category.clone(),
+            job,
+            meta: VerifyMeta {
                 pkg,
                 lease_id,
-                req,
-                res,
-                dest_dir,
-                lease_dir,
+                req: msg.req,
                 reply,
-            });
+            },
         });
+        self.start_verifying(ctx);
         Box::pin(async move {
             answer
                 .await
@@ -1483,40 +1473,130 @@ impl Handler<Complete> for PackageQueue {
     }
 }
 
-/// The outcome of a completion's verification and publishing (from its blocking thread).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Verified {
+/// At most this many blocking threads verify uploads at once. Each takes everything
+/// queued when it starts, so under load a thread hop and wake-up serve a whole batch
+/// (spawning a blocking task per completion showed in profiles), while one big package
+/// being hashed does not hold up the others.
+const VERIFY_LANES: usize = 4;
+
+/// A completion waiting for a verification lane.
+struct ToVerify {
+    job: PublishJob,
+    /// The package's category: its upload directory is reused if only that is left.
+    category: String,
+    meta: VerifyMeta,
+}
+
+/// What the queue needs back with a verification's outcome.
+struct VerifyMeta {
     pkg: u32,
     lease_id: LeaseId,
     req: CompleteRequest,
-    res: Result<Result<Published, PublishError>, actix_web::rt::task::JoinError>,
-    dest_dir: Option<PathBuf>,
-    lease_dir: PathBuf,
     reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
 }
 
-impl Handler<Verified> for PackageQueue {
+/// One lane's outcomes, in the order of `metas` (or the lane's thread failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VerifiedBatch {
+    metas: Vec<VerifyMeta>,
+    results: Result<Vec<Verification>, actix_web::rt::task::JoinError>,
+}
+
+struct Verification {
+    published: Result<Published, PublishError>,
+    /// The upload directory now holds only its empty category directory.
+    reusable: bool,
+}
+
+impl PackageQueue {
+    fn start_verifying(&mut self, ctx: &mut Context<Self>) {
+        if self.verify_lanes >= VERIFY_LANES || self.to_verify.is_empty() {
+            return;
+        }
+        self.verify_lanes += 1;
+        let (work, metas): (Vec<(PublishJob, String)>, Vec<VerifyMeta>) = self
+            .to_verify
+            .drain(..)
+            .map(|t| ((t.job, t.category), t.meta))
+            .unzip();
+        let lane = actix_web::rt::task::spawn_blocking(move || {
+            work.iter()
+                .map(|(job, category)| {
+                    let published = publish::verify_and_publish(job);
+                    let reusable = published.is_ok()
+                        && staging::emptied_after_publish(&job.lease_dir, category);
+                    Verification {
+                        published,
+                        reusable,
+                    }
+                })
+                .collect()
+        });
+        // The outcome comes back as a message (an actor future per lane would sit in
+        // this actor's context, which actix polls whole on every message).
+        let me = ctx.address();
+        actix_web::rt::spawn(async move {
+            let results = lane.await;
+            me.do_send(VerifiedBatch { metas, results });
+        });
+    }
+}
+
+impl Handler<VerifiedBatch> for PackageQueue {
     type Result = ();
-    fn handle(&mut self, msg: Verified, ctx: &mut Self::Context) {
-        let Verified {
+    fn handle(&mut self, msg: VerifiedBatch, ctx: &mut Self::Context) {
+        self.verify_lanes -= 1;
+        match msg.results {
+            Ok(results) => {
+                for (meta, v) in msg.metas.into_iter().zip(results) {
+                    self.verified(meta, v, ctx);
+                }
+            }
+            Err(e) => {
+                for meta in msg.metas {
+                    let published = Err(PublishError::Io {
+                        path: PathBuf::from(&meta.req.path),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                    let v = Verification {
+                        published,
+                        reusable: false,
+                    };
+                    self.verified(meta, v, ctx);
+                }
+            }
+        }
+        self.start_verifying(ctx);
+    }
+}
+
+impl PackageQueue {
+    /// A completion's verification is done: record what it means and answer the drone.
+    fn verified(&mut self, meta: VerifyMeta, v: Verification, ctx: &mut Context<Self>) {
+        let VerifyMeta {
             pkg,
             lease_id,
             req,
-            res,
-            dest_dir,
-            lease_dir,
             reply,
-        } = msg;
+        } = meta;
         let act = self;
         act.packages[pkg as usize].publishing = false;
-        let res = match res {
-            Ok(r) => r,
-            Err(e) => Err(PublishError::Io {
-                path: PathBuf::from(&req.path),
-                source: std::io::Error::other(e.to_string()),
-            }),
-        };
+        let lease_dir = act
+            .settings
+            .staging_dir
+            .join(staging::lease_dir_name(lease_id));
+        let dest_dir = join_inside(&act.settings.binhost_dir, &req.path)
+            .and_then(|d| d.parent().map(PathBuf::from));
+        let res = v.published;
+        // Published (now or before): the upload directory is reused if nothing else is
+        // left in it, else removed. After a failed verification it is left for the sweep.
+        if v.reusable {
+            let category = act.packages[pkg as usize].atom.category.clone();
+            act.keep_upload_dir(lease_id, &category, ctx);
+        } else if res.is_ok() {
+            act.remove_later(lease_dir.clone(), ctx);
+        }
         let drone = act
             .leases
             .get(&lease_id)
@@ -1529,8 +1609,6 @@ impl Handler<Verified> for PackageQueue {
                 if let Some(dir) = dest_dir.clone() {
                     act.extra_writes.push(Write::SyncDir(dir));
                 }
-                let category = act.packages[pkg as usize].atom.category.clone();
-                act.reuse_later(lease_id, &category, ctx);
                 act.metrics.completed(lease_id, req.size);
                 // The completing lease is over; any other one on the package
                 // is cancelled: this artifact is the one.
@@ -1555,13 +1633,10 @@ impl Handler<Verified> for PackageQueue {
                     stale: false,
                 })
             }
-            Ok(_) => {
-                act.remove_later(lease_dir.clone(), ctx);
-                Ok(CompleteResponse {
-                    accepted: false,
-                    stale: true,
-                })
-            }
+            Ok(_) => Ok(CompleteResponse {
+                accepted: false,
+                stale: true,
+            }),
             Err(e) => {
                 let reason = e.to_string();
                 warn!(act.log, "upload did not verify"; "atom" => &act.packages[pkg as usize].atom_str,

@@ -124,13 +124,6 @@ pub enum Write {
     /// it (published artifacts), their data and their names, are durable before the state
     /// that says they are built.
     SyncDir(PathBuf),
-    /// Before the transaction, rename an emptied upload directory for a new lease
-    /// ([`crate::staging`]). Best effort: if it cannot be done the drone's rsync makes the
-    /// directory itself, and whatever is left of `from` is removed.
-    ReuseUploadDir {
-        from: PathBuf,
-        to: PathBuf,
-    },
 }
 
 /// Everything the orchestrator needs to come back after a restart.
@@ -154,6 +147,46 @@ pub struct Commit(pub Vec<Write>);
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// The filesystem (device) of each directory synced so far, and one open directory
+    /// per filesystem to `syncfs` through: a batch of hundreds of published packages
+    /// costs one `syncfs` and no `open`/`stat` per package.
+    filesystems: Filesystems,
+}
+
+/// Directories published into, by filesystem. Bounded: with the multi-instance layout
+/// every package has its own directory, so the path cache is dropped when it grows.
+#[derive(Default)]
+struct Filesystems {
+    dev_of: std::collections::HashMap<PathBuf, u64>,
+    handle: std::collections::HashMap<u64, std::fs::File>,
+}
+
+impl Filesystems {
+    const MAX_PATHS: usize = 4096;
+
+    /// The device of `dir`, opening it only the first time its filesystem is seen.
+    fn device(&mut self, dir: &Path) -> std::io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(dev) = self.dev_of.get(dir) {
+            return Ok(*dev);
+        }
+        let dev = std::fs::metadata(dir)?.dev();
+        if let std::collections::hash_map::Entry::Vacant(e) = self.handle.entry(dev) {
+            e.insert(std::fs::File::open(dir)?);
+        }
+        if self.dev_of.len() >= Self::MAX_PATHS {
+            self.dev_of.clear();
+        }
+        self.dev_of.insert(dir.to_path_buf(), dev);
+        Ok(dev)
+    }
+
+    fn sync(&self, dev: u64) -> std::io::Result<()> {
+        match self.handle.get(&dev) {
+            Some(f) => crate::publish::sync_filesystem(f),
+            None => Ok(()),
+        }
+    }
 }
 
 const SCHEMA: &str = "
@@ -207,7 +240,11 @@ impl Store {
             )
             .map_err(sql)?;
         }
-        Ok(Store { path, conn })
+        Ok(Store {
+            path,
+            conn,
+            filesystems: Filesystems::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -418,11 +455,11 @@ impl Store {
         let mut synced: Vec<u64> = Vec::new();
         for w in writes {
             if let Write::SyncDir(dir) = w {
-                let sync = |synced: &mut Vec<u64>| -> std::io::Result<()> {
-                    let f = std::fs::File::open(dir)?;
-                    let dev = std::os::unix::fs::MetadataExt::dev(&f.metadata()?);
+                let fs = &mut self.filesystems;
+                let mut sync = |synced: &mut Vec<u64>| -> std::io::Result<()> {
+                    let dev = fs.device(dir)?;
                     if !synced.contains(&dev) {
-                        crate::publish::sync_filesystem(&f)?;
+                        fs.sync(dev)?;
                         synced.push(dev);
                     }
                     Ok(())
@@ -431,13 +468,6 @@ impl Store {
                     path: dir.clone(),
                     source,
                 })?;
-            }
-        }
-        for w in writes {
-            if let Write::ReuseUploadDir { from, to } = w {
-                if crate::staging::reuse_dir(from, to).is_err() {
-                    crate::staging::remove_quietly(from);
-                }
             }
         }
         let tx = self.conn.transaction().map_err(sql)?;
@@ -533,7 +563,7 @@ impl Store {
                             ])
                             .map_err(sql)?;
                     }
-                    Write::SyncDir(_) | Write::ReuseUploadDir { .. } => {}
+                    Write::SyncDir(_) => {}
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1
