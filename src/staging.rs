@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::LeaseId;
@@ -87,31 +87,79 @@ impl UploadDirPool {
 /// anything else (a file, a symbolic link, another directory, an unreadable entry) means
 /// no, and the caller removes `dir` whole.
 pub fn emptied_after_publish(dir: &Path, category: &str) -> bool {
-    let Ok(mut top) = fs::read_dir(dir) else {
-        return false;
-    };
-    match (top.next(), top.next()) {
-        (Some(Ok(e)), None) if e.file_name() == category && is_real_dir(&e) => {}
+    match list_dir(dir).as_deref() {
+        Ok([(name, true)]) if name.as_os_str() == category => {}
         _ => return false,
     }
     let cat = dir.join(category);
-    let Ok(inner) = fs::read_dir(&cat) else {
+    let Ok(inner) = list_dir(&cat) else {
         return false;
     };
-    for e in inner {
-        let Ok(e) = e else {
-            return false;
-        };
-        // `rmdir` refuses anything but an empty directory.
-        if !is_real_dir(&e) || fs::remove_dir(e.path()).is_err() {
-            return false;
-        }
-    }
-    true
+    // `rmdir` refuses anything but an empty directory.
+    inner
+        .iter()
+        .all(|(name, is_dir)| *is_dir && fs::remove_dir(cat.join(name)).is_ok())
 }
 
-fn is_real_dir(e: &fs::DirEntry) -> bool {
-    e.file_type().is_ok_and(|t| t.is_dir())
+/// The entries of a directory (not `.` and `..`) and whether each is a directory (never
+/// following a symbolic link). Read without updating the directory's access time where
+/// allowed: each check follows a change to the directory, so a plain read would dirty
+/// its inode every time.
+fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
+    use std::ffi::{CStr, OsStr};
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let f = crate::publish::open_noatime(dir, libc::O_DIRECTORY | libc::O_NOFOLLOW)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` is an open directory we own; on success the stream owns it and
+    // `closedir` below closes it, on failure we close it ourselves.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: still ours (fdopendir failed).
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    let mut failed = None;
+    loop {
+        // SAFETY: errno is thread-local; it is cleared to tell the end from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `stream` is a valid open directory stream until `closedir`.
+        let entry = unsafe { libc::readdir64(stream) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error().unwrap_or(0) != 0 {
+                failed = Some(e);
+            }
+            break;
+        }
+        // SAFETY: `entry` points to a valid dirent until the next readdir on `stream`;
+        // its name is NUL-terminated. Both are copied out before that.
+        let (name, d_type) = unsafe {
+            let e = &*entry;
+            (
+                CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
+                e.d_type,
+            )
+        };
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = PathBuf::from(OsStr::from_bytes(&name));
+        let is_dir = match d_type {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => fs::symlink_metadata(dir.join(&name)).is_ok_and(|m| m.is_dir()),
+            _ => false,
+        };
+        out.push((name, is_dir));
+    }
+    // SAFETY: closes the stream and its descriptor, once.
+    unsafe { libc::closedir(stream) };
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// Renames the kept directory `from` to a new lease's `to`, never replacing anything that
