@@ -298,6 +298,29 @@ async fn critical_path_goes_first() {
 }
 
 #[actix_web::test]
+async fn a_later_set_raises_the_priority_of_what_it_depends_on() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    submit(
+        &app,
+        r#"{"packages":[{"atom":"a/base-1","estimate_s":5},{"atom":"a/other-1","estimate_s":50}]}"#,
+    )
+    .await;
+    // A long build that needs a/base-1 arrives later (dependencies name atoms of the same
+    // set, so a/base-1 is in it again, as an existing package): a/base-1 now heads the
+    // longest chain (5 + 1000 s against 50 s) and goes first, as it would in one set.
+    let r = submit(
+        &app,
+        r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/top-1","deps":["a/base-1"],"estimate_s":1000}]}"#,
+    )
+    .await;
+    assert_eq!((r.added, r.existing), (1, 1));
+    let w = app.drone().claim("d1").await.unwrap().unwrap();
+    assert_eq!(w.atom, "a/base-1");
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn heartbeat_ttl_reclaims_an_offline_drones_work() {
     let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
     app.register("d1", 1).await;

@@ -1106,6 +1106,13 @@ impl PackageQueue {
             let prio = priority_ms(p.estimate_s).saturating_add(below);
             self.packages[id as usize].priority = prio;
         }
+        // Packages of earlier sets that the new ones depend on now head longer chains.
+        let raised: Vec<u32> = dep_rows
+            .iter()
+            .filter(|(_, d)| !new_set.contains(d))
+            .map(|(_, d)| *d)
+            .collect();
+        self.raise_priorities(raised);
         // States, dependencies first.
         for &id in &order {
             let unbuilt = self.packages[id as usize]
@@ -1125,6 +1132,31 @@ impl PackageQueue {
             added: new_ids.len(),
             existing,
             skipped: set.skipped,
+        }
+    }
+
+    /// Recomputes the priority of `ids` (earlier packages that gained dependents) and of
+    /// everything they depend on, as far as it rises. Queued ones are pushed again at
+    /// their new priority (the old heap entry is skipped as stale once claimed).
+    fn raise_priorities(&mut self, mut ids: Vec<u32>) {
+        while let Some(id) = ids.pop() {
+            let p = &self.packages[id as usize];
+            let below = p
+                .dependents
+                .iter()
+                .map(|d| self.packages[*d as usize].priority)
+                .max()
+                .unwrap_or(0);
+            let prio = priority_ms(p.estimate_s).saturating_add(below);
+            if prio <= p.priority {
+                continue;
+            }
+            self.packages[id as usize].priority = prio;
+            self.dirty_pkgs.insert(id);
+            if self.packages[id as usize].state == PackageState::Queued {
+                self.push_ready(id);
+            }
+            ids.extend(self.packages[id as usize].deps.iter().copied());
         }
     }
 
