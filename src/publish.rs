@@ -51,8 +51,8 @@ pub struct PublishJob {
     pub dest: PathBuf,
     pub size: u64,
     pub sha256: String,
-    /// The lease's upload directory: the caller removes it once the file is published
-    /// (the package queue does it in the background, off the completion's path).
+    /// The lease's upload directory (nothing above it is checked for symbolic links;
+    /// the caller reuses or removes it afterwards).
     pub lease_dir: PathBuf,
 }
 
@@ -220,8 +220,8 @@ pub fn sync_filesystem(f: &File) -> io::Result<()> {
     }
 }
 
-/// Moves `from` to `to` so that `to` is never seen half-written. Sync `to`'s directory
-/// afterwards ([`sync_dir`]) to make the rename durable.
+/// Moves `from` to `to` so that `to` is never seen half-written. Sync `to`'s filesystem
+/// afterwards ([`sync_filesystem`]) to make the rename durable.
 pub fn install(from: &Path, to: &Path) -> Result<(), PublishError> {
     let parent = to.parent().ok_or_else(|| PublishError::Io {
         path: to.to_path_buf(),

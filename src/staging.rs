@@ -14,7 +14,8 @@
 //! cancelled or stale uploads may hold anything and are removed, never reused.
 //!
 //! All functions here do blocking file work: callers run them on a blocking thread (the
-//! package queue's cleanup worker and the renames beside each commit, the periodic sweep).
+//! package queue's verification lanes, its cleanup worker, the renames beside each
+//! commit, the periodic sweep).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -24,13 +25,21 @@ use std::time::Duration;
 
 use crate::api::LeaseId;
 
-/// Upload directories kept for reuse at most (beyond it they are removed): enough for
-/// every lease in flight on a large farm, a few thousand empty directories on disk.
+/// Upload directories kept for reuse at most: enough for every lease in flight on a
+/// large farm, a few thousand empty directories on disk.
 pub const POOL_LIMIT: usize = 4096;
 
 /// The upload directory of a lease, relative to the staging directory.
 pub fn lease_dir_name(lease: LeaseId) -> String {
     format!("lease-{lease}")
+}
+
+/// A kept upload directory: its name in staging and the one (empty) category directory
+/// it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub name: String,
+    pub category: String,
 }
 
 /// Empty upload directories of published packages, by the one category directory each
@@ -43,21 +52,67 @@ pub struct UploadDirPool {
 
 impl UploadDirPool {
     /// Keeps `name` (a directory in staging holding only an empty `category/`) for a
-    /// later lease of that category. Returns false when the pool is full: remove it.
-    pub fn put(&mut self, category: &str, name: String) -> bool {
-        if self.len >= POOL_LIMIT {
-            return false;
-        }
+    /// later lease. When the pool is full, one of the category with the most kept
+    /// directories makes room: its name is returned, for the caller to remove.
+    pub fn put(&mut self, category: &str, name: String) -> Option<String> {
+        let evicted = if self.len >= POOL_LIMIT {
+            self.largest().and_then(|c| self.pop(&c))
+        } else {
+            None
+        };
         self.by_category
             .entry(category.to_string())
             .or_default()
             .push(name);
         self.len += 1;
+        evicted
+    }
+
+    /// A directory to rename for a new lease of `category`: one that holds `category`
+    /// if any is kept, else one of the category with the most kept (its category
+    /// directory is then renamed too, so the pool follows the categories being built).
+    pub fn take(&mut self, category: &str) -> Option<Kept> {
+        let from = if self.by_category.contains_key(category) {
+            category.to_string()
+        } else {
+            self.largest()?
+        };
+        let name = self.pop(&from)?;
+        Some(Kept {
+            name,
+            category: from,
+        })
+    }
+
+    /// Forgets `name` if it is kept (it is about to be removed). Scans the pool: only
+    /// for the rare paths that remove a directory that may be kept.
+    pub fn forget(&mut self, name: &str) -> bool {
+        let mut found = None;
+        for (c, names) in &mut self.by_category {
+            if let Some(i) = names.iter().position(|n| n == name) {
+                names.swap_remove(i);
+                found = Some(c.clone());
+                break;
+            }
+        }
+        let Some(c) = found else {
+            return false;
+        };
+        if self.by_category.get(&c).is_some_and(|v| v.is_empty()) {
+            self.by_category.remove(&c);
+        }
+        self.len -= 1;
         true
     }
 
-    /// A directory to rename for a new lease of `category`, if one is kept.
-    pub fn take(&mut self, category: &str) -> Option<String> {
+    fn largest(&self) -> Option<String> {
+        self.by_category
+            .iter()
+            .max_by_key(|(_, v)| v.len())
+            .map(|(c, _)| c.clone())
+    }
+
+    fn pop(&mut self, category: &str) -> Option<String> {
         let names = self.by_category.get_mut(category)?;
         let name = names.pop()?;
         if names.is_empty() {
@@ -162,6 +217,32 @@ fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
     }
 }
 
+/// A kept directory handed to a new lease, renamed beside the claim's commit.
+#[derive(Debug, Clone)]
+pub struct Reuse {
+    pub from: PathBuf,
+    pub to: PathBuf,
+    /// The category directory it holds, and the one the lease needs.
+    pub held: String,
+    pub wanted: String,
+}
+
+impl Reuse {
+    /// Renames the directory, then its category directory if the lease's differs.
+    pub fn apply(&self) -> io::Result<()> {
+        reuse_dir(&self.from, &self.to)?;
+        if self.held != self.wanted {
+            reuse_dir(&self.to.join(&self.held), &self.to.join(&self.wanted))?;
+        }
+        Ok(())
+    }
+}
+
+/// The filesystem cannot rename without replacing (`RENAME_NOREPLACE`): reuse is off.
+pub fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
+}
+
 /// Renames the kept directory `from` to a new lease's `to`, never replacing anything that
 /// is already at `to` (a drone that was quicker made its own; it keeps it).
 pub fn reuse_dir(from: &Path, to: &Path) -> io::Result<()> {
@@ -195,7 +276,8 @@ pub fn remove_quietly(dir: &Path) {
 }
 
 /// Removes `lease-N` directories that are neither in `keep` (active leases, kept for
-/// reuse) nor touched for `min_age`: leftovers of leases that ended long ago.
+/// reuse, being renamed) nor touched (modified or renamed) for `min_age`: leftovers of
+/// leases that ended long ago.
 pub fn sweep(staging: &Path, keep: &HashSet<String>, min_age: Duration) -> usize {
     let Ok(entries) = fs::read_dir(staging) else {
         return 0;
@@ -206,12 +288,18 @@ pub fn sweep(staging: &Path, keep: &HashSet<String>, min_age: Duration) -> usize
         if !name.starts_with("lease-") || keep.contains(&name) {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= min_age);
+        // A reused directory keeps the modification time of when it was first made; a
+        // rename sets its change time, so the newer of the two says when it was last
+        // handed to a lease.
+        let old = e.metadata().ok().is_some_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let touched = m.mtime().max(m.ctime());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            now.saturating_sub(touched) >= min_age.as_secs() as i64
+        });
         if old {
             remove_quietly(&e.path());
             removed += 1;
@@ -301,20 +389,75 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_hands_out_by_category_and_is_bounded() {
+    fn the_pool_hands_out_by_category_then_from_the_largest() {
         let mut p = UploadDirPool::default();
-        assert!(p.put("app-misc", "lease-1".into()));
-        assert!(p.put("dev-libs", "lease-2".into()));
-        assert_eq!(p.take("sys-apps"), None);
-        assert_eq!(p.take("app-misc").as_deref(), Some("lease-1"));
-        assert_eq!(p.take("app-misc"), None);
+        assert_eq!(p.put("app-misc", "lease-1".into()), None);
+        assert_eq!(p.put("dev-libs", "lease-2".into()), None);
+        assert_eq!(p.put("dev-libs", "lease-3".into()), None);
+        let k = p.take("app-misc").unwrap();
+        assert_eq!(
+            (k.name.as_str(), k.category.as_str()),
+            ("lease-1", "app-misc")
+        );
+        // None of its own category: one of the category with the most kept.
+        let k = p.take("sys-apps").unwrap();
+        assert_eq!(k.category, "dev-libs");
         assert_eq!(p.len(), 1);
-        for i in 0..POOL_LIMIT {
-            p.put("x", format!("lease-{}", 10 + i));
+        assert!(p.forget("lease-2") || p.forget("lease-3"));
+        assert!(p.is_empty());
+        assert_eq!(p.take("sys-apps"), None);
+        assert!(!p.forget("lease-9"));
+    }
+
+    #[test]
+    fn a_full_pool_makes_room_from_its_largest_category() {
+        let mut p = UploadDirPool::default();
+        for i in 0..POOL_LIMIT - 1 {
+            assert_eq!(p.put("old-cat", format!("lease-{i}")), None);
         }
+        assert_eq!(p.put("new-cat", "lease-a".into()), None);
         assert_eq!(p.len(), POOL_LIMIT);
-        assert!(!p.put("x", "lease-0".into()));
+        // Full: each new one pushes out one of the category that has the most.
+        let evicted = p.put("new-cat", "lease-b".into()).expect("one makes room");
+        assert!(evicted.starts_with("lease-") && evicted != "lease-a" && evicted != "lease-b");
+        assert_eq!(p.len(), POOL_LIMIT);
         assert_eq!(p.names().count(), POOL_LIMIT);
+        assert_eq!(p.take("new-cat").unwrap().category, "new-cat");
+    }
+
+    #[test]
+    fn reuse_for_another_category_renames_the_category_directory_too() {
+        let t = tmp();
+        fs::create_dir_all(t.path().join("lease-1/dev-libs")).unwrap();
+        let r = Reuse {
+            from: t.path().join("lease-1"),
+            to: t.path().join("lease-2"),
+            held: "dev-libs".into(),
+            wanted: "app-misc".into(),
+        };
+        r.apply().unwrap();
+        assert!(t.path().join("lease-2/app-misc").is_dir());
+        assert!(!t.path().join("lease-2/dev-libs").exists());
+        assert!(!t.path().join("lease-1").exists());
+    }
+
+    #[test]
+    fn the_sweep_goes_by_the_last_rename_not_the_first_mkdir() {
+        let t = tmp();
+        let d = t.path().join("lease-7");
+        fs::create_dir_all(&d).unwrap();
+        // Made two hours ago (as a reused directory's modification time stays)...
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        fs::File::open(&d)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        // ...but changed (renamed, here: its times set) just now.
+        assert_eq!(
+            sweep(t.path(), &HashSet::new(), Duration::from_secs(3600)),
+            0
+        );
+        assert!(d.exists());
     }
 
     #[test]

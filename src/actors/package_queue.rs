@@ -281,19 +281,24 @@ pub struct PackageQueue {
     /// packages' fault and do not use up their retries.
     central_fault: bool,
     /// Upload directories of finished leases, removed in the background (a directory
-    /// removal can take milliseconds, e.g. on a filesystem
-    /// mounted with `discard`; no completion waits for it).
+    /// removal can take milliseconds, e.g. on a filesystem mounted with `discard`; no
+    /// completion waits for it).
     cleanup: Vec<PathBuf>,
     cleaning: bool,
     /// Completions waiting for a verification lane, and the lanes at work.
     to_verify: Vec<ToVerify>,
     verify_lanes: usize,
+    verifying: HashMap<u64, VerifyMeta>,
+    next_verify_job: u64,
     /// Emptied upload directories of published packages, renamed for new leases of the
     /// same category (see [`crate::staging`]).
     upload_dirs: UploadDirPool,
     /// Renames of kept upload directories for leases of the next batch, done beside its
     /// commit (on a blocking thread, not the store's) before the claims are answered.
-    upload_dir_renames: Vec<(PathBuf, PathBuf)>,
+    upload_dir_renames: Vec<staging::Reuse>,
+    /// False once the staging filesystem refused `RENAME_NOREPLACE`: directories are
+    /// then made by the drones and removed after each package, as without reuse.
+    reuse_upload_dirs: bool,
     log: Logger,
     metrics: QueueMetrics,
 }
@@ -344,8 +349,11 @@ impl PackageQueue {
             cleaning: false,
             to_verify: Vec::new(),
             verify_lanes: 0,
+            verifying: HashMap::new(),
+            next_verify_job: 0,
             upload_dirs: UploadDirPool::default(),
             upload_dir_renames: Vec::new(),
+            reuse_upload_dirs: true,
             log,
             metrics: QueueMetrics::default(),
         };
@@ -568,12 +576,14 @@ impl PackageQueue {
         };
         // The drone finds its upload directory already there, made of an emptied one;
         // renamed beside this claim's commit, before the drone hears of the lease.
-        if let Some(old) = self.take_upload_dir(&assignment.category) {
+        if let Some(kept) = self.take_upload_dir(&assignment.category) {
             let staging_dir = &self.settings.staging_dir;
-            self.upload_dir_renames.push((
-                staging_dir.join(old),
-                staging_dir.join(&assignment.upload_dir),
-            ));
+            self.upload_dir_renames.push(staging::Reuse {
+                from: staging_dir.join(kept.name),
+                to: staging_dir.join(&assignment.upload_dir),
+                held: kept.category,
+                wanted: assignment.category.clone(),
+            });
         }
         self.set_state(id, PackageState::Building);
         self.leases.insert(
@@ -839,16 +849,20 @@ impl PackageQueue {
     /// removes it when enough are kept.
     fn keep_upload_dir(&mut self, lease: LeaseId, category: &str, ctx: &mut Context<Self>) {
         let name = staging::lease_dir_name(lease);
-        if !self.upload_dirs.put(category, name.clone()) {
+        if !self.reuse_upload_dirs {
             self.remove_later(self.settings.staging_dir.join(name), ctx);
+            return;
+        }
+        if let Some(evicted) = self.upload_dirs.put(category, name) {
+            self.remove_later(self.settings.staging_dir.join(evicted), ctx);
         }
         self.metrics.upload_dirs_kept(self.upload_dirs.len());
     }
 
-    fn take_upload_dir(&mut self, category: &str) -> Option<String> {
-        let name = self.upload_dirs.take(category)?;
+    fn take_upload_dir(&mut self, category: &str) -> Option<staging::Kept> {
+        let kept = self.upload_dirs.take(category)?;
         self.metrics.upload_dir_reused(self.upload_dirs.len());
-        Some(name)
+        Some(kept)
     }
 
     fn clean(&mut self, ctx: &mut Context<Self>) {
@@ -957,22 +971,36 @@ impl PackageQueue {
         let renames = std::mem::take(&mut self.upload_dir_renames);
         let fut = async move {
             if renames.is_empty() {
-                return commit.await;
+                return (commit.await, false);
             }
             let renamed = actix_web::rt::task::spawn_blocking(move || {
-                for (from, to) in renames {
+                let mut unsupported = false;
+                for r in renames {
                     // Best effort: if it fails the drone's rsync makes the directory,
                     // and what is left of the old one is removed.
-                    if staging::reuse_dir(&from, &to).is_err() {
-                        staging::remove_quietly(&from);
+                    if let Err(e) = r.apply() {
+                        unsupported |= staging::unsupported(&e);
+                        staging::remove_quietly(&r.from);
                     }
                 }
+                unsupported
             });
-            let (res, _) = futures_util::future::join(commit, renamed).await;
-            res
+            let (res, unsupported) = futures_util::future::join(commit, renamed).await;
+            (res, unsupported.unwrap_or(false))
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(res, unsupported), act, ctx| {
             act.flushing = false;
+            if unsupported && act.reuse_upload_dirs {
+                warn!(act.log, "the staging filesystem cannot rename without replacing (RENAME_NOREPLACE); upload directories are no longer reused";
+                      "staging_dir" => act.settings.staging_dir.display().to_string());
+                act.reuse_upload_dirs = false;
+                let kept: Vec<String> = act.upload_dirs.names().cloned().collect();
+                for name in kept {
+                    act.upload_dirs.forget(&name);
+                    act.remove_later(act.settings.staging_dir.join(name), ctx);
+                }
+                act.metrics.upload_dirs_kept(0);
+            }
             let res = match res {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
@@ -1227,6 +1255,11 @@ impl PackageQueue {
             .filter(|(_, l)| l.phase != LeasePhase::Ended)
             .map(|(id, _)| staging::lease_dir_name(*id))
             .chain(self.upload_dirs.names().cloned())
+            .chain(self.upload_dir_renames.iter().flat_map(|r| {
+                [&r.from, &r.to]
+                    .into_iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            }))
             .collect();
         let staging_dir = self.settings.staging_dir.clone();
         let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
@@ -1447,11 +1480,13 @@ impl Handler<Complete> for PackageQueue {
                 if let Some(drone) = self.end_lease(lease_id, false) {
                     self.verdict(drone, Outcome::Neutral);
                 }
-                let dir = self
-                    .settings
-                    .staging_dir
-                    .join(staging::lease_dir_name(lease_id));
-                self.remove_later(dir, ctx);
+                // A retry after a lost answer may have uploaded again into a directory
+                // that was kept for reuse: it is no longer clean.
+                let name = staging::lease_dir_name(lease_id);
+                if self.upload_dirs.forget(&name) {
+                    self.metrics.upload_dirs_kept(self.upload_dirs.len());
+                }
+                self.remove_later(self.settings.staging_dir.join(name), ctx);
                 let rx = self.durable(ctx);
                 return after_commit(
                     rx,
@@ -1506,9 +1541,9 @@ impl Handler<Complete> for PackageQueue {
 }
 
 /// At most this many blocking threads verify uploads at once. Each takes everything
-/// queued when it starts, so under load a thread hop and wake-up serve a whole batch
-/// (spawning a blocking task per completion showed in profiles), while one big package
-/// being hashed does not hold up the others.
+/// queued when it starts and reports each upload as soon as it is done, so under load
+/// one thread hop serves a whole batch (spawning a blocking task per completion showed in
+/// profiles), and one big package being hashed holds up only what its lane took with it.
 const VERIFY_LANES: usize = 4;
 
 /// A completion waiting for a verification lane.
@@ -1519,7 +1554,8 @@ struct ToVerify {
     meta: VerifyMeta,
 }
 
-/// What the queue needs back with a verification's outcome.
+/// What the queue needs back with a verification's outcome; kept by the queue (in
+/// `verifying`) while a lane works, so nothing is lost if the lane's thread fails.
 struct VerifyMeta {
     pkg: u32,
     lease_id: LeaseId,
@@ -1527,12 +1563,20 @@ struct VerifyMeta {
     reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
 }
 
-/// One lane's outcomes, in the order of `metas` (or the lane's thread failed).
+/// One upload verified (sent by its lane's thread).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct VerifiedBatch {
-    metas: Vec<VerifyMeta>,
-    results: Result<Vec<Verification>, actix_web::rt::task::JoinError>,
+struct Verified {
+    job: u64,
+    outcome: Verification,
+}
+
+/// A lane is done; any of its jobs not reported failed with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LaneDone {
+    jobs: Vec<u64>,
+    failure: Option<String>,
 }
 
 struct Verification {
@@ -1547,57 +1591,74 @@ impl PackageQueue {
             return;
         }
         self.verify_lanes += 1;
-        let (work, metas): (Vec<(PublishJob, String)>, Vec<VerifyMeta>) = self
-            .to_verify
-            .drain(..)
-            .map(|t| ((t.job, t.category), t.meta))
-            .unzip();
+        let mut work = Vec::with_capacity(self.to_verify.len());
+        for t in std::mem::take(&mut self.to_verify) {
+            let id = self.next_verify_job;
+            self.next_verify_job += 1;
+            self.verifying.insert(id, t.meta);
+            work.push((id, t.job, t.category));
+        }
+        let jobs: Vec<u64> = work.iter().map(|(id, _, _)| *id).collect();
+        let me = ctx.address();
+        let lane_me = me.clone();
         let lane = actix_web::rt::task::spawn_blocking(move || {
-            work.iter()
-                .map(|(job, category)| {
-                    let published = publish::verify_and_publish(job);
+            for (id, job, category) in work {
+                let run = std::panic::AssertUnwindSafe(|| {
+                    let published = publish::verify_and_publish(&job);
                     let reusable = published.is_ok()
-                        && staging::emptied_after_publish(&job.lease_dir, category);
+                        && staging::emptied_after_publish(&job.lease_dir, &category);
                     Verification {
                         published,
                         reusable,
                     }
-                })
-                .collect()
+                });
+                let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| Verification {
+                    published: Err(PublishError::Io {
+                        path: job.staged.clone(),
+                        source: std::io::Error::other("the verification panicked"),
+                    }),
+                    reusable: false,
+                });
+                lane_me.do_send(Verified { job: id, outcome });
+            }
         });
-        // The outcome comes back as a message (an actor future per lane would sit in
+        // The lane's end comes back as a message (an actor future per lane would sit in
         // this actor's context, which actix polls whole on every message).
-        let me = ctx.address();
         actix_web::rt::spawn(async move {
-            let results = lane.await;
-            me.do_send(VerifiedBatch { metas, results });
+            let failure = lane.await.err().map(|e| e.to_string());
+            me.do_send(LaneDone { jobs, failure });
         });
     }
 }
 
-impl Handler<VerifiedBatch> for PackageQueue {
+impl Handler<Verified> for PackageQueue {
     type Result = ();
-    fn handle(&mut self, msg: VerifiedBatch, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Verified, ctx: &mut Self::Context) {
+        if let Some(meta) = self.verifying.remove(&msg.job) {
+            self.verified(meta, msg.outcome, ctx);
+        }
+    }
+}
+
+impl Handler<LaneDone> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: LaneDone, ctx: &mut Self::Context) {
         self.verify_lanes -= 1;
-        match msg.results {
-            Ok(results) => {
-                for (meta, v) in msg.metas.into_iter().zip(results) {
-                    self.verified(meta, v, ctx);
-                }
-            }
-            Err(e) => {
-                for meta in msg.metas {
-                    let published = Err(PublishError::Io {
-                        path: PathBuf::from(&meta.req.path),
-                        source: std::io::Error::other(e.to_string()),
-                    });
-                    let v = Verification {
-                        published,
-                        reusable: false,
-                    };
-                    self.verified(meta, v, ctx);
-                }
-            }
+        for job in msg.jobs {
+            // The lane queued each `Verified` before it ended, so they were handled
+            // before this: anything still here was never reported.
+            let Some(meta) = self.verifying.remove(&job) else {
+                continue;
+            };
+            let why = msg.failure.clone().unwrap_or_else(|| "not reported".into());
+            let outcome = Verification {
+                published: Err(PublishError::Io {
+                    path: PathBuf::from(&meta.req.path),
+                    source: std::io::Error::other(format!("verification lane failed: {why}")),
+                }),
+                reusable: false,
+            };
+            self.verified(meta, outcome, ctx);
         }
         self.start_verifying(ctx);
     }

@@ -154,7 +154,10 @@ pub struct Store {
 }
 
 /// Directories published into, by filesystem. Bounded: with the multi-instance layout
-/// every package has its own directory, so the path cache is dropped when it grows.
+/// every package has its own directory, so the path cache is dropped when it grows. A
+/// directory's filesystem is looked up once: a remount under a running orchestrator is
+/// noticed only when a sync fails (the cache is then dropped); the open directories
+/// keep their filesystems busy while it runs.
 #[derive(Default)]
 struct Filesystems {
     dev_of: std::collections::HashMap<PathBuf, u64>,
@@ -464,10 +467,14 @@ impl Store {
                     }
                     Ok(())
                 };
-                sync(&mut synced).map_err(|source| StoreError::Sync {
-                    path: dir.clone(),
-                    source,
-                })?;
+                if let Err(source) = sync(&mut synced) {
+                    // Looked up again next time (a remount, a directory made again).
+                    self.filesystems = Filesystems::default();
+                    return Err(StoreError::Sync {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
             }
         }
         let tx = self.conn.transaction().map_err(sql)?;
