@@ -84,6 +84,14 @@ async fn drones_build_and_publish_only_the_one_artifact() {
         .chain(walk(&app.binhost()))
         .any(|p| p.contains("unrelated"));
     assert!(!sent_junk, "the unrelated PKGDIR file was uploaded");
+    // Later leases got the emptied upload directories of earlier ones, and rsync landed
+    // in them: no file is left in staging, only kept empty directories.
+    let reused = metric(&app, "build_swarm_upload_dirs_reused_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(reused >= 1.0, "upload directories reused: {reused}");
+    let left: Vec<String> = walk(&app.staging()).collect();
+    assert!(left.is_empty(), "files left in staging: {left:?}");
     // Both drones worked and report their state.
     let drones = anon.drones().await.unwrap().drones;
     assert_eq!(drones.len(), 2);
