@@ -1124,15 +1124,7 @@ impl PackageQueue {
         }
         // Priorities: longest chain of estimates from the package to the end of the graph.
         for &id in order.iter().rev() {
-            let p = &self.packages[id as usize];
-            let below = p
-                .dependents
-                .iter()
-                .map(|d| self.packages[*d as usize].priority)
-                .max()
-                .unwrap_or(0);
-            let prio = priority_ms(p.estimate_s).saturating_add(below);
-            self.packages[id as usize].priority = prio;
+            self.packages[id as usize].priority = self.chain_priority(id);
         }
         // Packages of earlier sets that the new ones depend on now head longer chains.
         let raised: Vec<u32> = dep_rows
@@ -1163,20 +1155,26 @@ impl PackageQueue {
         }
     }
 
+    /// The package's own estimate plus the longest chain of estimates among its
+    /// dependents' priorities: its critical path to the end of the graph.
+    fn chain_priority(&self, id: u32) -> u64 {
+        let p = &self.packages[id as usize];
+        let below = p
+            .dependents
+            .iter()
+            .map(|d| self.packages[*d as usize].priority)
+            .max()
+            .unwrap_or(0);
+        priority_ms(p.estimate_s).saturating_add(below)
+    }
+
     /// Recomputes the priority of `ids` (earlier packages that gained dependents) and of
     /// everything they depend on, as far as it rises. Queued ones are pushed again at
     /// their new priority (the old heap entry is skipped as stale once claimed).
     fn raise_priorities(&mut self, mut ids: Vec<u32>) {
         while let Some(id) = ids.pop() {
-            let p = &self.packages[id as usize];
-            let below = p
-                .dependents
-                .iter()
-                .map(|d| self.packages[*d as usize].priority)
-                .max()
-                .unwrap_or(0);
-            let prio = priority_ms(p.estimate_s).saturating_add(below);
-            if prio <= p.priority {
+            let prio = self.chain_priority(id);
+            if prio <= self.packages[id as usize].priority {
                 continue;
             }
             self.packages[id as usize].priority = prio;
