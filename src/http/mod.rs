@@ -77,7 +77,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/dashboard/style.css", web::get().to(dashboard::style_css))
     .route("/metrics", web::get().to(metrics::metrics))
     .service(
+        // Routes are tried in order and every pattern with a `{…}` is a regular
+        // expression run per request: the drone protocol's hot paths come first (a
+        // claim runs none, a completion one, a heartbeat two).
         web::scope("/api/v1")
+            .route("/work/claim", web::post().to(work::claim))
+            .route("/work/{lease}/complete", web::post().to(work::complete))
+            .route(
+                "/drones/{name}/heartbeat",
+                web::post().to(drones::heartbeat),
+            )
+            .route("/work/{lease}/uploading", web::post().to(work::uploading))
+            .route("/work/{lease}/fail", web::post().to(work::fail))
             .route("/status", web::get().to(status::status))
             .route("/openapi.json", web::get().to(openapi::openapi))
             .route("/packages", web::get().to(packages::list))
@@ -88,19 +99,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::get().to(packages::log),
             )
             .route("/drones", web::get().to(drones::list))
+            // Before `/drones/{name}`, which would take its path.
             .route("/drones/register", web::post().to(drones::register))
             .route("/drones/{name}", web::get().to(drones::get))
             .route("/drones/{name}/queue", web::get().to(drones::queue))
             .route("/drones/{name}/logs", web::get().to(drones::logs))
-            .route("/drones/{name}/control", web::post().to(drones::control))
-            .route(
-                "/drones/{name}/heartbeat",
-                web::post().to(drones::heartbeat),
-            )
-            .route("/work/claim", web::post().to(work::claim))
-            .route("/work/{lease}/uploading", web::post().to(work::uploading))
-            .route("/work/{lease}/complete", web::post().to(work::complete))
-            .route("/work/{lease}/fail", web::post().to(work::fail)),
+            .route("/drones/{name}/control", web::post().to(drones::control)),
     )
     .default_service(web::to(not_found));
 }
