@@ -2,19 +2,22 @@
 //! actor per drone) and a summary of each, pushed by the sessions.
 //!
 //! Receives: `Register` (a drone registering again replaces its old session and its old
-//! work is reclaimed), `Lookup` from HTTP handlers, `SessionChanged` from sessions,
-//! `ForDrone` from the queue (commands to deliver at the next heartbeat), `ListDrones`,
-//! `GetDrone` and `CountDrones` for reads (it asks the breaker and the queue, which never
+//! work is reclaimed), `Lookup` and `ClaimFor` (passed on to the session) from HTTP
+//! handlers, `SessionChanged` from sessions, `ForDrone` from the queue (commands to
+//! deliver at the next heartbeat), `ListDrones`, `GetDrone` and `CountDrones` for reads (it asks the breaker and the queue, which never
 //! call back into it), `Restore` once at start-up.
 
 use crate::actors::circuit_breaker::{CircuitBreaker, FleetSize, HealthReport, HealthView};
 use crate::actors::drone_session::{
-    DroneSession, PushCommand, SessionPeers, SessionSummary, Shutdown,
+    Claim, DroneSession, PushCommand, SessionPeers, SessionSummary, Shutdown,
 };
-use crate::actors::package_queue::{CurrentByDrone, DroneSeen, PackageQueue, ReclaimDrone};
+use crate::actors::package_queue::{
+    CurrentByDrone, DroneSeen, PackageQueue, QueueError, ReclaimDrone,
+};
 use crate::actors::store::{Commit, DroneRow, Store, Write};
 use crate::api::{
     DroneCommand, DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse,
+    WorkAssignment,
 };
 use crate::domain::DroneState;
 use actix::prelude::*;
@@ -39,6 +42,16 @@ pub struct Register(pub RegisterRequest);
 pub struct Lookup {
     pub name: String,
 }
+
+/// A drone's claim, passed on to its session: one hop from an HTTP worker to this
+/// arbiter instead of a `Lookup` and then a `Claim` (claims are the hottest request).
+#[derive(Message)]
+#[rtype(result = "Result<Result<ClaimResult, MailboxError>, RegistryError>")]
+pub struct ClaimFor {
+    pub drone: String,
+}
+
+pub type ClaimResult = Result<Option<WorkAssignment>, QueueError>;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -291,6 +304,18 @@ impl Handler<Lookup> for DroneRegistry {
             .get(&msg.name)
             .map(|e| e.addr.clone())
             .ok_or(RegistryError::Unknown(msg.name))
+    }
+}
+
+impl Handler<ClaimFor> for DroneRegistry {
+    type Result = ResponseFuture<Result<Result<ClaimResult, MailboxError>, RegistryError>>;
+    fn handle(&mut self, msg: ClaimFor, _: &mut Self::Context) -> Self::Result {
+        let session = self.sessions.get(&msg.drone).map(|e| e.addr.clone());
+        // The session answers on its own; this actor goes on with its mailbox meanwhile.
+        Box::pin(async move {
+            let session = session.ok_or(RegistryError::Unknown(msg.drone))?;
+            Ok(session.send(Claim).await)
+        })
     }
 }
 

@@ -3,8 +3,7 @@
 use super::auth::{authorize, Role};
 use super::error::ApiError;
 use super::State;
-use crate::actors::drone_registry::Lookup;
-use crate::actors::drone_session::Claim;
+use crate::actors::drone_registry::ClaimFor;
 use crate::actors::package_queue::{Complete, Fail, MarkUploading};
 use crate::api::{
     Ack, ClaimRequest, CompleteRequest, CompleteResponse, EpochBody, FailRequest, LeaseId,
@@ -18,13 +17,13 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let _timer = state.metrics.claim_latency.start_timer();
-    let session = state
+    let claimed = state
         .registry
-        .send(Lookup {
-            name: body.into_inner().drone,
+        .send(ClaimFor {
+            drone: body.into_inner().drone,
         })
-        .await??;
-    Ok(match session.send(Claim).await?? {
+        .await???;
+    Ok(match claimed? {
         Some(work) => {
             state.metrics.claims.inc();
             HttpResponse::Ok().json(work)
