@@ -9,9 +9,10 @@
 //! directory of a published package is not removed but reused: once its file has been
 //! renamed into the binhost it is checked to hold nothing but its empty category
 //! directory, kept in an [`UploadDirPool`] under that category, and renamed to the name of
-//! the next lease for a package of the same category before that lease is handed out.
-//! The drone then finds `lease-M/<category>/` already there. Directories of failed,
-//! cancelled or stale uploads may hold anything and are removed, never reused.
+//! a later lease before that lease is handed out — one kept for the lease's category if
+//! there is one, else another with its category directory renamed too. The drone then
+//! finds `lease-M/<category>/` already there. Directories of failed, cancelled or stale
+//! uploads may hold anything and are removed, never reused.
 //!
 //! All functions here do blocking file work: callers run them on a blocking thread (the
 //! package queue's verification lanes, its cleanup worker, the renames beside each
