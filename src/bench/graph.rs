@@ -59,14 +59,18 @@ impl Graph {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A topological order (indices), or an error naming a cycle or an unknown dependency.
-    fn order(&self) -> Result<Vec<usize>, BenchError> {
-        let index: HashMap<&str, usize> = self
-            .packages
+    /// Each package's position, by atom.
+    fn index(&self) -> HashMap<&str, usize> {
+        self.packages
             .iter()
             .enumerate()
             .map(|(i, p)| (p.atom.as_str(), i))
-            .collect();
+            .collect()
+    }
+
+    /// A topological order (indices), or an error naming a cycle or an unknown dependency.
+    fn order(&self) -> Result<Vec<usize>, BenchError> {
+        let index = self.index();
         let n = self.packages.len();
         let mut indeg = vec![0usize; n];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -99,12 +103,7 @@ impl Graph {
 
     pub fn bound(&self, slots: u32) -> Result<Bound, BenchError> {
         let order = self.order()?;
-        let index: HashMap<&str, usize> = self
-            .packages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.atom.as_str(), i))
-            .collect();
+        let index = self.index();
         // finish[i] = longest chain ending with i, its own estimate included.
         let mut finish = vec![0f64; self.packages.len()];
         for &i in &order {

@@ -148,6 +148,18 @@ impl Scratch {
         std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
         Ok(Scratch { path, keep })
     }
+
+    /// `<name>-files` under `files_dir` (`--files-dir`: staging and binhost elsewhere than
+    /// beside the state), if one is given.
+    pub fn files_in(
+        files_dir: Option<&Path>,
+        name: &str,
+        keep: bool,
+    ) -> Result<Option<Scratch>, BenchError> {
+        files_dir
+            .map(|d| Self::new_in(d, &format!("{name}-files"), keep))
+            .transpose()
+    }
 }
 
 impl Drop for Scratch {
@@ -421,12 +433,11 @@ pub fn flat_set(n: usize, prefix: &str) -> String {
 /// directory under `staging`. Returns the completion body.
 pub fn simulated_upload(
     staging: &Path,
-    upload_dir: &str,
-    category: &str,
-    pf: &str,
-    epoch: u64,
+    work: &crate::api::WorkAssignment,
 ) -> Result<String, BenchError> {
     use sha2::{Digest, Sha256};
+    let (category, upload_dir) = (&work.category, &work.upload_dir);
+    let pf = format!("{}-{}", work.name, work.version);
     let rel = format!("{category}/{pf}.gpkg.tar");
     let path = staging.join(upload_dir).join(&rel);
     if let Some(parent) = path.parent() {
@@ -436,7 +447,8 @@ pub fn simulated_upload(
     std::fs::write(&path, content.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
     let sha = crate::publish::hex(&Sha256::digest(content.as_bytes()));
     Ok(format!(
-        "{{\"epoch\":{epoch},\"path\":\"{rel}\",\"size\":{},\"sha256\":\"{sha}\"}}",
+        "{{\"epoch\":{},\"path\":\"{rel}\",\"size\":{},\"sha256\":\"{sha}\"}}",
+        work.epoch,
         content.len()
     ))
 }

@@ -188,14 +188,7 @@ async fn claim_loop(
             s.error("claim: unreadable answer");
             continue;
         };
-        let pf = format!("{}-{}", work.name, work.version);
-        let body = match super::simulated_upload(
-            &staging,
-            &work.upload_dir,
-            &work.category,
-            &pf,
-            work.epoch,
-        ) {
+        let body = match super::simulated_upload(&staging, &work) {
             Ok(b) => b,
             Err(e) => {
                 s.error(e);
@@ -239,10 +232,7 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
 pub async fn run(opts: &ScaleOptions) -> Result<Value, BenchError> {
     super::raise_nofile();
     let scratch = Scratch::new("scale", opts.keep)?;
-    let files_scratch = match &opts.files_dir {
-        Some(d) => Some(Scratch::new_in(d, "scale-files", opts.keep)?),
-        None => None,
-    };
+    let files_scratch = Scratch::files_in(opts.files_dir.as_deref(), "scale", opts.keep)?;
     let files = files_scratch.as_ref().map(|s| s.path.clone());
     // Drones are told to heartbeat every TTL / 4.
     let ttl = (opts.heartbeat_s * 4.0).round().max(4.0) as u64;

@@ -98,14 +98,7 @@ async fn drone_loop(
                 continue;
             }
         };
-        let pf = format!("{}-{}", work.name, work.version);
-        let body = match super::simulated_upload(
-            &staging,
-            &work.upload_dir,
-            &work.category,
-            &pf,
-            work.epoch,
-        ) {
+        let body = match super::simulated_upload(&staging, &work) {
             Ok(b) => b,
             Err(e) => {
                 c.error(e);
@@ -153,10 +146,7 @@ async fn drone_loop(
 pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     super::raise_nofile();
     let scratch = Scratch::new("throughput", opts.keep)?;
-    let files_scratch = match &opts.files_dir {
-        Some(d) => Some(Scratch::new_in(d, "throughput-files", opts.keep)?),
-        None => None,
-    };
+    let files_scratch = Scratch::files_in(opts.files_dir.as_deref(), "throughput", opts.keep)?;
     let files = files_scratch.as_ref().map(|s| s.path.clone());
     let orch = OrchProc::start(
         &scratch.path,

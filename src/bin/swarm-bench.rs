@@ -173,32 +173,31 @@ async fn run(args: Args) {
             smoke,
             keep,
         } => {
+            let opts = schedule::ScheduleOptions {
+                graph,
+                packages,
+                seed,
+                drones,
+                slots,
+                scale,
+                package_kb,
+                calibration,
+                keep,
+                dir,
+            };
             let opts = if smoke {
                 schedule::ScheduleOptions {
                     graph: None,
                     packages: 40,
-                    seed,
                     drones: 2,
                     slots: 2,
                     scale: 0.0001,
                     package_kb: 4,
                     calibration: 8,
-                    keep,
-                    dir,
+                    ..opts
                 }
             } else {
-                schedule::ScheduleOptions {
-                    graph,
-                    packages,
-                    seed,
-                    drones,
-                    slots,
-                    scale,
-                    package_kb,
-                    calibration,
-                    keep,
-                    dir,
-                }
+                opts
             };
             schedule::run(&opts).await
         }
@@ -211,24 +210,24 @@ async fn run(args: Args) {
             smoke,
             keep,
         } => {
+            let opts = throughput::ThroughputOptions {
+                drones,
+                packages,
+                seconds,
+                warmup,
+                keep,
+                files_dir,
+            };
             let opts = if smoke {
                 throughput::ThroughputOptions {
                     drones: 20,
                     packages: 20_000,
                     seconds: 1.0,
                     warmup: 0.2,
-                    keep,
-                    files_dir,
+                    ..opts
                 }
             } else {
-                throughput::ThroughputOptions {
-                    drones,
-                    packages,
-                    seconds,
-                    warmup,
-                    keep,
-                    files_dir,
-                }
+                opts
             };
             throughput::run(&opts).await
         }
@@ -244,6 +243,17 @@ async fn run(args: Args) {
             smoke,
             keep,
         } => {
+            let opts = scale::ScaleOptions {
+                packages,
+                drones,
+                heartbeat_s,
+                seconds,
+                claim_rate,
+                connections,
+                log_lines,
+                keep,
+                files_dir,
+            };
             let opts = if smoke {
                 scale::ScaleOptions {
                     packages: 2000,
@@ -252,22 +262,10 @@ async fn run(args: Args) {
                     seconds: 1.0,
                     claim_rate: 50.0,
                     connections: 4,
-                    log_lines,
-                    keep,
-                    files_dir,
+                    ..opts
                 }
             } else {
-                scale::ScaleOptions {
-                    packages,
-                    drones,
-                    heartbeat_s,
-                    seconds,
-                    claim_rate,
-                    connections,
-                    log_lines,
-                    keep,
-                    files_dir,
-                }
+                opts
             };
             scale::run(&opts).await
         }
@@ -277,18 +275,19 @@ async fn run(args: Args) {
             smoke,
             keep,
         } => {
+            let opts = transfer::TransferOptions {
+                sizes_kb,
+                repeat,
+                keep,
+            };
             let opts = if smoke {
                 transfer::TransferOptions {
                     sizes_kb: vec![64],
                     repeat: 1,
-                    keep,
+                    ..opts
                 }
             } else {
-                transfer::TransferOptions {
-                    sizes_kb,
-                    repeat,
-                    keep,
-                }
+                opts
             };
             transfer::run(&opts).await
         }
