@@ -406,7 +406,12 @@ async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
         processes_matching(marker).is_empty()
     })
     .await;
-    let log = std::fs::read_to_string(app.dir.path().join("d1/drone.log")).unwrap();
-    assert!(log.contains("left running by a previous run"), "{log}");
+    // The drone logs each group after killing it: wait for the line, not just the kill.
+    let log_file = app.dir.path().join("d1/drone.log");
+    wait_for(10, "the kill logged", || async {
+        std::fs::read_to_string(&log_file)
+            .is_ok_and(|log| log.contains("left running by a previous run"))
+    })
+    .await;
     app.stop().await;
 }
