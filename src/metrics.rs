@@ -198,7 +198,7 @@ pub struct Metrics {
     pub upload_duration: Histogram,
     /// Leases reclaimed, by reason (indexed like `ReclaimReason::ALL`).
     reclaims: [Counter; 4],
-    /// Upload directories renamed for a new lease instead of made by the drone.
+    /// Upload directories handed to a new lease instead of made by the drone.
     pub upload_dirs_reused: Counter,
     /// Emptied upload directories kept in staging for reuse now (set by the queue).
     pub upload_dirs_kept: AtomicU64,
@@ -421,7 +421,7 @@ impl Metrics {
         header(
             &mut out,
             "build_swarm_upload_dirs_reused_total",
-            "Upload directories of published packages renamed for a new lease instead of made by the drone's rsync.",
+            "Upload directories of published packages handed to a new lease instead of made by the drone's rsync.",
             "counter",
         );
         let _ = writeln!(

@@ -1,18 +1,19 @@
-//! The orchestrator's staging directory: one upload directory per lease
+//! The orchestrator's staging directory: one upload directory per active lease
 //! (`staging_dir/lease-N`, SPEC §5 `upload_dir`), and the reuse of those directories.
 //!
-//! A drone's rsync lands a package as `lease-N/<category>/<file>`, which would create two
-//! directories per package and free them again once the package is published. Creating
-//! and freeing inodes is the most expensive filesystem work per package: on ext4 every
-//! removal evicts and truncates an inode, and without a journal each new inode is found by
-//! skipping every inode freed in the last minutes (`recently_deleted`). So the upload
-//! directory of a published package is not removed but reused: once its file has been
-//! renamed into the binhost it is checked to hold nothing but its empty category
-//! directory, kept in an [`UploadDirPool`] under that category, and renamed to the name of
-//! a later lease before that lease is handed out — one kept for the lease's category if
-//! there is one, else another with its category directory renamed too. The drone then
-//! finds `lease-M/<category>/` already there. Directories of failed, cancelled or stale
-//! uploads may hold anything and are removed, never reused.
+//! A drone's rsync lands a package as `<upload_dir>/<category>/<file>`, which would create
+//! two directories per package and free them again once the package is published.
+//! Creating and freeing inodes is the most expensive filesystem work per package: on ext4
+//! every removal evicts and truncates an inode, and without a journal each new inode is
+//! found by skipping every inode freed in the last minutes (`recently_deleted`). So the
+//! upload directory of a published package is not removed but reused: once its file has
+//! been renamed into the binhost it is checked to hold nothing but its empty category
+//! directory, kept in an [`UploadDirPool`] under that category, and handed to a later
+//! lease as that lease's `upload_dir` — a directory kept for the lease's category if there
+//! is one (no file work at all), else another whose category directory is renamed
+//! ([`CategorySwap`]) before the lease is handed out. A directory so belongs to one active
+//! lease at a time and keeps the name of the lease it was first made for. Directories of
+//! failed, cancelled or stale uploads may hold anything and are removed, never reused.
 //!
 //! All functions here do blocking file work: callers run them on a blocking thread (the
 //! package queue's verification lanes, its cleanup worker, the renames beside each
@@ -69,9 +70,9 @@ impl UploadDirPool {
         evicted
     }
 
-    /// A directory to rename for a new lease of `category`: one that holds `category`
-    /// if any is kept, else one of the category with the most kept (its category
-    /// directory is then renamed too, so the pool follows the categories being built).
+    /// A directory for a new lease of `category`: one that holds `category` if any is
+    /// kept, else one of the category with the most kept (its category directory is then
+    /// renamed, so the pool follows the categories being built).
     pub fn take(&mut self, category: &str) -> Option<Kept> {
         let from = if self.by_category.contains_key(category) {
             category.to_string()
@@ -218,24 +219,26 @@ fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
     }
 }
 
-/// A kept directory handed to a new lease, renamed beside the claim's commit.
+/// A kept directory handed to a lease of another category: its category directory is
+/// renamed beside the claim's commit, before the drone hears of the lease.
 #[derive(Debug, Clone)]
-pub struct Reuse {
-    pub from: PathBuf,
-    pub to: PathBuf,
+pub struct CategorySwap {
+    /// The upload directory (the lease's `upload_dir` under staging).
+    pub dir: PathBuf,
     /// The category directory it holds, and the one the lease needs.
     pub held: String,
     pub wanted: String,
 }
 
-impl Reuse {
-    /// Renames the directory, then its category directory if the lease's differs.
+impl CategorySwap {
     pub fn apply(&self) -> io::Result<()> {
-        reuse_dir(&self.from, &self.to)?;
-        if self.held != self.wanted {
-            reuse_dir(&self.to.join(&self.held), &self.to.join(&self.wanted))?;
-        }
-        Ok(())
+        rename_noreplace(&self.dir.join(&self.held), &self.dir.join(&self.wanted))
+    }
+
+    /// After a failed [`apply`](Self::apply): the held category directory is removed (it is
+    /// empty) and the drone's rsync makes the one it needs.
+    pub fn undo(&self) {
+        let _ = fs::remove_dir(self.dir.join(&self.held));
     }
 }
 
@@ -244,9 +247,9 @@ pub fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
 }
 
-/// Renames the kept directory `from` to a new lease's `to`, never replacing anything that
-/// is already at `to` (a drone that was quicker made its own; it keeps it).
-pub fn reuse_dir(from: &Path, to: &Path) -> io::Result<()> {
+/// Renames `from` to `to`, never replacing anything that is already at `to` (a drone that
+/// was quicker made its own; it keeps it).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
@@ -277,36 +280,49 @@ pub fn remove_quietly(dir: &Path) {
 }
 
 /// Removes `lease-N` directories that are neither in `keep` (active leases, kept for
-/// reuse, being renamed) nor touched (modified or renamed) for `min_age`: leftovers of
-/// leases that ended long ago.
+/// reuse) nor touched for `min_age`: leftovers of leases that ended long ago (a failed
+/// verification leaves its upload for the operator to look at until then).
 pub fn sweep(staging: &Path, keep: &HashSet<String>, min_age: Duration) -> usize {
     let Ok(entries) = fs::read_dir(staging) else {
         return 0;
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut removed = 0;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with("lease-") || keep.contains(&name) {
             continue;
         }
-        // A reused directory keeps the modification time of when it was first made; a
-        // rename sets its change time, so the newer of the two says when it was last
-        // handed to a lease.
-        let old = e.metadata().ok().is_some_and(|m| {
-            use std::os::unix::fs::MetadataExt;
-            let touched = m.mtime().max(m.ctime());
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            now.saturating_sub(touched) >= min_age.as_secs() as i64
-        });
-        if old {
+        let touched = last_touched(&e.path());
+        if touched.is_some_and(|t| now.saturating_sub(t) >= min_age.as_secs() as i64) {
             remove_quietly(&e.path());
             removed += 1;
         }
     }
     removed
+}
+
+/// When an upload directory was last touched (unix seconds): the newest modification or
+/// change time of it and of the directories directly inside it. A reused directory keeps
+/// the times of when it was first made; an upload into it changes its category
+/// directory, a category swap changes the directory itself.
+fn last_touched(dir: &Path) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    let at = |m: &fs::Metadata| m.mtime().max(m.ctime());
+    let mut newest = at(&fs::symlink_metadata(dir).ok()?);
+    if let Ok(inner) = fs::read_dir(dir) {
+        for e in inner.flatten() {
+            if let Ok(m) = e.metadata() {
+                if m.is_dir() {
+                    newest = newest.max(at(&m));
+                }
+            }
+        }
+    }
+    Some(newest)
 }
 
 #[cfg(test)]
@@ -375,21 +391,6 @@ mod tests {
     }
 
     #[test]
-    fn reuse_never_replaces_what_is_there() {
-        let t = tmp();
-        let old = t.path().join("lease-1");
-        let new = t.path().join("lease-2");
-        fs::create_dir_all(old.join("app-misc")).unwrap();
-        fs::create_dir_all(&new).unwrap(); // a drone made its own, still empty
-        assert!(reuse_dir(&old, &new).is_err());
-        assert!(old.join("app-misc").is_dir());
-        fs::remove_dir(&new).unwrap();
-        reuse_dir(&old, &new).unwrap();
-        assert!(new.join("app-misc").is_dir());
-        assert!(!old.exists());
-    }
-
-    #[test]
     fn the_pool_hands_out_by_category_then_from_the_largest() {
         let mut p = UploadDirPool::default();
         assert_eq!(p.put("app-misc", "lease-1".into()), None);
@@ -427,23 +428,32 @@ mod tests {
     }
 
     #[test]
-    fn reuse_for_another_category_renames_the_category_directory_too() {
+    fn reuse_for_another_category_renames_the_category_directory() {
         let t = tmp();
         fs::create_dir_all(t.path().join("lease-1/dev-libs")).unwrap();
-        let r = Reuse {
-            from: t.path().join("lease-1"),
-            to: t.path().join("lease-2"),
+        let swap = CategorySwap {
+            dir: t.path().join("lease-1"),
             held: "dev-libs".into(),
             wanted: "app-misc".into(),
         };
-        r.apply().unwrap();
-        assert!(t.path().join("lease-2/app-misc").is_dir());
-        assert!(!t.path().join("lease-2/dev-libs").exists());
-        assert!(!t.path().join("lease-1").exists());
+        swap.apply().unwrap();
+        assert!(t.path().join("lease-1/app-misc").is_dir());
+        assert!(!t.path().join("lease-1/dev-libs").exists());
+        // Never over what a drone already made; then the held one goes.
+        fs::create_dir_all(t.path().join("lease-1/dev-libs")).unwrap();
+        let back = CategorySwap {
+            held: "dev-libs".into(),
+            wanted: "app-misc".into(),
+            ..swap
+        };
+        assert!(back.apply().is_err());
+        back.undo();
+        assert!(!t.path().join("lease-1/dev-libs").exists());
+        assert!(t.path().join("lease-1/app-misc").is_dir());
     }
 
     #[test]
-    fn the_sweep_goes_by_the_last_rename_not_the_first_mkdir() {
+    fn the_sweep_goes_by_the_last_change_not_the_first_mkdir() {
         let t = tmp();
         let d = t.path().join("lease-7");
         fs::create_dir_all(&d).unwrap();
@@ -453,7 +463,7 @@ mod tests {
             .unwrap()
             .set_modified(two_hours_ago)
             .unwrap();
-        // ...but changed (renamed, here: its times set) just now.
+        // ...but changed (category swapped, here: its times set) just now.
         assert_eq!(
             sweep(t.path(), &HashSet::new(), Duration::from_secs(3600)),
             0

@@ -62,7 +62,7 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
     app.register("drone-a", 1).await;
     submit(
         &app,
-        "app-misc/foo-1.0\napp-misc/bar-2.0\napp-misc/qux-3.0\n",
+        "app-misc/foo-1.0\napp-misc/bar-2.0\ndev-libs/qux-3.0\napp-misc/zap-4.0\n",
     )
     .await;
     let d = app.drone();
@@ -72,42 +72,58 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
     // Published from its upload directory: the directory is kept, holding only its empty
     // category directory.
     let w1 = d.claim("drone-a").await.unwrap().expect("work");
+    assert_eq!(w1.upload_dir, format!("lease-{}", w1.lease));
     assert!(build_and_complete(&app, &w1).await.accepted);
     wait_for(10, "the emptied upload directory to be kept", || async {
         kept().await == Some(1.0)
     })
     .await;
-    let dir1 = app.staging().join(&w1.upload_dir);
-    assert_eq!(entries(&dir1), ["app-misc"]);
-    assert!(entries(&dir1.join("app-misc")).is_empty());
+    let dir = app.staging().join(&w1.upload_dir);
+    assert_eq!(entries(&dir), ["app-misc"]);
+    assert!(entries(&dir.join("app-misc")).is_empty());
 
-    // The next lease of that category finds it already there, under its own name.
+    // The next lease of that category gets that very directory as its upload directory.
     let w2 = d.claim("drone-a").await.unwrap().expect("work");
-    assert_ne!(w2.upload_dir, w1.upload_dir);
-    let dir2 = app.staging().join(&w2.upload_dir);
-    assert_eq!(
-        entries(&dir2),
-        ["app-misc"],
-        "renamed before the claim was answered"
-    );
-    assert!(!dir1.exists());
+    assert_eq!(w2.upload_dir, w1.upload_dir);
+    assert_eq!(entries(&dir), ["app-misc"]);
     assert_eq!((reused().await, kept().await), (Some(1.0), Some(0.0)));
+
+    // The first lease's completion again (its answer was lost): stale, and the directory,
+    // now the second lease's, stays.
+    let again = fake_upload(&app.staging(), &w1, &artifact_bytes(&w1.atom));
+    assert!(d.complete(w1.lease, &again).await.unwrap().stale);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        dir.is_dir(),
+        "the directory of an active lease is never removed"
+    );
+    std::fs::remove_file(dir.join("app-misc/foo-1.0.gpkg.tar")).unwrap();
+    assert!(build_and_complete(&app, &w2).await.accepted);
+    wait_for(10, "kept again", || async { kept().await == Some(1.0) }).await;
+
+    // A lease of another category gets it too, its category directory renamed before the
+    // claim is answered.
+    let w3 = d.claim("drone-a").await.unwrap().expect("work");
+    assert_eq!(w3.category, "dev-libs");
+    assert_eq!(w3.upload_dir, w1.upload_dir);
+    assert_eq!(entries(&dir), ["dev-libs"], "renamed before the answer");
+    assert_eq!(reused().await, Some(2.0));
 
     // Anything else left in an upload directory (here an rsync temporary of a killed
     // transfer) and it is removed, not reused.
-    std::fs::create_dir_all(dir2.join("app-misc")).unwrap();
-    std::fs::write(dir2.join("app-misc/.bar-2.0.gpkg.tar.Zx81a"), b"half").unwrap();
-    assert!(build_and_complete(&app, &w2).await.accepted);
+    std::fs::write(dir.join("dev-libs/.qux-3.0.gpkg.tar.Zx81a"), b"half").unwrap();
+    assert!(build_and_complete(&app, &w3).await.accepted);
     wait_for(
         10,
         "the upload directory with a stray file to be removed",
-        || async { !dir2.exists() },
+        || async { !dir.exists() },
     )
     .await;
     assert_eq!(kept().await, Some(0.0));
-    let w3 = d.claim("drone-a").await.unwrap().expect("work");
-    assert!(!app.staging().join(&w3.upload_dir).exists());
-    assert_eq!(reused().await, Some(1.0));
+    let w4 = d.claim("drone-a").await.unwrap().expect("work");
+    assert_eq!(w4.upload_dir, format!("lease-{}", w4.lease));
+    assert!(!app.staging().join(&w4.upload_dir).exists());
+    assert_eq!(reused().await, Some(2.0));
     app.stop().await;
 }
 
@@ -677,6 +693,10 @@ async fn state_survives_a_restart() {
     let w1 = d.claim("d1").await.unwrap().unwrap();
     build_and_complete(&app, &w1).await;
     let w2 = d.claim("d1").await.unwrap().unwrap();
+    assert_eq!(
+        w2.upload_dir, w1.upload_dir,
+        "the emptied directory is reused"
+    );
     let TestApp {
         handle, dir, cfg, ..
     } = app;

@@ -231,6 +231,9 @@ struct Lease {
     created: Instant,
     created_unix: u64,
     ended_unix: Option<u64>,
+    /// Its upload directory under staging (SPEC `upload_dir`): `lease-N`, or a kept one
+    /// of an earlier lease (see [`crate::staging`]).
+    upload_dir: String,
     /// Ended because the package no longer needs it (built elsewhere, cancelled by the
     /// operator): the drone should stop.
     stop: bool,
@@ -290,12 +293,13 @@ pub struct PackageQueue {
     verify_lanes: usize,
     verifying: HashMap<u64, VerifyMeta>,
     next_verify_job: u64,
-    /// Emptied upload directories of published packages, renamed for new leases of the
-    /// same category (see [`crate::staging`]).
+    /// Emptied upload directories of published packages, handed to new leases (see
+    /// [`crate::staging`]).
     upload_dirs: UploadDirPool,
-    /// Renames of kept upload directories for leases of the next batch, done beside its
-    /// commit (on a blocking thread, not the store's) before the claims are answered.
-    upload_dir_renames: Vec<staging::Reuse>,
+    /// Kept upload directories handed to leases of the next batch whose category directory
+    /// must be renamed: done beside its commit (on a blocking thread, not the store's)
+    /// before the claims are answered.
+    category_swaps: Vec<staging::CategorySwap>,
     /// False once the staging filesystem refused `RENAME_NOREPLACE`: directories are
     /// then made by the drones and removed after each package, as without reuse.
     reuse_upload_dirs: bool,
@@ -352,7 +356,7 @@ impl PackageQueue {
             verifying: HashMap::new(),
             next_verify_job: 0,
             upload_dirs: UploadDirPool::default(),
-            upload_dir_renames: Vec::new(),
+            category_swaps: Vec::new(),
             reuse_upload_dirs: true,
             log,
             metrics: QueueMetrics::default(),
@@ -438,6 +442,7 @@ impl PackageQueue {
                     created: Instant::now(),
                     created_unix: row.created_unix,
                     ended_unix: row.ended_unix,
+                    upload_dir: row.upload_dir,
                     stop: false,
                 },
             );
@@ -565,7 +570,7 @@ impl PackageQueue {
         p.lease = Some(lease_id);
         p.drone = Some(drone.to_string());
         let epoch = p.epoch;
-        let assignment = WorkAssignment {
+        let mut assignment = WorkAssignment {
             lease: lease_id,
             epoch,
             atom: p.atom_str.clone(),
@@ -574,16 +579,18 @@ impl PackageQueue {
             version: p.atom.version.clone(),
             upload_dir: staging::lease_dir_name(lease_id),
         };
-        // The drone finds its upload directory already there, made of an emptied one;
-        // renamed beside this claim's commit, before the drone hears of the lease.
+        // The drone finds its upload directory already there: an emptied one, its category
+        // directory renamed (beside this claim's commit, before the drone hears of the
+        // lease) if it was kept for another category.
         if let Some(kept) = self.take_upload_dir(&assignment.category) {
-            let staging_dir = &self.settings.staging_dir;
-            self.upload_dir_renames.push(staging::Reuse {
-                from: staging_dir.join(kept.name),
-                to: staging_dir.join(&assignment.upload_dir),
-                held: kept.category,
-                wanted: assignment.category.clone(),
-            });
+            if kept.category != assignment.category {
+                self.category_swaps.push(staging::CategorySwap {
+                    dir: self.settings.staging_dir.join(&kept.name),
+                    held: kept.category,
+                    wanted: assignment.category.clone(),
+                });
+            }
+            assignment.upload_dir = kept.name;
         }
         self.set_state(id, PackageState::Building);
         self.leases.insert(
@@ -596,6 +603,7 @@ impl PackageQueue {
                 created: Instant::now(),
                 created_unix: crate::clock::unix_now(),
                 ended_unix: None,
+                upload_dir: assignment.upload_dir.clone(),
                 stop: false,
             },
         );
@@ -845,10 +853,9 @@ impl PackageQueue {
         self.clean(ctx);
     }
 
-    /// Keeps the emptied upload directory of `lease` for a later lease of `category`, or
-    /// removes it when enough are kept.
-    fn keep_upload_dir(&mut self, lease: LeaseId, category: &str, ctx: &mut Context<Self>) {
-        let name = staging::lease_dir_name(lease);
+    /// Keeps the emptied upload directory `name` (of a lease that published from it) for a
+    /// later lease, or removes it when enough are kept.
+    fn keep_upload_dir(&mut self, name: String, category: &str, ctx: &mut Context<Self>) {
         if !self.reuse_upload_dirs {
             self.remove_later(self.settings.staging_dir.join(name), ctx);
             return;
@@ -857,6 +864,15 @@ impl PackageQueue {
             self.remove_later(self.settings.staging_dir.join(evicted), ctx);
         }
         self.metrics.upload_dirs_kept(self.upload_dirs.len());
+    }
+
+    /// Whether an active lease has the upload directory `name`.
+    fn upload_dir_in_use(&self, name: &str) -> bool {
+        self.by_drone
+            .values()
+            .flatten()
+            .filter_map(|id| self.leases.get(id))
+            .any(|l| l.phase != LeasePhase::Ended && l.upload_dir == name)
     }
 
     fn take_upload_dir(&mut self, category: &str) -> Option<staging::Kept> {
@@ -935,7 +951,7 @@ impl PackageQueue {
         if self.dirty_pkgs.is_empty()
             && self.dirty_leases.is_empty()
             && self.extra_writes.is_empty()
-            && self.upload_dir_renames.is_empty()
+            && self.category_swaps.is_empty()
         {
             for w in self.waiters.drain(..) {
                 let _ = w.send(Ok(()));
@@ -962,25 +978,26 @@ impl PackageQueue {
                     phase: l.phase,
                     created_unix: l.created_unix,
                     ended_unix: l.ended_unix,
+                    upload_dir: l.upload_dir.clone(),
                 }));
             }
         }
         let waiters = std::mem::take(&mut self.waiters);
         self.flushing = true;
         let commit = self.store.send(Commit(writes));
-        let renames = std::mem::take(&mut self.upload_dir_renames);
+        let swaps = std::mem::take(&mut self.category_swaps);
         let fut = async move {
-            if renames.is_empty() {
+            if swaps.is_empty() {
                 return (commit.await, false);
             }
             let renamed = actix_web::rt::task::spawn_blocking(move || {
                 let mut unsupported = false;
-                for r in renames {
-                    // Best effort: if it fails the drone's rsync makes the directory,
-                    // and what is left of the old one is removed.
-                    if let Err(e) = r.apply() {
+                for swap in swaps {
+                    // Best effort: if it fails the drone's rsync makes the category
+                    // directory it needs.
+                    if let Err(e) = swap.apply() {
                         unsupported |= staging::unsupported(&e);
-                        staging::remove_quietly(&r.from);
+                        swap.undo();
                     }
                 }
                 unsupported
@@ -1251,13 +1268,8 @@ impl PackageQueue {
             .leases
             .iter()
             .filter(|(_, l)| l.phase != LeasePhase::Ended)
-            .map(|(id, _)| staging::lease_dir_name(*id))
+            .map(|(_, l)| l.upload_dir.clone())
             .chain(self.upload_dirs.names().cloned())
-            .chain(self.upload_dir_renames.iter().flat_map(|r| {
-                [&r.from, &r.to]
-                    .into_iter()
-                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            }))
             .collect();
         let staging_dir = self.settings.staging_dir.clone();
         let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
@@ -1479,12 +1491,16 @@ impl Handler<Complete> for PackageQueue {
                     self.verdict(drone, Outcome::Neutral);
                 }
                 // A retry after a lost answer may have uploaded again into a directory
-                // that was kept for reuse: it is no longer clean.
-                let name = staging::lease_dir_name(lease_id);
-                if self.upload_dirs.forget(&name) {
-                    self.metrics.upload_dirs_kept(self.upload_dirs.len());
+                // that was kept for reuse: it is no longer clean. (If a later lease has
+                // it by now, that lease's own check after its publish finds the stray.)
+                if let Some(name) = self.leases.get(&lease_id).map(|l| l.upload_dir.clone()) {
+                    if self.upload_dirs.forget(&name) {
+                        self.metrics.upload_dirs_kept(self.upload_dirs.len());
+                    }
+                    if !self.upload_dir_in_use(&name) {
+                        self.remove_later(self.settings.staging_dir.join(name), ctx);
+                    }
                 }
-                self.remove_later(self.settings.staging_dir.join(name), ctx);
                 let rx = self.durable(ctx);
                 return after_commit(
                     rx,
@@ -1496,11 +1512,12 @@ impl Handler<Complete> for PackageQueue {
             }
             Ok(Ok(pkg)) => pkg,
         };
+        let upload_dir = match self.leases.get(&lease_id) {
+            Some(l) => l.upload_dir.clone(),
+            None => staging::lease_dir_name(lease_id),
+        };
         self.packages[pkg as usize].publishing = true;
-        let lease_dir = self
-            .settings
-            .staging_dir
-            .join(staging::lease_dir_name(lease_id));
+        let lease_dir = self.settings.staging_dir.join(&upload_dir);
         let job = match (
             join_inside(&lease_dir, &msg.req.path),
             join_inside(&self.settings.binhost_dir, &msg.req.path),
@@ -1525,6 +1542,7 @@ impl Handler<Complete> for PackageQueue {
             meta: VerifyMeta {
                 pkg,
                 lease_id,
+                upload_dir,
                 req: msg.req,
                 reply,
             },
@@ -1557,6 +1575,7 @@ struct ToVerify {
 struct VerifyMeta {
     pkg: u32,
     lease_id: LeaseId,
+    upload_dir: String,
     req: CompleteRequest,
     reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
 }
@@ -1668,15 +1687,13 @@ impl PackageQueue {
         let VerifyMeta {
             pkg,
             lease_id,
+            upload_dir,
             req,
             reply,
         } = meta;
         let act = self;
         act.packages[pkg as usize].publishing = false;
-        let lease_dir = act
-            .settings
-            .staging_dir
-            .join(staging::lease_dir_name(lease_id));
+        let lease_dir = act.settings.staging_dir.join(&upload_dir);
         let dest_dir = join_inside(&act.settings.binhost_dir, &req.path)
             .and_then(|d| d.parent().map(PathBuf::from));
         let res = v.published;
@@ -1684,7 +1701,7 @@ impl PackageQueue {
         // left in it, else removed. After a failed verification it is left for the sweep.
         if v.reusable {
             let category = act.packages[pkg as usize].atom.category.clone();
-            act.keep_upload_dir(lease_id, &category, ctx);
+            act.keep_upload_dir(upload_dir, &category, ctx);
         } else if res.is_ok() {
             act.remove_later(lease_dir.clone(), ctx);
         }

@@ -95,6 +95,9 @@ pub struct LeaseRow {
     pub phase: LeasePhase,
     pub created_unix: u64,
     pub ended_unix: Option<u64>,
+    /// The lease's upload directory under staging (a reused one keeps the name of the
+    /// lease it was made for).
+    pub upload_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,7 +207,7 @@ CREATE TABLE IF NOT EXISTS packages(
 CREATE TABLE IF NOT EXISTS deps(pkg INTEGER NOT NULL, dep INTEGER NOT NULL, PRIMARY KEY(pkg, dep)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases(
   id INTEGER PRIMARY KEY, pkg INTEGER NOT NULL, epoch INTEGER NOT NULL, drone TEXT NOT NULL,
-  phase TEXT NOT NULL, created_unix INTEGER NOT NULL, ended_unix INTEGER);
+  phase TEXT NOT NULL, created_unix INTEGER NOT NULL, ended_unix INTEGER, upload_dir TEXT);
 CREATE INDEX IF NOT EXISTS leases_phase ON leases(phase);
 CREATE TABLE IF NOT EXISTS drones(
   name TEXT PRIMARY KEY, aliases TEXT NOT NULL, host TEXT NOT NULL, slots INTEGER NOT NULL,
@@ -228,20 +231,24 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        // State files from before drones reported their restart_command.
-        let has_restart: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('drones') WHERE name = 'restart_command'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(sql)?
-            > 0;
-        if !has_restart {
-            conn.execute_batch(
-                "ALTER TABLE drones ADD COLUMN restart_command TEXT NOT NULL DEFAULT '[]'",
-            )
-            .map_err(sql)?;
+        // State files from before drones reported their restart_command, and from before
+        // upload directories were reused.
+        let columns = [
+            ("drones", "restart_command", "TEXT NOT NULL DEFAULT '[]'"),
+            ("leases", "upload_dir", "TEXT"),
+        ];
+        for (table, column, decl) in columns {
+            let has: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if has == 0 {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                    .map_err(sql)?;
+            }
         }
         Ok(Store {
             path,
@@ -364,7 +371,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix FROM leases
+                "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir FROM leases
                  ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -378,11 +385,13 @@ impl Store {
                     r.get::<_, String>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         for l in leases {
-            let (id, pkg, epoch, drone, phase, created, ended) = l.map_err(|e| self.err(e))?;
+            let (id, pkg, epoch, drone, phase, created, ended, upload_dir) =
+                l.map_err(|e| self.err(e))?;
             let phase = LeasePhase::parse(&phase).ok_or_else(|| {
                 self.corrupt(format!("lease {id}"), format!("unknown phase `{phase}`"))
             })?;
@@ -394,6 +403,8 @@ impl Store {
                 phase,
                 created_unix: created as u64,
                 ended_unix: ended.map(|e| e as u64),
+                // Written before upload directories were reused: named after the lease.
+                upload_dir: upload_dir.unwrap_or_else(|| crate::staging::lease_dir_name(id as u64)),
             });
         }
         drop(stmt);
@@ -496,8 +507,8 @@ impl Store {
                 .map_err(sql)?;
             let mut lease = tx
                 .prepare_cached(
-                    "INSERT INTO leases(id, pkg, epoch, drone, phase, created_unix, ended_unix)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7)
+                    "INSERT INTO leases(id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
                      ON CONFLICT(id) DO UPDATE SET phase=excluded.phase, ended_unix=excluded.ended_unix",
                 )
                 .map_err(sql)?;
@@ -550,6 +561,7 @@ impl Store {
                                 l.phase.as_str(),
                                 l.created_unix as i64,
                                 l.ended_unix.map(|e| e as i64),
+                                l.upload_dir,
                             ])
                             .map_err(sql)?;
                     }
@@ -647,6 +659,7 @@ mod tests {
                     phase: LeasePhase::Building,
                     created_unix: 5,
                     ended_unix: None,
+                    upload_dir: "lease-3".into(),
                 }),
             ])
             .unwrap();
@@ -659,6 +672,30 @@ mod tests {
         assert_eq!(snap.packages[0], a);
         assert_eq!(snap.deps, vec![(1, 0)]);
         assert_eq!(snap.leases.len(), 1);
+        assert_eq!(snap.leases[0].upload_dir, "lease-3");
         assert_eq!(snap.next_lease, 10);
+    }
+
+    /// A state file written before leases had an upload directory column (and drones a
+    /// restart command) opens, and its leases get the names they had then.
+    #[test]
+    fn an_older_state_file_gains_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("state.sqlite3")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE leases(id INTEGER PRIMARY KEY, pkg INTEGER NOT NULL,
+               epoch INTEGER NOT NULL, drone TEXT NOT NULL, phase TEXT NOT NULL,
+               created_unix INTEGER NOT NULL, ended_unix INTEGER);
+             INSERT INTO leases VALUES(4, 0, 1, 'd1', 'building', 5, NULL);
+             CREATE TABLE drones(name TEXT PRIMARY KEY, aliases TEXT NOT NULL,
+               host TEXT NOT NULL, slots INTEGER NOT NULL, version TEXT NOT NULL,
+               paused INTEGER NOT NULL, last_seen_unix INTEGER);",
+        )
+        .unwrap();
+        drop(conn);
+        let snap = Store::open(dir.path()).unwrap().load().unwrap();
+        assert_eq!(snap.leases.len(), 1);
+        assert_eq!(snap.leases[0].upload_dir, "lease-4");
+        assert_eq!(snap.next_lease, 5);
     }
 }
