@@ -11,6 +11,8 @@
 //!   [`gateway_client`] its client (what drones call to pick an orchestrator).
 //! - [`cli`] — the `build-swarm` operator CLI.
 //! - [`bench`] — `swarm-bench`, benchmarks of a real swarm (see `BENCHMARKS.md`).
+//! - [`publish`] — verifying an upload and moving it into the binhost; [`staging`] the
+//!   upload directories and their reuse; [`dirfd`] the directory-relative file calls both use.
 
 pub mod actors;
 pub mod api;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod dirfd;
 pub mod domain;
 pub mod drone;
 pub mod gateway;

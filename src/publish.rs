@@ -10,10 +10,12 @@
 //! group commit (see `store::Write::SyncDir`) instead of syncing a directory per package.
 
 use sha2::{Digest, Sha256};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use crate::dirfd::Dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -51,8 +53,8 @@ pub struct PublishJob {
     pub dest: PathBuf,
     pub size: u64,
     pub sha256: String,
-    /// The lease's upload directory (nothing above it is checked for symbolic links;
-    /// the caller reuses or removes it afterwards).
+    /// The lease's upload directory (`staged` is inside it; nothing above it is checked
+    /// for symbolic links; the caller reuses or removes it afterwards).
     pub lease_dir: PathBuf,
 }
 
@@ -78,11 +80,20 @@ fn sha256_open(f: &mut File) -> io::Result<(String, u64)> {
 fn sha256_sized(f: &mut File, len_hint: u64) -> io::Result<(String, u64)> {
     let mut h = Sha256::new();
     // No bigger than the file: most packages are small, and a 256 KiB buffer zeroed per
-    // verification showed in profiles.
-    let mut buf = vec![0u8; (len_hint.clamp(4096, 256 * 1024) + 1) as usize];
+    // verification showed in profiles. A small file is read into a buffer on the stack
+    // (one read, no allocation), a larger one through at most 256 KiB from the heap.
+    const SMALL: usize = 16 * 1024;
+    let mut small = [0u8; SMALL];
+    let mut large = Vec::new();
+    let buf: &mut [u8] = if len_hint < SMALL as u64 {
+        &mut small
+    } else {
+        large.resize((len_hint.min(256 * 1024) + 1) as usize, 0);
+        &mut large
+    };
     let mut len = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(buf)?;
         if n == 0 {
             break;
         }
@@ -114,26 +125,100 @@ fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
     }
 }
 
+/// What a successful [`verify_and_publish`] did, and the upload's directories it opened.
+#[derive(Debug)]
+pub struct Publication {
+    pub how: Published,
+    /// Open from the lease's upload directory down, for the reuse check
+    /// ([`crate::staging::emptied_after_publish`]); `None` if the upload directory is gone.
+    pub dirs: Option<UploadDirs>,
+}
+
+/// The directories of an upload, each opened once, never through a symbolic link.
+#[derive(Debug)]
+pub struct UploadDirs {
+    /// The lease's upload directory.
+    pub lease: Dir,
+    /// Each directory below it on the way to the file (`category`, with the
+    /// multi-instance layout `category/name`), with its name.
+    pub below: Vec<(OsString, Dir)>,
+}
+
+impl UploadDirs {
+    /// Just the upload directory, nothing below it opened yet.
+    pub fn of(lease: Dir) -> UploadDirs {
+        UploadDirs {
+            lease,
+            below: Vec::new(),
+        }
+    }
+
+    fn innermost(&self) -> &Dir {
+        self.below.last().map(|(_, d)| d).unwrap_or(&self.lease)
+    }
+}
+
 /// Checks size and checksum of the staged file, then moves it into place atomically. The
 /// rename is durable only once the destination's filesystem is synced
 /// ([`sync_filesystem`]).
-pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
-    refuse_symlinked_dirs(job)?;
-    // Opened once, never through a symbolic link (`O_NOFOLLOW`: ELOOP), never blocking on
-    // a FIFO (`O_NONBLOCK`); size, type and checksum all come from this one descriptor.
-    let opened = open_noatime(&job.staged, libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    let mut f = match opened {
+///
+/// An upload may carry symbolic links (`rsync -a` keeps them); following one could move a
+/// file from anywhere on the orchestrator's disk into the binhost. So each directory from
+/// the lease's upload directory down is opened relative to the one above it without
+/// following links, the file is opened in the last one (`O_NOFOLLOW`; `O_NONBLOCK` so a
+/// FIFO cannot hang the check), and the very directory it was checked in renames it.
+pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError> {
+    let mut parts: Vec<&OsStr> = match job.staged.strip_prefix(&job.lease_dir) {
+        Ok(rel) => rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(p) => Some(p),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let Some(file_name) = parts.pop() else {
+        return Err(io_err(&job.staged)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file inside the upload directory",
+        )));
+    };
+    // Not uploaded (or moved already by a completion whose answer was lost): published
+    // already if the binhost has this very content.
+    let missing = |dirs: Option<UploadDirs>| {
+        if matches(&job.dest, job.size, &job.sha256)? {
+            Ok(Publication {
+                how: Published::AlreadyThere,
+                dirs,
+            })
+        } else {
+            Err(PublishError::Missing(job.staged.clone()))
+        }
+    };
+    let refused = |path: &Path, e: io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => PublishError::NotRegular(path.to_path_buf()),
+        _ => io_err(path)(e),
+    };
+    let mut dirs = match Dir::open(&job.lease_dir) {
+        Ok(d) => UploadDirs::of(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(None),
+        Err(e) => return Err(refused(&job.lease_dir, e)),
+    };
+    let mut at = job.lease_dir.clone();
+    for part in parts {
+        at.push(part);
+        match dirs.innermost().open_dir(part) {
+            Ok(d) => dirs.below.push((part.to_os_string(), d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(Some(dirs)),
+            Err(e) => return Err(refused(&at, e)),
+        }
+    }
+    let mut f = match dirs.innermost().open_file(file_name) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if matches(&job.dest, job.size, &job.sha256)? {
-                return Ok(Published::AlreadyThere);
-            }
-            return Err(PublishError::Missing(job.staged.clone()));
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(PublishError::NotRegular(job.staged.clone()));
-        }
-        Err(e) => return Err(io_err(&job.staged)(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(Some(dirs)),
+        Err(e) => return Err(refused(&job.staged, e)),
     };
     let meta = f.metadata().map_err(io_err(&job.staged))?;
     if !meta.is_file() {
@@ -155,51 +240,11 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Published, PublishError> {
             actual: sum,
         });
     }
-    install(&job.staged, &job.dest)?;
-    Ok(Published::Now)
-}
-
-/// Opens `path` for reading with `flags`, without updating its access time when the
-/// orchestrator may say so (`O_NOATIME`: it owns the file): reading a just-uploaded file
-/// would otherwise dirty its inode once more per package. Files uploaded by another user
-/// are opened without it.
-pub(crate) fn open_noatime(path: &Path, flags: i32) -> io::Result<File> {
-    let open = |flags| {
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)
-    };
-    match open(flags | libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
-        r => r,
-    }
-}
-
-/// An upload may carry symbolic links (`rsync -a` keeps them); following one could move
-/// a file from anywhere on the orchestrator's disk into the binhost. Every directory from
-/// the lease directory down to the file must be a real directory (the file itself is
-/// opened with `O_NOFOLLOW`).
-fn refuse_symlinked_dirs(job: &PublishJob) -> Result<(), PublishError> {
-    let Some(rel_dir) = job
-        .staged
-        .strip_prefix(&job.lease_dir)
-        .ok()
-        .and_then(|rel| rel.parent())
-    else {
-        return Err(PublishError::NotRegular(job.staged.clone()));
-    };
-    let mut at = job.lease_dir.clone();
-    let check = |p: &Path| match fs::symlink_metadata(p) {
-        Ok(m) if m.file_type().is_symlink() => Err(PublishError::NotRegular(p.to_path_buf())),
-        _ => Ok(()),
-    };
-    check(&at)?;
-    for part in rel_dir.components() {
-        at.push(part);
-        check(&at)?;
-    }
-    Ok(())
+    install(dirs.innermost(), file_name, &job.dest)?;
+    Ok(Publication {
+        how: Published::Now,
+        dirs: Some(dirs),
+    })
 }
 
 /// Makes renames into `dir` durable.
@@ -220,37 +265,40 @@ pub fn sync_filesystem(f: &File) -> io::Result<()> {
     }
 }
 
-/// Moves `from` to `to` so that `to` is never seen half-written. Sync `to`'s filesystem
-/// afterwards ([`sync_filesystem`]) to make the rename durable.
-pub fn install(from: &Path, to: &Path) -> Result<(), PublishError> {
+/// Moves the file `name` in `dir` to `to` so that `to` is never seen
+/// half-written. Sync `to`'s filesystem afterwards ([`sync_filesystem`]) to make the
+/// rename durable.
+fn install(dir: &Dir, name: &OsStr, to: &Path) -> Result<(), PublishError> {
     let parent = to.parent().ok_or_else(|| PublishError::Io {
         path: to.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
     })?;
     // The destination directory usually exists already: create it only when missing.
-    let mut renamed = fs::rename(from, to);
+    let mut renamed = dir.rename_out(name, to);
     if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) && !parent.is_dir() {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
-        renamed = fs::rename(from, to);
+        renamed = dir.rename_out(name, to);
     }
     match renamed {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let name = to
+            let file_name = to
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+            let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
             let copy = || -> io::Result<()> {
-                fs::copy(from, &tmp)?;
-                File::open(&tmp)?.sync_all()?;
+                let mut src = dir.open_file(name)?;
+                let mut out = File::create(&tmp)?;
+                io::copy(&mut src, &mut out)?;
+                out.sync_all()?;
                 fs::rename(&tmp, to)
             };
             if let Err(e) = copy() {
                 let _ = fs::remove_file(&tmp);
                 return Err(io_err(to)(e));
             }
-            let _ = fs::remove_file(from);
+            let _ = dir.remove_file(name);
         }
         Err(e) => return Err(io_err(to)(e)),
     }
@@ -311,12 +359,15 @@ mod tests {
         ));
         job.size = size;
         job.sha256 = sum.to_uppercase();
-        assert_eq!(verify_and_publish(&job).unwrap(), Published::Now);
+        assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
         assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
         assert!(!staged.exists(), "the file was moved out of staging");
         fs::remove_dir_all(&lease).unwrap();
         // Retried after a crash between rename and commit: recognised, not an error.
-        assert_eq!(verify_and_publish(&job).unwrap(), Published::AlreadyThere);
+        assert_eq!(
+            verify_and_publish(&job).unwrap().how,
+            Published::AlreadyThere
+        );
         job.staged = lease.join("app-misc/nope.gpkg.tar");
         job.dest = dir.path().join("binhost/nope");
         assert!(matches!(

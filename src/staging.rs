@@ -20,12 +20,14 @@
 //! commit, the periodic sweep).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::LeaseId;
+use crate::publish::UploadDirs;
 
 /// Upload directories kept for reuse at most: enough for every lease in flight on a
 /// large farm, a few thousand empty directories on disk.
@@ -138,85 +140,34 @@ impl UploadDirPool {
     }
 }
 
-/// After a published package's file was renamed out of `dir`: does `dir` hold nothing but
-/// `category/`, itself holding at most empty directories (the multi-instance layout
-/// leaves `category/name/`)? Those inner directories are removed and the answer is yes;
-/// anything else (a file, a symbolic link, another directory, an unreadable entry) means
-/// no, and the caller removes `dir` whole.
-pub fn emptied_after_publish(dir: &Path, category: &str) -> bool {
-    match list_dir(dir).as_deref() {
-        Ok([(name, true)]) if name.as_os_str() == category => {}
+/// After a published package's file was renamed out of its upload directory (`dirs`, as
+/// opened for the publish): does it hold nothing but `category/`, itself holding at most
+/// empty directories (the multi-instance layout leaves `category/name/`)? Those inner
+/// directories are removed and the answer is yes; anything else (a file, a symbolic link,
+/// another directory, an unreadable entry) means no, and the caller removes it whole.
+pub fn emptied_after_publish(dirs: &UploadDirs, category: &str) -> bool {
+    match dirs.lease.entries().as_deref() {
+        Ok([(name, true)]) if name == category => {}
         _ => return false,
     }
-    let cat = dir.join(category);
-    let Ok(inner) = list_dir(&cat) else {
+    let opened;
+    let cat = match dirs.below.first() {
+        Some((name, d)) if name == category => d,
+        _ => match dirs.lease.open_dir(OsStr::new(category)) {
+            Ok(d) => {
+                opened = d;
+                &opened
+            }
+            Err(_) => return false,
+        },
+    };
+    let Ok(inner) = cat.entries() else {
         return false;
     };
     // `rmdir` refuses anything but an empty directory.
     inner
         .iter()
-        .all(|(name, is_dir)| *is_dir && fs::remove_dir(cat.join(name)).is_ok())
-}
-
-/// The entries of a directory (not `.` and `..`) and whether each is a directory (never
-/// following a symbolic link). Read without updating the directory's access time where
-/// allowed: each check follows a change to the directory, so a plain read would dirty
-/// its inode every time.
-fn list_dir(dir: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
-    use std::ffi::{CStr, OsStr};
-    use std::os::fd::IntoRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let f = crate::publish::open_noatime(dir, libc::O_DIRECTORY | libc::O_NOFOLLOW)?;
-    let fd = f.into_raw_fd();
-    // SAFETY: `fd` is an open directory we own; on success the stream owns it and
-    // `closedir` below closes it, on failure we close it ourselves.
-    let stream = unsafe { libc::fdopendir(fd) };
-    if stream.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: still ours (fdopendir failed).
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    let mut out = Vec::new();
-    let mut failed = None;
-    loop {
-        // SAFETY: errno is thread-local; it is cleared to tell the end from an error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: `stream` is a valid open directory stream until `closedir`.
-        let entry = unsafe { libc::readdir64(stream) };
-        if entry.is_null() {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error().unwrap_or(0) != 0 {
-                failed = Some(e);
-            }
-            break;
-        }
-        // SAFETY: `entry` points to a valid dirent until the next readdir on `stream`;
-        // its name is NUL-terminated. Both are copied out before that.
-        let (name, d_type) = unsafe {
-            let e = &*entry;
-            (
-                CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
-                e.d_type,
-            )
-        };
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = PathBuf::from(OsStr::from_bytes(&name));
-        let is_dir = match d_type {
-            libc::DT_DIR => true,
-            libc::DT_UNKNOWN => fs::symlink_metadata(dir.join(&name)).is_ok_and(|m| m.is_dir()),
-            _ => false,
-        };
-        out.push((name, is_dir));
-    }
-    // SAFETY: closes the stream and its descriptor, once.
-    unsafe { libc::closedir(stream) };
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+        .all(|(name, is_dir)| *is_dir && cat.remove_dir(name).is_ok())
 }
 
 /// A kept directory handed to a lease of another category: its category directory is
@@ -333,12 +284,36 @@ mod tests {
         tempfile::tempdir().expect("tempdir")
     }
 
+    /// The check on a directory opened just now (nothing below it opened).
+    fn emptied(dir: &Path, category: &str) -> bool {
+        crate::dirfd::Dir::open(dir)
+            .is_ok_and(|d| emptied_after_publish(&UploadDirs::of(d), category))
+    }
+
+    /// As the verification hands it over: the category directory already open.
+    #[test]
+    fn the_category_directory_opened_for_the_publish_is_used() {
+        let t = tmp();
+        let d = t.path().join("lease-1");
+        fs::create_dir_all(d.join("app-misc/foo")).unwrap();
+        let lease = crate::dirfd::Dir::open(&d).unwrap();
+        let cat = lease.open_dir(OsStr::new("app-misc")).unwrap();
+        let dirs = UploadDirs {
+            lease,
+            below: vec![("app-misc".into(), cat)],
+        };
+        assert!(emptied_after_publish(&dirs, "app-misc"));
+        assert!(!d.join("app-misc/foo").exists());
+        fs::write(d.join("app-misc/stray"), b"").unwrap();
+        assert!(!emptied_after_publish(&dirs, "app-misc"));
+    }
+
     #[test]
     fn an_emptied_flat_upload_dir_is_reusable() {
         let t = tmp();
         let d = t.path().join("lease-1");
         fs::create_dir_all(d.join("app-misc")).unwrap();
-        assert!(emptied_after_publish(&d, "app-misc"));
+        assert!(emptied(&d, "app-misc"));
         assert!(d.join("app-misc").is_dir());
     }
 
@@ -347,7 +322,7 @@ mod tests {
         let t = tmp();
         let d = t.path().join("lease-1");
         fs::create_dir_all(d.join("dev-libs/foo")).unwrap();
-        assert!(emptied_after_publish(&d, "dev-libs"));
+        assert!(emptied(&d, "dev-libs"));
         assert!(!d.join("dev-libs/foo").exists());
         assert!(d.join("dev-libs").is_dir());
     }
@@ -359,21 +334,21 @@ mod tests {
         let a = t.path().join("lease-1");
         fs::create_dir_all(a.join("app-misc")).unwrap();
         fs::write(a.join("app-misc/.foo-1.gpkg.tar.XyZ"), b"x").unwrap();
-        assert!(!emptied_after_publish(&a, "app-misc"));
+        assert!(!emptied(&a, "app-misc"));
         // a second category
         let b = t.path().join("lease-2");
         fs::create_dir_all(b.join("app-misc")).unwrap();
         fs::create_dir_all(b.join("dev-libs")).unwrap();
-        assert!(!emptied_after_publish(&b, "app-misc"));
+        assert!(!emptied(&b, "app-misc"));
         // another category than the package's
         let c = t.path().join("lease-3");
         fs::create_dir_all(c.join("dev-libs")).unwrap();
-        assert!(!emptied_after_publish(&c, "app-misc"));
+        assert!(!emptied(&c, "app-misc"));
         // a non-empty directory below the category
         let d = t.path().join("lease-4");
         fs::create_dir_all(d.join("dev-libs/foo")).unwrap();
         fs::write(d.join("dev-libs/foo/x"), b"x").unwrap();
-        assert!(!emptied_after_publish(&d, "dev-libs"));
+        assert!(!emptied(&d, "dev-libs"));
         assert!(
             d.join("dev-libs/foo/x").exists(),
             "nothing is removed from a tree with content"
@@ -382,12 +357,9 @@ mod tests {
         let e = t.path().join("lease-5");
         fs::create_dir_all(&e).unwrap();
         std::os::unix::fs::symlink(t.path(), e.join("app-misc")).unwrap();
-        assert!(!emptied_after_publish(&e, "app-misc"));
+        assert!(!emptied(&e, "app-misc"));
         // gone
-        assert!(!emptied_after_publish(
-            &t.path().join("lease-9"),
-            "app-misc"
-        ));
+        assert!(!emptied(&t.path().join("lease-9"), "app-misc"));
     }
 
     #[test]

@@ -1621,12 +1621,18 @@ impl PackageQueue {
         let lane = actix_web::rt::task::spawn_blocking(move || {
             for (id, job, category) in work {
                 let run = std::panic::AssertUnwindSafe(|| {
-                    let published = publish::verify_and_publish(&job);
-                    let reusable = published.is_ok()
-                        && staging::emptied_after_publish(&job.lease_dir, &category);
-                    Verification {
-                        published,
-                        reusable,
+                    // The check after the publish reads the directories it opened.
+                    match publish::verify_and_publish(&job) {
+                        Ok(p) => Verification {
+                            reusable: p
+                                .dirs
+                                .is_some_and(|d| staging::emptied_after_publish(&d, &category)),
+                            published: Ok(p.how),
+                        },
+                        Err(e) => Verification {
+                            published: Err(e),
+                            reusable: false,
+                        },
                     }
                 });
                 let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| Verification {
