@@ -274,8 +274,9 @@ fn install(dir: &Dir, name: &OsStr, to: &Path) -> Result<(), PublishError> {
         source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
     })?;
     // The destination directory usually exists already: create it only when missing.
+    // (Then always try again: another verification lane may have made it in between.)
     let mut renamed = dir.rename_out(name, to);
-    if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) && !parent.is_dir() {
+    if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
         renamed = dir.rename_out(name, to);
     }
@@ -374,6 +375,46 @@ mod tests {
             verify_and_publish(&job),
             Err(PublishError::Missing(_))
         ));
+    }
+
+    /// Several lanes publishing the first packages of a category at once: each may find
+    /// the destination directory missing and another make it in between.
+    #[test]
+    fn lanes_racing_to_make_a_category_directory_all_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let lanes = 4;
+        let jobs: Vec<Vec<PublishJob>> = (0..lanes)
+            .map(|lane| {
+                (0..200)
+                    .map(|c| {
+                        let lease = dir.path().join(format!("staging/lease-{lane}-{c}"));
+                        let staged = lease.join(format!("cat-{c}/p{lane}.gpkg.tar"));
+                        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+                        fs::write(&staged, b"x").unwrap();
+                        let (sha256, size) = sha256_file(&staged).unwrap();
+                        PublishJob {
+                            staged,
+                            dest: dir.path().join(format!("binhost/cat-{c}/p{lane}.gpkg.tar")),
+                            size,
+                            sha256,
+                            lease_dir: lease,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = std::sync::Barrier::new(lanes);
+        std::thread::scope(|s| {
+            for lane in &jobs {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    for job in lane {
+                        assert_eq!(verify_and_publish(job).unwrap().how, Published::Now);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
