@@ -122,7 +122,8 @@ impl Dir {
     }
 
     /// The entries (not `.` and `..`) and whether each is a directory, never following a
-    /// symbolic link. Reads from the start each time.
+    /// symbolic link. Reads from the start each time (it moves the descriptor's offset:
+    /// not for two threads at once on one `Dir`).
     pub fn entries(&self) -> io::Result<Vec<(OsString, bool)>> {
         let fd = self.0.as_raw_fd();
         // SAFETY: plain syscall on a descriptor we own.
@@ -137,7 +138,7 @@ impl Dir {
             let n = unsafe {
                 libc::syscall(
                     libc::SYS_getdents64,
-                    fd,
+                    libc::c_long::from(fd),
                     buf.as_mut_ptr(),
                     std::mem::size_of_val(&buf),
                 )

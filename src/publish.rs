@@ -232,7 +232,6 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
         });
     }
     let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
-    drop(f);
     if !sum.eq_ignore_ascii_case(&job.sha256) {
         return Err(PublishError::Checksum {
             path: job.staged.clone(),
@@ -240,7 +239,7 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
             actual: sum,
         });
     }
-    install(dirs.innermost(), file_name, &job.dest)?;
+    install(dirs.innermost(), file_name, &mut f, &job.dest)?;
     Ok(Publication {
         how: Published::Now,
         dirs: Some(dirs),
@@ -265,10 +264,10 @@ pub fn sync_filesystem(f: &File) -> io::Result<()> {
     }
 }
 
-/// Moves the file `name` in `dir` to `to` so that `to` is never seen
+/// Moves the file `name` in `dir` (open as `verified`) to `to` so that `to` is never seen
 /// half-written. Sync `to`'s filesystem afterwards ([`sync_filesystem`]) to make the
-/// rename durable.
-fn install(dir: &Dir, name: &OsStr, to: &Path) -> Result<(), PublishError> {
+/// rename durable. Across filesystems the verified descriptor is what is copied.
+fn install(dir: &Dir, name: &OsStr, verified: &mut File, to: &Path) -> Result<(), PublishError> {
     let parent = to.parent().ok_or_else(|| PublishError::Io {
         path: to.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
@@ -288,10 +287,10 @@ fn install(dir: &Dir, name: &OsStr, to: &Path) -> Result<(), PublishError> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
-            let copy = || -> io::Result<()> {
-                let mut src = dir.open_file(name)?;
+            let mut copy = || -> io::Result<()> {
+                io::Seek::seek(verified, io::SeekFrom::Start(0))?;
                 let mut out = File::create(&tmp)?;
-                io::copy(&mut src, &mut out)?;
+                io::copy(verified, &mut out)?;
                 out.sync_all()?;
                 fs::rename(&tmp, to)
             };
@@ -415,6 +414,49 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// Staging and binhost on different filesystems (`/tmp` and `/dev/shm` here): the
+    /// verified file is copied under a hidden name, synced and renamed.
+    #[test]
+    fn across_filesystems_the_file_is_copied_then_renamed() {
+        use std::os::unix::fs::MetadataExt;
+        let staging = tempfile::tempdir().unwrap();
+        // In CI a skip is a failure.
+        let skip = |why: &str| assert!(std::env::var_os("CI").is_none(), "{why}");
+        let Ok(binhost) = tempfile::tempdir_in("/dev/shm") else {
+            skip("no /dev/shm for a second filesystem");
+            eprintln!("SKIP: no /dev/shm for a second filesystem");
+            return;
+        };
+        let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+        if dev(staging.path()) == dev(binhost.path()) {
+            skip("the temporary directory and /dev/shm are one filesystem");
+            eprintln!("SKIP: /tmp and /dev/shm are one filesystem here");
+            return;
+        }
+        let lease = staging.path().join("lease-1");
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"package bytes").unwrap();
+        let (sha256, size) = sha256_file(&staged).unwrap();
+        let dest = binhost.path().join("app-misc/foo-1.0.gpkg.tar");
+        let job = PublishJob {
+            staged: staged.clone(),
+            dest: dest.clone(),
+            size,
+            sha256,
+            lease_dir: lease,
+        };
+        assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
+        assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
+        assert!(!staged.exists());
+        let names: Vec<_> = fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["foo-1.0.gpkg.tar"], "no temporary left");
     }
 
     #[test]

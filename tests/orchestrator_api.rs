@@ -127,6 +127,40 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
     app.stop().await;
 }
 
+/// A completion retried after its package was built, once its emptied directory went to
+/// a later lease that has ended since: the directory is that lease's now (a late upload
+/// may still land there), so the retry does not remove it.
+#[actix_web::test]
+async fn a_retried_completion_leaves_a_directory_a_later_lease_was_given() {
+    let app = spawn_app(|_| {}).await;
+    app.register("drone-a", 1).await;
+    submit(&app, "app-misc/foo-1.0\napp-misc/bar-2.0\n").await;
+    let d = app.drone();
+    let w1 = d.claim("drone-a").await.unwrap().expect("work");
+    assert!(build_and_complete(&app, &w1).await.accepted);
+    wait_for(10, "the emptied upload directory to be kept", || async {
+        metric(&app, "build_swarm_upload_dirs_kept").await == Some(1.0)
+    })
+    .await;
+    let w2 = d.claim("drone-a").await.unwrap().expect("work");
+    assert_eq!(w2.upload_dir, w1.upload_dir);
+    let fail = FailRequest {
+        epoch: w2.epoch,
+        kind: FailureKind::Infra,
+        reason: "the drone's disk filled up".into(),
+        log_tail: String::new(),
+    };
+    d.fail(w2.lease, &fail).await.unwrap();
+    let again = fake_upload(&app.staging(), &w1, &artifact_bytes(&w1.atom));
+    assert!(d.complete(w1.lease, &again).await.unwrap().stale);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.staging().join(&w2.upload_dir).is_dir(),
+        "left for the later lease's sweep"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn claim_upload_complete_publishes_the_verified_file() {
     let app = spawn_app(|_| {}).await;

@@ -866,13 +866,12 @@ impl PackageQueue {
         self.metrics.upload_dirs_kept(self.upload_dirs.len());
     }
 
-    /// Whether an active lease has the upload directory `name`.
-    fn upload_dir_in_use(&self, name: &str) -> bool {
-        self.by_drone
-            .values()
-            .flatten()
-            .filter_map(|id| self.leases.get(id))
-            .any(|l| l.phase != LeasePhase::Ended && l.upload_dir == name)
+    /// Whether a lease after `lease` was given the upload directory `name`. Scans the
+    /// leases: only for the rare path of a completion retried after its package was built.
+    fn upload_dir_given_since(&self, name: &str, lease: LeaseId) -> bool {
+        self.leases
+            .iter()
+            .any(|(id, l)| *id > lease && l.upload_dir == name)
     }
 
     fn take_upload_dir(&mut self, category: &str) -> Option<staging::Kept> {
@@ -1263,16 +1262,23 @@ impl PackageQueue {
         }
         let ttl = self.settings.heartbeat_ttl * 2;
         self.active_drones.retain(|_, t| t.elapsed() < ttl);
-        // Leftover upload directories of leases that are no longer active.
+        // Leftover upload directories of leases that ended long ago. A reused directory
+        // keeps the times of its first package, so its age says little: the directories
+        // of active leases, of leases ended within `min_age` (a late upload may still be
+        // running into it) and of the pool are kept by name.
+        let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
         let keep: HashSet<String> = self
             .leases
-            .iter()
-            .filter(|(_, l)| l.phase != LeasePhase::Ended)
-            .map(|(_, l)| l.upload_dir.clone())
+            .values()
+            .filter(|l| {
+                l.phase != LeasePhase::Ended
+                    || l.ended_unix
+                        .is_none_or(|e| now.saturating_sub(e) < min_age.as_secs())
+            })
+            .map(|l| l.upload_dir.clone())
             .chain(self.upload_dirs.names().cloned())
             .collect();
         let staging_dir = self.settings.staging_dir.clone();
-        let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
         actix_web::rt::task::spawn_blocking(move || staging::sweep(&staging_dir, &keep, min_age));
     }
 }
@@ -1463,7 +1469,7 @@ impl Handler<Complete> for PackageQueue {
                     l.epoch, msg.req.epoch
                 )));
             }
-            let pkg = l.pkg;
+            let (pkg, upload_dir) = (l.pkg, l.upload_dir.clone());
             let p = &self.packages[pkg as usize];
             if p.state == PackageState::Built {
                 return Ok(Err(pkg));
@@ -1481,9 +1487,9 @@ impl Handler<Complete> for PackageQueue {
                     p.atom_str
                 )));
             }
-            Ok(Ok(pkg))
+            Ok(Ok((pkg, upload_dir)))
         })();
-        let pkg = match pre {
+        let (pkg, upload_dir) = match pre {
             Err(e) => return Box::pin(async move { Err(e) }),
             Ok(Err(_built)) => {
                 // Already built: nothing changes; this lease (if still active) is over.
@@ -1491,13 +1497,14 @@ impl Handler<Complete> for PackageQueue {
                     self.verdict(drone, Outcome::Neutral);
                 }
                 // A retry after a lost answer may have uploaded again into a directory
-                // that was kept for reuse: it is no longer clean. (If a later lease has
-                // it by now, that lease's own check after its publish finds the stray.)
+                // that was kept for reuse: it is no longer clean. If a later lease was
+                // given it by now (active or not), that lease owns it: its own check
+                // after a publish finds the stray, or the sweep removes it.
                 if let Some(name) = self.leases.get(&lease_id).map(|l| l.upload_dir.clone()) {
                     if self.upload_dirs.forget(&name) {
                         self.metrics.upload_dirs_kept(self.upload_dirs.len());
                     }
-                    if !self.upload_dir_in_use(&name) {
+                    if !self.upload_dir_given_since(&name, lease_id) {
                         self.remove_later(self.settings.staging_dir.join(name), ctx);
                     }
                 }
@@ -1510,11 +1517,7 @@ impl Handler<Complete> for PackageQueue {
                     }),
                 );
             }
-            Ok(Ok(pkg)) => pkg,
-        };
-        let upload_dir = match self.leases.get(&lease_id) {
-            Some(l) => l.upload_dir.clone(),
-            None => staging::lease_dir_name(lease_id),
+            Ok(Ok(found)) => found,
         };
         self.packages[pkg as usize].publishing = true;
         let lease_dir = self.settings.staging_dir.join(&upload_dir);
