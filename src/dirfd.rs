@@ -5,7 +5,8 @@
 //! from `/` and nothing can be swapped in above the file between its check and its
 //! rename. Directories are read without updating their access time where the
 //! orchestrator owns them (`O_NOATIME`), and without the 32 KiB buffer `opendir`
-//! allocates.
+//! allocates. [`rename_noreplace`] (by path, `renameat2`) is here too, for the staging
+//! directory's category swaps.
 //!
 //! Blocking: run on a blocking thread.
 
@@ -22,6 +23,34 @@ pub struct Dir(OwnedFd);
 
 fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+/// The result of a call that returns 0 or -1 and sets `errno`.
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Renames `from` to `to`, never replacing anything that is already at `to`
+/// (`RENAME_NOREPLACE`; `EEXIST` then, `EINVAL` where the filesystem cannot).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (
+        cstr(from.as_os_str().as_bytes())?,
+        cstr(to.as_os_str().as_bytes())?,
+    );
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    check(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })
 }
 
 /// A single path component: not empty, no `/`, not `.` or `..`.
@@ -85,19 +114,14 @@ impl Dir {
     pub fn rename_out(&self, name: &OsStr, to: &Path) -> io::Result<()> {
         let (from, to) = (component(name)?, cstr(to.as_os_str().as_bytes())?);
         // SAFETY: both names are NUL-terminated and outlive the call.
-        let rc = unsafe {
+        check(unsafe {
             libc::renameat(
                 self.0.as_raw_fd(),
                 from.as_ptr(),
                 libc::AT_FDCWD,
                 to.as_ptr(),
             )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        })
     }
 
     /// Removes the file `name` in this directory.
@@ -113,12 +137,7 @@ impl Dir {
     fn unlink(&self, name: &OsStr, flags: i32) -> io::Result<()> {
         let name = component(name)?;
         // SAFETY: `name` is NUL-terminated and outlives the call.
-        let rc = unsafe { libc::unlinkat(self.0.as_raw_fd(), name.as_ptr(), flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        check(unsafe { libc::unlinkat(self.0.as_raw_fd(), name.as_ptr(), flags) })
     }
 
     /// The entries (not `.` and `..`) and whether each is a directory, never following a

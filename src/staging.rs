@@ -183,7 +183,8 @@ pub struct CategorySwap {
 
 impl CategorySwap {
     pub fn apply(&self) -> io::Result<()> {
-        rename_noreplace(&self.dir.join(&self.held), &self.dir.join(&self.wanted))
+        // Never over a category directory a drone that was quicker already made.
+        crate::dirfd::rename_noreplace(&self.dir.join(&self.held), &self.dir.join(&self.wanted))
     }
 
     /// After a failed [`apply`](Self::apply): the held category directory is removed (it is
@@ -196,33 +197,6 @@ impl CategorySwap {
 /// The filesystem cannot rename without replacing (`RENAME_NOREPLACE`): reuse is off.
 pub fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
-}
-
-/// Renames `from` to `to`, never replacing anything that is already at `to` (a drone that
-/// was quicker made its own; it keeps it).
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    };
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Removes a directory tree, ignoring errors (it may already be gone).
