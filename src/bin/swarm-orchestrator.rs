@@ -6,6 +6,11 @@ use build_swarm::orchestrator::{Orchestrator, StartError};
 use clap::Parser;
 use std::path::PathBuf;
 
+/// jemalloc, not glibc's malloc: less CPU per request and less memory held under load
+/// (BENCHMARKS.md §2 and §3 measured both).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "swarm-orchestrator",
