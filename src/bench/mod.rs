@@ -440,11 +440,18 @@ pub fn simulated_upload(
     let pf = format!("{}-{}", work.name, work.version);
     let rel = format!("{category}/{pf}.gpkg.tar");
     let path = staging.join(upload_dir).join(&rel);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-    }
     let content = format!("gpkg-1 simulated build of {category}/{pf} for {upload_dir}\n");
-    std::fs::write(&path, content.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
+    // A reused upload directory has its category directory already (as rsync's receiver
+    // finds it with a stat): make directories only when the file cannot be created.
+    let mut written = std::fs::write(&path, content.as_bytes());
+    if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+        written = std::fs::write(&path, content.as_bytes());
+    }
+    written.map_err(io(format!("writing {}", path.display())))?;
     let sha = crate::publish::hex(&Sha256::digest(content.as_bytes()));
     Ok(format!(
         "{{\"epoch\":{},\"path\":\"{rel}\",\"size\":{},\"sha256\":\"{sha}\"}}",
