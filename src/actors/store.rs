@@ -195,9 +195,12 @@ impl Filesystems {
     }
 }
 
+/// `synchronous = FULL`: the WAL is synced at every commit, so what a batch's answers
+/// promise (a lease handed out, a package built) survives a power cut, not only a crash
+/// of this process. The published files were synced before it (`Write::SyncDir`).
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = OFF;
 CREATE TABLE IF NOT EXISTS packages(
   id INTEGER PRIMARY KEY, atom TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL, state TEXT NOT NULL,
@@ -674,6 +677,24 @@ mod tests {
         assert_eq!(snap.leases.len(), 1);
         assert_eq!(snap.leases[0].upload_dir, "lease-3");
         assert_eq!(snap.next_lease, 10);
+    }
+
+    /// Each commit syncs the WAL before the batch is answered (`FULL`; `NORMAL` would
+    /// leave the last commits to the next checkpoint or the kernel's writeback).
+    #[test]
+    fn commits_are_synced_before_they_are_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let level: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(level, 2, "PRAGMA synchronous should be FULL (2)");
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 
     /// A state file written before leases had an upload directory column (and drones a
