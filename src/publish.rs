@@ -332,22 +332,32 @@ pub fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// `app-misc/foo-1.0.gpkg.tar` holding "package bytes" uploaded into `lease`, and the
+    /// job that publishes it into `binhost` with its true size and checksum.
+    fn staged_job(lease: &Path, binhost: &Path) -> PublishJob {
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"package bytes").unwrap();
+        let (sha256, size) = sha256_file(&staged).unwrap();
+        PublishJob {
+            staged,
+            dest: binhost.join("app-misc/foo-1.0.gpkg.tar"),
+            size,
+            sha256,
+            lease_dir: lease.to_path_buf(),
+        }
+    }
+
     #[test]
     fn publishes_verified_file_and_refuses_mismatches() {
         let dir = tempfile::tempdir().unwrap();
         let lease = dir.path().join("staging/lease-1");
-        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
-        fs::create_dir_all(staged.parent().unwrap()).unwrap();
-        fs::write(&staged, b"package bytes").unwrap();
-        let (sum, size) = sha256_file(&staged).unwrap();
-        let dest = dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar");
-        let mut job = PublishJob {
-            staged: staged.clone(),
-            dest: dest.clone(),
-            size,
-            sha256: "00".repeat(32),
-            lease_dir: lease.clone(),
-        };
+        let mut job = staged_job(&lease, &dir.path().join("binhost"));
+        let (staged, dest) = (job.staged.clone(), job.dest.clone());
+        let (sum, size) = (
+            std::mem::replace(&mut job.sha256, "00".repeat(32)),
+            job.size,
+        );
         assert!(matches!(
             verify_and_publish(&job),
             Err(PublishError::Checksum { .. })
@@ -435,19 +445,8 @@ mod tests {
             eprintln!("SKIP: /tmp and /dev/shm are one filesystem here");
             return;
         }
-        let lease = staging.path().join("lease-1");
-        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
-        fs::create_dir_all(staged.parent().unwrap()).unwrap();
-        fs::write(&staged, b"package bytes").unwrap();
-        let (sha256, size) = sha256_file(&staged).unwrap();
-        let dest = binhost.path().join("app-misc/foo-1.0.gpkg.tar");
-        let job = PublishJob {
-            staged: staged.clone(),
-            dest: dest.clone(),
-            size,
-            sha256,
-            lease_dir: lease,
-        };
+        let job = staged_job(&staging.path().join("lease-1"), binhost.path());
+        let (staged, dest) = (job.staged.clone(), job.dest.clone());
         assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
         assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
         assert!(!staged.exists());

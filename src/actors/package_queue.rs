@@ -1472,7 +1472,7 @@ impl Handler<Complete> for PackageQueue {
             let (pkg, upload_dir) = (l.pkg, l.upload_dir.clone());
             let p = &self.packages[pkg as usize];
             if p.state == PackageState::Built {
-                return Ok(Err(pkg));
+                return Ok(Err(upload_dir));
             }
             Self::check_artifact_path(&p.atom, &msg.req.path).map_err(QueueError::Invalid)?;
             if msg.req.sha256.len() != 64 || !msg.req.sha256.bytes().all(|b| b.is_ascii_hexdigit())
@@ -1491,7 +1491,7 @@ impl Handler<Complete> for PackageQueue {
         })();
         let (pkg, upload_dir) = match pre {
             Err(e) => return Box::pin(async move { Err(e) }),
-            Ok(Err(_built)) => {
+            Ok(Err(name)) => {
                 // Already built: nothing changes; this lease (if still active) is over.
                 if let Some(drone) = self.end_lease(lease_id, false) {
                     self.verdict(drone, Outcome::Neutral);
@@ -1500,13 +1500,11 @@ impl Handler<Complete> for PackageQueue {
                 // that was kept for reuse: it is no longer clean. If a later lease was
                 // given it by now (active or not), that lease owns it: its own check
                 // after a publish finds the stray, or the sweep removes it.
-                if let Some(name) = self.leases.get(&lease_id).map(|l| l.upload_dir.clone()) {
-                    if self.upload_dirs.forget(&name) {
-                        self.metrics.upload_dirs_kept(self.upload_dirs.len());
-                    }
-                    if !self.upload_dir_given_since(&name, lease_id) {
-                        self.remove_later(self.settings.staging_dir.join(name), ctx);
-                    }
+                if self.upload_dirs.forget(&name) {
+                    self.metrics.upload_dirs_kept(self.upload_dirs.len());
+                }
+                if !self.upload_dir_given_since(&name, lease_id) {
+                    self.remove_later(self.settings.staging_dir.join(name), ctx);
                 }
                 let rx = self.durable(ctx);
                 return after_commit(
