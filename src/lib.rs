@@ -1,37 +1,25 @@
 //! build-swarm: a distributed build farm. One orchestrator hands packages to many drones,
 //! verifies what they upload and publishes it to a binary package host.
 //!
-//! - [`domain`] — atoms, package sets, states — no I/O.
-//! - [`actors`] — the orchestrator's actor system (see its module doc for who owns what).
-//! - [`http`] — the HTTP API, thin handlers over the actors.
-//! - [`orchestrator`] — start-up.
-//! - [`metrics`] — Prometheus counters and histograms, shared by the actors as atomics.
-//! - [`client`] — the HTTP client every other program (drone, CLI, gateway, tests) uses.
-//! - [`gateway`] — start-up of `swarm-gateway`; [`gateway_api`] its wire types and
-//!   [`gateway_client`] its client (what drones call to pick an orchestrator).
-//! - [`cli`] — the `build-swarm` operator CLI.
-//! - [`bench`] — `swarm-bench`, benchmarks of a real swarm (see `BENCHMARKS.md`).
-//! - [`publish`] — verifying an upload and moving it into the binhost; [`staging`] the
-//!   upload directories and their reuse; [`dirfd`] the directory-relative file calls both use.
+//! The layout follows the programs (docs/design.md says who owns what):
+//!
+//! - [`orchestrator`], [`drone`], [`gateway`], [`cli`] — what only that program uses:
+//!   its start-up and its plain (non-actor) logic.
+//! - [`actors`] — every actor, one folder per program that runs them.
+//! - [`http`] — the HTTP servers (orchestrator and gateway), thin handlers over the actors.
+//! - Shared by several programs: [`domain`] (atoms, package sets, states — no I/O),
+//!   [`wire`] (the JSON types of both APIs), [`client`] (HTTP clients of both APIs),
+//!   [`config`] (every program's configuration file), [`sys`] (processes, directory-relative
+//!   file calls, logging, clocks).
 
 pub mod actors;
-pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod client;
-pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod dirfd;
 pub mod domain;
 pub mod drone;
 pub mod gateway;
-pub mod gateway_api;
-pub mod gateway_client;
 pub mod http;
-pub mod logging;
-pub mod metrics;
 pub mod orchestrator;
-pub mod process;
-pub mod publish;
-pub mod staging;
+pub mod sys;
+pub mod wire;

@@ -9,8 +9,10 @@
 
 mod common;
 
-use build_swarm::api::{DroneAction, FailRequest, HeartbeatRequest, RegisterRequest};
 use build_swarm::domain::FailureKind;
+use build_swarm::wire::orchestrator::{
+    DroneAction, FailRequest, HeartbeatRequest, RegisterRequest,
+};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

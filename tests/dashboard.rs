@@ -8,9 +8,9 @@
 
 mod common;
 
-use build_swarm::api::*;
 use build_swarm::domain::{DroneState, FailureKind, PackageState};
-use build_swarm::http::openapi::OPENAPI_JSON;
+use build_swarm::http::orchestrator::openapi::OPENAPI_JSON;
+use build_swarm::wire::orchestrator::*;
 use common::*;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -324,7 +324,7 @@ async fn the_gateway_serves_the_merged_dashboard() {
     cfg.auth.admin_token = Some(ADMIN.into());
     let gw = build_swarm::gateway::Gateway::start(
         cfg,
-        build_swarm::logging::Capture::default().logger(slog::Level::Info),
+        build_swarm::sys::logging::Capture::default().logger(slog::Level::Info),
         false,
     )
     .await
@@ -895,10 +895,13 @@ fn openapi() -> Json {
     serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON")
 }
 
-/// (path, method) of every route registered in `src/http/mod.rs`, read from its source.
+/// (path, method) of every route registered in `src/http/orchestrator/mod.rs`, read from its source.
 fn registered_routes() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs"))
-        .expect("read src/http/mod.rs");
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/http/orchestrator/mod.rs"
+    ))
+    .expect("read src/http/orchestrator/mod.rs");
     let flat: String = src.chars().filter(|c| !c.is_whitespace()).collect();
     let scope_at = flat.find("web::scope(\"").expect("a scope");
     let scope_start = scope_at + "web::scope(\"".len();
@@ -1084,7 +1087,7 @@ fn enum_values<T: serde::Serialize>(all: &[T]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every schema of the document has exactly the fields `build_swarm::api` serializes.
+/// Every schema of the document has exactly the fields `build_swarm::wire::orchestrator` serializes.
 #[test]
 fn openapi_schemas_use_exactly_the_wire_field_names() {
     let doc = openapi();
@@ -1273,7 +1276,10 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
     ];
     for (name, fields) in samples {
         let props = schema_props(&doc, name);
-        assert_eq!(props, fields, "schema {name} vs build_swarm::api");
+        assert_eq!(
+            props, fields,
+            "schema {name} vs build_swarm::wire::orchestrator"
+        );
         let required: BTreeSet<String> = doc["components"]["schemas"][name]["required"]
             .as_array()
             .map(|a| {

@@ -5,9 +5,9 @@
 
 mod common;
 
-use build_swarm::api::ControlAction;
 use build_swarm::domain::PackageState;
-use build_swarm::publish::sha256_file;
+use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::wire::orchestrator::ControlAction;
 use common::*;
 use std::process::Stdio;
 use std::time::Duration;

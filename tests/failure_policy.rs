@@ -4,10 +4,10 @@
 
 mod common;
 
-use build_swarm::api::{FailRequest, PackageCounts};
 use build_swarm::client::ApiClient;
-use build_swarm::clock::ManualClock;
 use build_swarm::domain::{DroneState, FailureKind, PackageState};
+use build_swarm::sys::clock::ManualClock;
+use build_swarm::wire::orchestrator::{FailRequest, PackageCounts};
 use common::*;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -388,7 +388,7 @@ async fn retry_unblocks_dependents() {
     let r = s
         .app
         .admin()
-        .retry(&build_swarm::api::RetryRequest {
+        .retry(&build_swarm::wire::orchestrator::RetryRequest {
             atoms: vec!["app-misc/base-1".into()],
             state: None,
         })
@@ -411,7 +411,7 @@ async fn infrastructure_retries_back_off_and_end() {
         .submit(b"app-misc/flaky-1.0\n".to_vec())
         .await
         .unwrap();
-    let fail_upload = |w: &build_swarm::api::WorkAssignment| FailRequest {
+    let fail_upload = |w: &build_swarm::wire::orchestrator::WorkAssignment| FailRequest {
         epoch: w.epoch,
         kind: FailureKind::Infra,
         reason: format!("rsync exit 12 (attempt for lease {})", w.lease),

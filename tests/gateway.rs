@@ -7,14 +7,16 @@
 
 mod common;
 
-use build_swarm::actors::gateway_registration::{GatewayRegistration, RegistrationSettings};
-use build_swarm::api::{RegisterRequest, WorkAssignment};
+use build_swarm::actors::orchestrator::gateway_registration::{
+    GatewayRegistration, RegistrationSettings,
+};
+use build_swarm::client::gateway::{pick_orchestrator, GatewayClient};
 use build_swarm::client::{ApiClient, ClientError};
 use build_swarm::config::GatewayConfig;
 use build_swarm::gateway::Gateway;
-use build_swarm::gateway_api::{OrchestratorEntry, OrchestratorRegistration};
-use build_swarm::gateway_client::{pick_orchestrator, GatewayClient};
-use build_swarm::logging::Capture;
+use build_swarm::sys::logging::Capture;
+use build_swarm::wire::gateway::{OrchestratorEntry, OrchestratorRegistration};
+use build_swarm::wire::orchestrator::{RegisterRequest, WorkAssignment};
 use common::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -4,17 +4,17 @@
 
 mod common;
 
-use build_swarm::api::{
-    CompleteRequest, FailRequest, HeartbeatRequest, RetryRequest, WorkAssignment,
-};
 use build_swarm::client::ClientError;
 use build_swarm::domain::{FailureKind, PackageState};
-use build_swarm::publish::sha256_file;
+use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::wire::orchestrator::{
+    CompleteRequest, FailRequest, HeartbeatRequest, RetryRequest, WorkAssignment,
+};
 use common::*;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-async fn submit(app: &TestApp, body: &str) -> build_swarm::api::SubmitResult {
+async fn submit(app: &TestApp, body: &str) -> build_swarm::wire::orchestrator::SubmitResult {
     app.admin()
         .submit(body.as_bytes().to_vec())
         .await
@@ -35,7 +35,7 @@ async fn states(app: &TestApp) -> HashMap<String, PackageState> {
 async fn build_and_complete(
     app: &TestApp,
     work: &WorkAssignment,
-) -> build_swarm::api::CompleteResponse {
+) -> build_swarm::wire::orchestrator::CompleteResponse {
     let d = app.drone();
     d.uploading(work.lease, work.epoch)
         .await
@@ -432,9 +432,9 @@ async fn upload_deadline_reclaims_the_lease_and_tells_the_drone_to_stop() {
         .await
         .unwrap();
     assert!(
-        hb.commands
-            .iter()
-            .any(|c| c.action == build_swarm::api::DroneAction::Cancel && c.lease == Some(w.lease)),
+        hb.commands.iter().any(|c| c.action
+            == build_swarm::wire::orchestrator::DroneAction::Cancel
+            && c.lease == Some(w.lease)),
         "{hb:?}"
     );
     app.stop().await;
@@ -529,7 +529,7 @@ async fn tokens_are_required_and_roles_are_separate() {
         let err = c.submit(b"app-misc/foo-1.0\n".to_vec()).await.unwrap_err();
         assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
         let err = c
-            .control("d1", build_swarm::api::ControlAction::Pause)
+            .control("d1", build_swarm::wire::orchestrator::ControlAction::Pause)
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::Unauthorized { .. }), "{err}");
@@ -667,7 +667,10 @@ async fn control_commands_reach_the_drone_and_pause_stops_claims() {
     submit(&app, "app-misc/foo-1.0\n").await;
     let admin = app.admin();
     admin
-        .control("drone-Titawin", build_swarm::api::ControlAction::Pause)
+        .control(
+            "drone-Titawin",
+            build_swarm::wire::orchestrator::ControlAction::Pause,
+        )
         .await
         .unwrap();
     assert!(app.drone().claim("drone-Titawin").await.unwrap().is_none());
@@ -676,7 +679,10 @@ async fn control_commands_reach_the_drone_and_pause_stops_claims() {
         build_swarm::domain::DroneState::Paused
     );
     admin
-        .control("drone-Titawin", build_swarm::api::ControlAction::Restart)
+        .control(
+            "drone-Titawin",
+            build_swarm::wire::orchestrator::ControlAction::Restart,
+        )
         .await
         .unwrap();
     let hb = app
@@ -688,17 +694,23 @@ async fn control_commands_reach_the_drone_and_pause_stops_claims() {
     assert_eq!(
         actions,
         vec![
-            build_swarm::api::DroneAction::Pause,
-            build_swarm::api::DroneAction::Restart
+            build_swarm::wire::orchestrator::DroneAction::Pause,
+            build_swarm::wire::orchestrator::DroneAction::Restart
         ]
     );
     admin
-        .control("drone-Titawin", build_swarm::api::ControlAction::Resume)
+        .control(
+            "drone-Titawin",
+            build_swarm::wire::orchestrator::ControlAction::Resume,
+        )
         .await
         .unwrap();
     assert!(app.drone().claim("drone-Titawin").await.unwrap().is_some());
     let err = admin
-        .control("nobody", build_swarm::api::ControlAction::Pause)
+        .control(
+            "nobody",
+            build_swarm::wire::orchestrator::ControlAction::Pause,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(404));
@@ -824,7 +836,7 @@ async fn publish_command_runs_after_publishing_and_is_coalesced() {
     wait_for(10, "the publish_command runs to finish", || {
         let hook = hook.clone();
         async move {
-            hook.send(build_swarm::actors::publish_hook::RunsFinished)
+            hook.send(build_swarm::actors::orchestrator::publish_hook::RunsFinished)
                 .await
                 .is_ok_and(|n| n >= 1)
         }

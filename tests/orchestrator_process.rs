@@ -4,9 +4,11 @@
 
 mod common;
 
-use build_swarm::api::{CompleteRequest, HeartbeatRequest, RegisterRequest, WorkAssignment};
 use build_swarm::client::ApiClient;
-use build_swarm::publish::sha256_file;
+use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::wire::orchestrator::{
+    CompleteRequest, HeartbeatRequest, RegisterRequest, WorkAssignment,
+};
 use common::*;
 use std::cell::Cell;
 use std::collections::HashMap;

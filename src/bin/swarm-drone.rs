@@ -2,7 +2,7 @@
 
 use build_swarm::actors::drone::agent::{DroneAgent, GetStatus, Shutdown};
 use build_swarm::config::{DroneConfig, EXIT_BAD_CONFIG};
-use build_swarm::logging::{self, LogTap};
+use build_swarm::sys::logging::{self, LogTap};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -67,7 +67,7 @@ async fn main() {
     let agent = DroneAgent::start(cfg, token, tap, log.clone());
     // Run until SIGTERM or SIGINT; then cancel everything (killing every build's and
     // upload's process group) and wait a moment for that before exiting.
-    build_swarm::process::stop_signal().await;
+    build_swarm::sys::process::stop_signal().await;
     let _ = agent.send(Shutdown).await;
     // Wait (a bounded time) for the builds and uploads to be killed and for their
     // cancellations to reach the orchestrator, so a stop costs no package and no drone a

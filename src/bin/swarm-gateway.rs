@@ -2,7 +2,7 @@
 
 use build_swarm::config::{GatewayConfig, EXIT_BAD_CONFIG};
 use build_swarm::gateway::{Gateway, GatewayStartError};
-use build_swarm::logging;
+use build_swarm::sys::logging;
 use clap::Parser;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! `swarm-orchestrator --config FILE`: hosts the actor system and serves the HTTP API.
 
 use build_swarm::config::{OrchestratorConfig, EXIT_BAD_CONFIG};
-use build_swarm::logging;
 use build_swarm::orchestrator::{Orchestrator, StartError};
+use build_swarm::sys::logging;
 use clap::Parser;
 use std::path::PathBuf;
 

@@ -124,7 +124,7 @@ pub enum Command {
         /// A package set file, or a number of packages to generate (default: the shipped
         /// 261-package set)
         #[arg(long, value_name = "FILE|N")]
-        packages: Option<crate::demo::PackagesArg>,
+        packages: Option<crate::cli::demo::swarm::PackagesArg>,
         /// Where the demo keeps its state, logs and binhost (default: a new directory under
         /// the temporary directory)
         #[arg(long, value_name = "DIR")]

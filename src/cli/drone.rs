@@ -12,7 +12,7 @@ use super::remote;
 use super::swarm::{path_segment, Orch, Swarm};
 use super::view::{DroneView, QueueView};
 use super::Verbose;
-use crate::api::{ControlAction, DroneLogs};
+use crate::wire::orchestrator::{ControlAction, DroneLogs};
 use serde_json::{json, Value};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;

@@ -75,12 +75,12 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             build_seconds,
             package_kb,
         } => {
-            let opts = crate::demo::DemoOptions {
+            let opts = crate::cli::demo::swarm::DemoOptions {
                 drones: *drones,
                 slots: *slots,
                 packages: packages
                     .clone()
-                    .unwrap_or(crate::demo::PackagesArg::Builtin),
+                    .unwrap_or(crate::cli::demo::swarm::PackagesArg::Builtin),
                 dir: dir.clone(),
                 build_seconds: *build_seconds,
                 package_kb: *package_kb,

@@ -166,7 +166,7 @@ pub fn fields(pairs: &[(&str, String)], style: Style) -> String {
         .collect()
 }
 
-pub use crate::clock::unix_now as now_unix;
+pub use crate::sys::clock::unix_now as now_unix;
 
 /// `45s`, `3m`, `3m05s`, `2h10m`, `3d4h`.
 pub fn duration(secs: u64) -> String {

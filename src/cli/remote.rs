@@ -11,7 +11,7 @@ use super::error::CliError;
 use super::output;
 use super::swarm::{path_segment, Orch, Swarm};
 use super::view::DroneView;
-use crate::api::ControlAction;
+use crate::wire::orchestrator::ControlAction;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};

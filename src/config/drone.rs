@@ -169,7 +169,7 @@ impl DroneConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::actors::drone_registry::check_drone_name(&self.name)
+        crate::actors::orchestrator::drone_registry::check_drone_name(&self.name)
             .map_err(|e| ConfigError::invalid("name", e.to_string()))?;
         if self.gateway.is_none() && self.orchestrator.is_none() {
             return Err(ConfigError::Missing {
@@ -274,7 +274,7 @@ impl DroneConfig {
                 ));
             }
         }
-        crate::logging::parse_level(&self.log.level).ok_or_else(|| {
+        crate::sys::logging::parse_level(&self.log.level).ok_or_else(|| {
             ConfigError::invalid(
                 "log.level",
                 format!("`{}` is not a log level", self.log.level),

@@ -167,7 +167,7 @@ impl GatewayConfig {
                 });
             }
         }
-        crate::logging::parse_level(&self.log.level).ok_or_else(|| {
+        crate::sys::logging::parse_level(&self.log.level).ok_or_else(|| {
             ConfigError::invalid(
                 "log.level",
                 format!(

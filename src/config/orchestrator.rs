@@ -304,7 +304,7 @@ impl OrchestratorConfig {
                 "must be at least 1024",
             ));
         }
-        crate::logging::parse_level(&self.log.level).ok_or_else(|| {
+        crate::sys::logging::parse_level(&self.log.level).ok_or_else(|| {
             ConfigError::invalid(
                 "log.level",
                 format!(

@@ -8,4 +8,4 @@ pub use atom::{Atom, AtomError};
 pub use package_set::{
     parse_package_set, parse_package_set_bytes, PackageSet, PackageSpec, SetError,
 };
-pub use state::{DroneState, FailureKind, PackageState};
+pub use state::{DroneState, FailureKind, LeasePhase, PackageState};

@@ -123,3 +123,48 @@ impl fmt::Display for FailureKind {
         f.write_str(self.as_str())
     }
 }
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasePhase {
+    Building,
+    Uploading,
+    /// Over: completed, failed, reclaimed or cancelled.
+    Ended,
+}
+
+impl LeasePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeasePhase::Building => "building",
+            LeasePhase::Uploading => "uploading",
+            LeasePhase::Ended => "ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "building" => Some(LeasePhase::Building),
+            "uploading" => Some(LeasePhase::Uploading),
+            "ended" => Some(LeasePhase::Ended),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_phases_read_back_what_they_write() {
+        for p in [
+            LeasePhase::Building,
+            LeasePhase::Uploading,
+            LeasePhase::Ended,
+        ] {
+            assert_eq!(LeasePhase::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(LeasePhase::parse("x"), None);
+    }
+}

@@ -3,8 +3,8 @@
 //! whole group is killed on `build_timeout_s`, after `build_idle_timeout_s` without output,
 //! or on cancel; and once the build exits, anything it left running is killed too.
 
-use crate::api::WorkAssignment;
-use crate::process::{group_command, signal_group, tail_utf8};
+use crate::sys::process::{group_command, signal_group, tail_utf8};
+use crate::wire::orchestrator::WorkAssignment;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -249,7 +249,7 @@ mod tests {
             .parse()
             .unwrap();
         assert!(
-            crate::process::tests::gone_within(pid, Duration::from_secs(3)),
+            crate::sys::process::tests::gone_within(pid, Duration::from_secs(3)),
             "the build's child survived"
         );
         assert!(std::fs::read_to_string(&s.log_path)

@@ -4,7 +4,7 @@
 //! itself; the next start finds the records and does, so no orphaned emerge keeps
 //! Portage's locks and no stray rsync keeps writing.
 
-use crate::process::signal_group;
+use crate::sys::process::signal_group;
 use std::path::{Path, PathBuf};
 
 fn dir(state_dir: &Path) -> PathBuf {
@@ -102,7 +102,7 @@ mod tests {
         let killed = reap(state.path());
         assert_eq!(killed.len(), 1, "{killed:?}");
         let _ = child.wait();
-        assert!(crate::process::tests::gone_within(
+        assert!(crate::sys::process::tests::gone_within(
             pgid as i32,
             Duration::from_secs(3)
         ));

@@ -1,9 +1,7 @@
-//! One error type for every route, mapped to an HTTP status and a `{"error": "..."}` body.
+//! One error type for every route of both servers, mapped to an HTTP status and a `{"error": "..."}` body.
 
-use crate::actors::drone_registry::RegistryError;
-use crate::actors::package_queue::QueueError;
-use crate::api::ErrorBody;
 use crate::domain::SetError;
+use crate::wire::orchestrator::ErrorBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
@@ -13,6 +11,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -28,6 +28,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -46,26 +47,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        match e {
-            QueueError::NotFound(m) => ApiError::NotFound(m),
-            QueueError::Invalid(m) => ApiError::BadRequest(m),
-            QueueError::Busy(m) => ApiError::Conflict(m),
-            QueueError::Store(_) => ApiError::Unavailable(e.to_string()),
-        }
-    }
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Invalid(m) => ApiError::BadRequest(m),
-            RegistryError::Unknown(_) => ApiError::NotFound(e.to_string()),
-        }
-    }
-}
-
 impl From<SetError> for ApiError {
     fn from(e: SetError) -> Self {
         ApiError::BadRequest(e.to_string())
@@ -74,9 +55,7 @@ impl From<SetError> for ApiError {
 
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
-        ApiError::Unavailable(format!(
-            "the orchestrator is shutting down or overloaded: {e}"
-        ))
+        ApiError::Unavailable(format!("the server is shutting down or overloaded: {e}"))
     }
 }
 

@@ -1,24 +1,15 @@
-//! The orchestrator's HTTP API (SPEC §5). Handlers are thin: check the token, parse, send
-//! one message to an actor, map the answer.
+//! The HTTP servers: the orchestrator's API ([`orchestrator`]) and the gateway's
+//! ([`gateway`]), both over one error type ([`error::ApiError`]) and one dashboard page
+//! ([`dashboard`]), served by [`serve`]. Handlers are thin: check the token, parse, send
+//! one message to an actor, map the answer. The routes are listed in docs/contract.md §5.
 
 pub mod auth;
 pub mod dashboard;
-pub mod drones;
 pub mod error;
 pub mod gateway;
-pub mod metrics;
-pub mod openapi;
-pub mod packages;
-pub mod status;
-pub mod work;
+pub mod orchestrator;
 
-use crate::actors::circuit_breaker::CircuitBreaker;
-use crate::actors::drone_registry::DroneRegistry;
-use crate::actors::package_queue::PackageQueue;
-use crate::config::orchestrator::Tokens;
-use actix::Addr;
 use actix_web::web;
-use std::sync::Arc;
 
 /// Binds `addr` and starts an HTTP server whose every worker serves `routes` with
 /// `state`. `handle_signals`: SIGTERM/SIGINT stop it (the daemons) or not (tests).
@@ -45,76 +36,4 @@ pub fn serve<T: Send + Sync + 'static>(
         server = server.disable_signals();
     }
     Ok((server.run(), port))
-}
-
-/// Largest JSON body of the drone protocol and control endpoints.
-pub const JSON_LIMIT: usize = 1024 * 1024;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub name: String,
-    pub queue: Addr<PackageQueue>,
-    pub registry: Addr<DroneRegistry>,
-    pub breaker: Addr<CircuitBreaker>,
-    pub tokens: Tokens,
-    pub max_submit_bytes: usize,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-pub type State = web::Data<AppState>;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(JSON_LIMIT)
-            .error_handler(error::json_error),
-    )
-    .app_data(web::PathConfig::default().error_handler(error::path_error))
-    .app_data(web::QueryConfig::default().error_handler(error::query_error))
-    .route("/healthz", web::get().to(status::healthz))
-    .route("/", web::get().to(dashboard::index))
-    .route("/dashboard/app.js", web::get().to(dashboard::app_js))
-    .route("/dashboard/style.css", web::get().to(dashboard::style_css))
-    .route("/metrics", web::get().to(metrics::metrics))
-    .service(
-        // Routes are tried in order and every pattern with a `{…}` is a regular
-        // expression run per request: the drone protocol's hot paths come first (a
-        // claim runs none, a completion one, a heartbeat two).
-        web::scope("/api/v1")
-            .route("/work/claim", web::post().to(work::claim))
-            .route("/work/{lease}/complete", web::post().to(work::complete))
-            .route(
-                "/drones/{name}/heartbeat",
-                web::post().to(drones::heartbeat),
-            )
-            .route("/work/{lease}/uploading", web::post().to(work::uploading))
-            .route("/work/{lease}/fail", web::post().to(work::fail))
-            .route("/status", web::get().to(status::status))
-            .route("/openapi.json", web::get().to(openapi::openapi))
-            .route("/packages", web::get().to(packages::list))
-            .route("/packages", web::post().to(packages::submit))
-            .route("/packages/retry", web::post().to(packages::retry))
-            .route(
-                "/packages/{category}/{pf}/log",
-                web::get().to(packages::log),
-            )
-            .route("/drones", web::get().to(drones::list))
-            // Before `/drones/{name}`, which would take its path.
-            .route("/drones/register", web::post().to(drones::register))
-            .route("/drones/{name}", web::get().to(drones::get))
-            .route("/drones/{name}/queue", web::get().to(drones::queue))
-            .route("/drones/{name}/logs", web::get().to(drones::logs))
-            .route("/drones/{name}/control", web::post().to(drones::control)),
-    )
-    .default_service(web::to(not_found));
-}
-
-async fn not_found(
-    req: actix_web::HttpRequest,
-) -> Result<actix_web::HttpResponse, error::ApiError> {
-    Err(error::ApiError::NotFound(format!(
-        "no such endpoint: {} {}",
-        req.method(),
-        req.path()
-    )))
 }

@@ -2,12 +2,12 @@
 //! temporary directory, and clients for it.
 #![allow(dead_code)]
 
-use build_swarm::api::{CompleteRequest, RegisterRequest, WorkAssignment};
 use build_swarm::client::ApiClient;
 use build_swarm::config::OrchestratorConfig;
-use build_swarm::logging::Capture;
+use build_swarm::orchestrator::publish::sha256_file;
 use build_swarm::orchestrator::Orchestrator;
-use build_swarm::publish::sha256_file;
+use build_swarm::sys::logging::Capture;
+use build_swarm::wire::orchestrator::{CompleteRequest, RegisterRequest, WorkAssignment};
 use std::path::{Path, PathBuf};
 
 pub const ADMIN: &str = "admin-secret";
@@ -15,8 +15,8 @@ pub const DRONE: &str = "drone-secret";
 
 pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
-    pub queue: actix::Addr<build_swarm::actors::package_queue::PackageQueue>,
-    pub hook: actix::Addr<build_swarm::actors::publish_hook::PublishHook>,
+    pub queue: actix::Addr<build_swarm::actors::orchestrator::queue::PackageQueue>,
+    pub hook: actix::Addr<build_swarm::actors::orchestrator::publish_hook::PublishHook>,
     pub url: String,
     pub dir: tempfile::TempDir,
     pub cfg: OrchestratorConfig,
@@ -46,14 +46,14 @@ pub async fn spawn_app(tweak: impl FnOnce(&mut OrchestratorConfig)) -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: tempfile::TempDir, cfg: OrchestratorConfig) -> TestApp {
-    spawn_app_with_clock(dir, cfg, build_swarm::clock::real()).await
+    spawn_app_with_clock(dir, cfg, build_swarm::sys::clock::real()).await
 }
 
 /// With a clock the test moves forward by hand (breaker cool-offs, retry backoff).
 pub async fn spawn_app_with_clock(
     dir: tempfile::TempDir,
     cfg: OrchestratorConfig,
-    clock: build_swarm::clock::SharedClock,
+    clock: build_swarm::sys::clock::SharedClock,
 ) -> TestApp {
     cfg.validate().expect("valid test config");
     let logs = Capture::default();

@@ -12,10 +12,7 @@ use super::upload_supervisor::{
     kill_masters, CancelUpload, StartUpload, StopMasters, UploadFinished, UploadOutcome,
     UploadSupervisor,
 };
-use crate::api::{
-    CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, RegisterRequest,
-    WorkAssignment,
-};
+use crate::client::gateway::pick_orchestrator;
 use crate::client::{ApiClient, ClientError};
 use crate::config::DroneConfig;
 use crate::domain::FailureKind;
@@ -23,8 +20,11 @@ use crate::drone::artifact::Artifact;
 use crate::drone::build::{fill_placeholders, BuildSpec};
 use crate::drone::leftovers;
 use crate::drone::rsync::{mux_spec, upload_argv};
-use crate::gateway_client::pick_orchestrator;
-use crate::logging::LogTap;
+use crate::sys::logging::LogTap;
+use crate::wire::orchestrator::{
+    CompleteRequest, DroneAction, FailRequest, HeartbeatRequest, LeaseId, RegisterRequest,
+    WorkAssignment,
+};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use slog::{crit, debug, info, warn, Logger};
@@ -521,7 +521,7 @@ impl DroneAgent {
     }
 
     fn report_file(&self, lease: LeaseId, orchestrator: &str) -> PathBuf {
-        let tag: String = crate::publish::hex(
+        let tag: String = crate::orchestrator::publish::hex(
             &<sha2::Sha256 as sha2::Digest>::digest(orchestrator.as_bytes())[..6],
         );
         self.pending_dir().join(format!("{tag}-lease-{lease}.json"))

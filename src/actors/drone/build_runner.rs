@@ -4,9 +4,9 @@
 //!
 //! Receives `StartBuild` and `CancelBuild` from the agent; sends `BuildFinished` back.
 
-use crate::api::{LeaseId, WorkAssignment};
 use crate::drone::artifact::{find_artifact, Artifact};
 use crate::drone::build::{run_build, BuildEnd, BuildSpec};
+use crate::wire::orchestrator::{LeaseId, WorkAssignment};
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
@@ -103,7 +103,7 @@ async fn build(msg: StartBuild, cancel: oneshot::Receiver<()>) -> BuildOutcome {
                 Some(line) => format!(
                     "{}; last output: {}",
                     other.describe(&msg.spec),
-                    crate::process::tail_str(line, 300)
+                    crate::sys::process::tail_str(line, 300)
                 ),
                 None => other.describe(&msg.spec),
             };

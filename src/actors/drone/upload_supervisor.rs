@@ -20,11 +20,11 @@
 //!
 //! Receives `StartUpload` and `CancelUpload` from the agent; sends `UploadFinished` back.
 
-use crate::api::LeaseId;
 use crate::drone::rsync::{
     bytes_sent, exit_reason, with_control_path, MuxSpec, MAX_SHARED_UPLOADS,
 };
-use crate::process::{group_command, signal_group, tail_utf8};
+use crate::sys::process::{group_command, signal_group, tail_utf8};
+use crate::wire::orchestrator::LeaseId;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
@@ -192,7 +192,7 @@ impl UploadSupervisor {
                 });
             }
             cmd.spawn()
-                .map_err(|source| crate::process::ProcessError::Spawn {
+                .map_err(|source| crate::sys::process::ProcessError::Spawn {
                     program: "ssh".into(),
                     source,
                 })
@@ -334,7 +334,7 @@ impl Handler<StartUpload> for UploadSupervisor {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             cmd.spawn()
-                .map_err(|source| crate::process::ProcessError::Spawn {
+                .map_err(|source| crate::sys::process::ProcessError::Spawn {
                     program: "rsync".into(),
                     source,
                 })

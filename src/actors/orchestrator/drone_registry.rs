@@ -1,0 +1,410 @@
+//! **DroneRegistry** — the hub: knows every drone session by name (one `DroneSession`
+//! actor per drone) and a summary of each, pushed by the sessions.
+//!
+//! Hears `Register` (a drone registering again replaces its old session and its old work
+//! is reclaimed), `Lookup` and `ClaimFor` (passed on to the session) from HTTP handlers,
+//! `SessionChanged` from sessions, `ForDrone` from the queue (commands to deliver at the
+//! next heartbeat), `ListDrones`, `GetDrone` and `CountDrones` for reads (it asks the
+//! breaker and the queue, which never call back into it), `Restore` once at start-up.
+//! Drone records are written through the queue's group commit (`RecordDrone`).
+
+use crate::actors::orchestrator::circuit_breaker::{
+    CircuitBreaker, FleetSize, HealthReport, HealthView,
+};
+use crate::actors::orchestrator::drone_session::{
+    Claim, ClaimError, DroneSession, PushCommand, Replaced, SessionPeers,
+};
+use crate::actors::orchestrator::messages::{ForDrone, SessionChanged, SessionSummary};
+use crate::actors::orchestrator::queue::{
+    CurrentByDrone, DroneSeen, PackageQueue, ReclaimDrone, RecordDrone,
+};
+use crate::actors::orchestrator::store::DroneRow;
+use crate::domain::DroneState;
+use crate::wire::orchestrator::{
+    DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse, WorkAssignment,
+};
+use actix::prelude::*;
+use slog::{info, Logger};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no drone named `{0}` is registered")]
+    Unknown(String),
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<RegisterResponse, RegistryError>")]
+pub struct Register(pub RegisterRequest);
+
+#[derive(Message)]
+#[rtype(result = "Result<Addr<DroneSession>, RegistryError>")]
+pub struct Lookup {
+    pub name: String,
+}
+
+/// A drone's claim, passed on to its session: one hop from an HTTP worker to this
+/// arbiter instead of a `Lookup` and then a `Claim` (claims are the hottest request).
+#[derive(Message)]
+#[rtype(result = "Result<Option<WorkAssignment>, ClaimError>")]
+pub struct ClaimFor {
+    pub drone: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "DroneList")]
+pub struct ListDrones;
+
+#[derive(Message)]
+#[rtype(result = "Result<DroneInfo, RegistryError>")]
+pub struct GetDrone {
+    pub name: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "DroneCounts")]
+pub struct CountDrones;
+
+/// Sessions of drones known from the state database. Drones holding leases get a fresh
+/// heartbeat deadline so they can finish their work; the others start offline.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore {
+    pub drones: Vec<DroneRow>,
+    pub with_leases: HashSet<String>,
+}
+
+pub struct RegistrySettings {
+    pub heartbeat_ttl: Duration,
+    pub upload_target: String,
+}
+
+struct Entry {
+    addr: Addr<DroneSession>,
+    summary: SessionSummary,
+}
+
+pub struct DroneRegistry {
+    settings: RegistrySettings,
+    sessions: HashMap<String, Entry>,
+    /// Each session's log-ring byte limit (shared with the sessions).
+    log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    queue: Addr<PackageQueue>,
+    breaker: Addr<CircuitBreaker>,
+    log: Logger,
+}
+
+/// A drone name is shown in URLs and used on the command line: keep it plain.
+pub fn check_drone_name(name: &str) -> Result<(), RegistryError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "drone name `{}` is not valid: use 1-128 letters, digits, '-', '_' or '.'",
+            name.escape_default()
+        )))
+    }
+}
+
+impl DroneRegistry {
+    pub fn new(
+        settings: RegistrySettings,
+        queue: Addr<PackageQueue>,
+        breaker: Addr<CircuitBreaker>,
+        log: Logger,
+    ) -> Self {
+        DroneRegistry {
+            settings,
+            sessions: HashMap::new(),
+            log_cap: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+                crate::actors::orchestrator::drone_session::log_ring_bytes(1),
+            )),
+            queue,
+            breaker,
+            log: log.new(slog::o!("actor" => "drone_registry")),
+        }
+    }
+
+    fn start_session(&mut self, summary: SessionSummary, ctx: &mut Context<Self>) {
+        let peers = SessionPeers {
+            queue: self.queue.clone(),
+            breaker: self.breaker.clone(),
+            registry: ctx.address().recipient(),
+            log_cap: self.log_cap.clone(),
+        };
+        let addr = DroneSession::new(
+            summary.clone(),
+            self.settings.heartbeat_ttl,
+            peers,
+            self.log.clone(),
+        )
+        .start();
+        self.sessions
+            .insert(summary.name.clone(), Entry { addr, summary });
+        self.log_cap.store(
+            crate::actors::orchestrator::drone_session::log_ring_bytes(self.sessions.len()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The breaker's fleet guard needs the number of online drones.
+    fn tell_fleet_size(&self) {
+        let online = self
+            .sessions
+            .values()
+            .filter(|e| e.summary.online)
+            .map(|e| e.summary.name.clone())
+            .collect();
+        self.breaker.do_send(FleetSize { online });
+    }
+
+    fn info(
+        summary: &SessionSummary,
+        health: Option<&HealthView>,
+        current: Option<&Vec<String>>,
+    ) -> DroneInfo {
+        let current = current.cloned().unwrap_or_default();
+        let grounded_until = health.and_then(|h| h.grounded_until);
+        let state = if !summary.online {
+            DroneState::Offline
+        } else if summary.paused {
+            DroneState::Paused
+        } else if grounded_until.is_some() {
+            DroneState::Grounded
+        } else if !current.is_empty() {
+            DroneState::Building
+        } else {
+            DroneState::Idle
+        };
+        DroneInfo {
+            name: summary.name.clone(),
+            aliases: summary.aliases.clone(),
+            host: summary.host.clone(),
+            state,
+            slots: summary.slots,
+            current,
+            failures: health.map(|h| h.failures).unwrap_or(0),
+            grounded_until,
+            last_seen: summary.last_seen_unix,
+            version: summary.version.clone(),
+            grounded_reason: health
+                .filter(|h| h.grounded_until.is_some())
+                .and_then(|h| h.reason.clone()),
+            probing: health.is_some_and(|h| h.probing),
+            restart_command: summary.restart_command.clone(),
+        }
+    }
+
+    /// Builds the listing: asks the breaker and the queue (neither calls back here).
+    fn listing(&self) -> impl std::future::Future<Output = Vec<DroneInfo>> + 'static {
+        let mut summaries: Vec<SessionSummary> =
+            self.sessions.values().map(|e| e.summary.clone()).collect();
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        let breaker = self.breaker.send(HealthReport);
+        let queue = self.queue.send(CurrentByDrone);
+        async move {
+            let health = breaker.await.unwrap_or_default();
+            let current = queue.await.unwrap_or_default();
+            summaries
+                .iter()
+                .map(|s| Self::info(s, health.get(&s.name), current.get(&s.name)))
+                .collect()
+        }
+    }
+}
+
+impl Actor for DroneRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<Register> for DroneRegistry {
+    type Result = Result<RegisterResponse, RegistryError>;
+    fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
+        let r = msg.0;
+        check_drone_name(&r.name)?;
+        if r.slots == 0 || r.slots > 1024 {
+            return Err(RegistryError::Invalid(format!(
+                "slots must be 1-1024, not {}",
+                r.slots
+            )));
+        }
+        if r.aliases.len() > 32
+            || r.aliases.iter().any(|a| a.len() > 128)
+            || r.host.len() > 255
+            || r.restart_command.len() > 64
+            || r.restart_command.iter().any(|a| a.len() > 1024)
+        {
+            return Err(RegistryError::Invalid(
+                "too many or too long aliases or host".into(),
+            ));
+        }
+        let mut paused = false;
+        if let Some(old) = self.sessions.remove(&r.name) {
+            old.addr.do_send(Replaced);
+            paused = old.summary.paused;
+            // Whatever the old session held is lost with the drone's restart.
+            self.queue.do_send(ReclaimDrone {
+                drone: r.name.clone(),
+                reason: "the drone registered again (restarted)".into(),
+            });
+        }
+        info!(self.log, "drone registered"; "drone" => &r.name, "host" => &r.host, "slots" => r.slots, "version" => &r.version);
+        let summary = SessionSummary {
+            name: r.name.clone(),
+            aliases: r.aliases,
+            host: r.host,
+            slots: r.slots,
+            version: r.version,
+            restart_command: r.restart_command,
+            paused,
+            online: true,
+            last_seen_unix: Some(crate::sys::clock::unix_now()),
+        };
+        self.queue.do_send(RecordDrone(summary.row()));
+        self.queue.do_send(DroneSeen {
+            drone: summary.name.clone(),
+        });
+        self.start_session(summary, ctx);
+        self.tell_fleet_size();
+        let ttl = self.settings.heartbeat_ttl.as_secs();
+        Ok(RegisterResponse {
+            name: r.name,
+            heartbeat_s: (ttl / 4).max(1),
+            upload_target: self.settings.upload_target.clone(),
+        })
+    }
+}
+
+impl Handler<Lookup> for DroneRegistry {
+    type Result = Result<Addr<DroneSession>, RegistryError>;
+    fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
+        self.sessions
+            .get(&msg.name)
+            .map(|e| e.addr.clone())
+            .ok_or(RegistryError::Unknown(msg.name))
+    }
+}
+
+impl Handler<ClaimFor> for DroneRegistry {
+    type Result = ResponseFuture<Result<Option<WorkAssignment>, ClaimError>>;
+    fn handle(&mut self, msg: ClaimFor, _: &mut Self::Context) -> Self::Result {
+        let session = self.sessions.get(&msg.drone).map(|e| e.addr.clone());
+        // The session answers on its own; this actor goes on with its mailbox meanwhile.
+        Box::pin(async move {
+            let session = session.ok_or(ClaimError::UnknownDrone(msg.drone))?;
+            session
+                .send(Claim)
+                .await
+                .map_err(|source| ClaimError::Unavailable {
+                    actor: "drone session",
+                    source,
+                })?
+        })
+    }
+}
+
+impl Handler<SessionChanged> for DroneRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
+        let Some(e) = self.sessions.get_mut(&msg.0.name) else {
+            return;
+        };
+        let online_changed = e.summary.online != msg.0.online;
+        let persist = e.summary.paused != msg.0.paused || online_changed;
+        e.summary = msg.0;
+        if persist {
+            self.queue.do_send(RecordDrone(e.summary.row()));
+        }
+        if online_changed {
+            self.tell_fleet_size();
+        }
+    }
+}
+
+impl Handler<ForDrone> for DroneRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: ForDrone, _: &mut Self::Context) {
+        if let Some(e) = self.sessions.get(&msg.drone) {
+            e.addr.do_send(PushCommand(msg.command));
+        }
+    }
+}
+
+impl Handler<ListDrones> for DroneRegistry {
+    type Result = ResponseFuture<DroneList>;
+    fn handle(&mut self, _: ListDrones, _: &mut Self::Context) -> Self::Result {
+        let listing = self.listing();
+        Box::pin(async move {
+            DroneList {
+                drones: listing.await,
+            }
+        })
+    }
+}
+
+impl Handler<GetDrone> for DroneRegistry {
+    type Result = ResponseFuture<Result<DroneInfo, RegistryError>>;
+    fn handle(&mut self, msg: GetDrone, _: &mut Self::Context) -> Self::Result {
+        let listing = self.listing();
+        Box::pin(async move {
+            listing
+                .await
+                .into_iter()
+                .find(|d| d.name == msg.name)
+                .ok_or(RegistryError::Unknown(msg.name))
+        })
+    }
+}
+
+impl Handler<CountDrones> for DroneRegistry {
+    type Result = ResponseFuture<DroneCounts>;
+    fn handle(&mut self, _: CountDrones, _: &mut Self::Context) -> Self::Result {
+        let listing = self.listing();
+        Box::pin(async move {
+            let drones = listing.await;
+            let mut c = DroneCounts {
+                total: drones.len(),
+                ..DroneCounts::default()
+            };
+            for d in &drones {
+                match d.state {
+                    DroneState::Offline => c.offline += 1,
+                    DroneState::Grounded => c.grounded += 1,
+                    DroneState::Paused => c.paused += 1,
+                    DroneState::Idle | DroneState::Building => c.active += 1,
+                }
+            }
+            c
+        })
+    }
+}
+
+impl Handler<Restore> for DroneRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) {
+        for row in msg.drones {
+            let online = msg.with_leases.contains(&row.name);
+            let summary = SessionSummary {
+                name: row.name,
+                aliases: row.aliases,
+                host: row.host,
+                slots: row.slots,
+                version: row.version,
+                restart_command: row.restart_command,
+                paused: row.paused,
+                online,
+                last_seen_unix: row.last_seen_unix,
+            };
+            self.start_session(summary, ctx);
+        }
+        self.tell_fleet_size();
+    }
+}

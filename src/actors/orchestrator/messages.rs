@@ -1,0 +1,50 @@
+//! Messages that go against the direction of the actors' dependencies: the registry owns
+//! the sessions and the queue, so what a session tells the registry and what the queue
+//! tells a drone travel as these types through `Recipient`s, and none of the three imports
+//! an actor that imports it back.
+
+use crate::actors::orchestrator::store::DroneRow;
+use crate::wire::orchestrator::DroneCommand;
+use actix::Message;
+
+/// A command for a drone, delivered with its next heartbeat (queue → registry → session).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForDrone {
+    pub drone: String,
+    pub command: DroneCommand,
+}
+
+/// What the registry knows of a session, pushed by the session on every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub host: String,
+    pub slots: u32,
+    pub version: String,
+    pub restart_command: Vec<String>,
+    pub paused: bool,
+    pub online: bool,
+    pub last_seen_unix: Option<u64>,
+}
+
+impl SessionSummary {
+    pub fn row(&self) -> DroneRow {
+        DroneRow {
+            name: self.name.clone(),
+            aliases: self.aliases.clone(),
+            host: self.host.clone(),
+            slots: self.slots,
+            version: self.version.clone(),
+            restart_command: self.restart_command.clone(),
+            paused: self.paused,
+            last_seen_unix: self.last_seen_unix,
+        }
+    }
+}
+
+/// A session's summary changed (session → registry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionChanged(pub SessionSummary);

@@ -1,0 +1,29 @@
+//! The orchestrator's actors. Each owns its state outright; they talk only through typed
+//! messages, so no state is shared behind a lock.
+//!
+//! | actor | owns | hears from |
+//! |---|---|---|
+//! | [`queue::PackageQueue`] | package states, dependency graph, ready set, leases | HTTP handlers, sessions, lease deadlines |
+//! | [`drone_registry::DroneRegistry`] | the drone sessions by name, their summaries | HTTP handlers, sessions, queue |
+//! | [`drone_session::DroneSession`] (one per drone) | heartbeat deadline, pending commands, log ring | HTTP handlers, registry |
+//! | [`circuit_breaker::CircuitBreaker`] | failure counts, grounding | queue, sessions, operator |
+//! | [`lease_deadlines::LeaseDeadlines`] | every lease's build and upload deadline | queue |
+//! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
+//! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
+//! | [`gateway_registration::GatewayRegistration`] | this orchestrator's registration with its gateway (re-sent every 30 s) | nobody: its own timers |
+//!
+//! Messages that cross between the queue, the registry and the sessions are declared in
+//! [`messages`], so none of the three imports another's actor type in a circle.
+//!
+//! Rule against deadlocks: the queue, the breaker, the lease deadlines and the store never
+//! await an answer from anyone; they only `do_send`. Everyone else may await them.
+
+pub mod circuit_breaker;
+pub mod drone_registry;
+pub mod drone_session;
+pub mod gateway_registration;
+pub mod lease_deadlines;
+pub mod messages;
+pub mod publish_hook;
+pub mod queue;
+pub mod store;

@@ -1,0 +1,854 @@
+//! The package graph: every package, its dependency edges, its state, the counts per state
+//! and the ready heap, ordered by critical path (docs/design.md, "Scheduling"). Plain data,
+//! no actix: the queue actor owns one and the tests below drive it directly.
+//!
+//! Every package whose row changed is remembered in `dirty` until the commit batch takes it.
+
+use super::policy::{FailurePolicy, Verdict};
+use crate::actors::orchestrator::store::PackageRow;
+use crate::config::orchestrator::ScheduleOrder;
+use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
+use crate::sys::process::tail_str;
+use crate::wire::orchestrator::{LeaseId, RetryRequest, RetryResult, SubmitResult};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use tokio::time::Instant;
+
+/// Longest log tail kept per package.
+pub const LOG_TAIL_BYTES: usize = 16 * 1024;
+/// Longest failure reason kept.
+pub const REASON_BYTES: usize = 2048;
+/// How many ready entries a claim looks at to find one the drone may take.
+const CLAIM_SCAN: usize = 256;
+
+/// One package as the queue knows it.
+#[derive(Debug)]
+pub struct Package {
+    pub atom: Atom,
+    pub atom_str: String,
+    pub seq: u64,
+    pub state: PackageState,
+    pub attempts: u32,
+    pub infra_failures: u32,
+    pub reason: Option<String>,
+    pub log_tail: Option<String>,
+    pub estimate_s: Option<f64>,
+    pub priority: u64,
+    pub epoch: u64,
+    pub drone: Option<String>,
+    pub failed_on: Vec<String>,
+    pub path: Option<String>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub deps: Vec<u32>,
+    pub dependents: Vec<u32>,
+    /// Dependencies not built yet.
+    pub unbuilt: u32,
+    /// The active lease, if any (at most one at a time).
+    pub lease: Option<LeaseId>,
+    /// A completion is being verified; another one must wait.
+    pub publishing: bool,
+    /// Not handed out before this (backoff after infrastructure failures).
+    pub not_before: Option<Instant>,
+}
+
+impl Package {
+    fn new(atom: Atom, atom_str: String, seq: u64, state: PackageState) -> Self {
+        Package {
+            atom,
+            atom_str,
+            seq,
+            state,
+            attempts: 0,
+            infra_failures: 0,
+            reason: None,
+            log_tail: None,
+            estimate_s: None,
+            priority: 0,
+            epoch: 0,
+            drone: None,
+            failed_on: Vec::new(),
+            path: None,
+            size: None,
+            sha256: None,
+            deps: Vec::new(),
+            dependents: Vec::new(),
+            unbuilt: 0,
+            lease: None,
+            publishing: false,
+            not_before: None,
+        }
+    }
+
+    /// The package as the store writes it.
+    pub fn row(&self, id: u32) -> PackageRow {
+        PackageRow {
+            id,
+            atom: self.atom_str.clone(),
+            seq: self.seq,
+            state: self.state,
+            attempts: self.attempts,
+            infra_failures: self.infra_failures,
+            reason: self.reason.clone(),
+            log_tail: self.log_tail.clone(),
+            estimate_s: self.estimate_s,
+            priority: self.priority,
+            epoch: self.epoch,
+            drone: self.drone.clone(),
+            failed_on: self.failed_on.clone(),
+            path: self.path.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// A ready heap entry: highest priority first, then set order. Entries go stale when the
+/// package leaves `queued` or is pushed again at a higher priority; stale ones are skipped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub priority: u64,
+    pub seq: Reverse<u64>,
+    pub id: u32,
+}
+
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+    }
+}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A package's estimate in milliseconds (1 s when unknown or nonsense).
+fn priority_ms(estimate_s: Option<f64>) -> u64 {
+    let s = estimate_s
+        .filter(|e| e.is_finite() && *e >= 0.0)
+        .unwrap_or(1.0);
+    (s * 1000.0).round().min(1e15) as u64
+}
+
+/// Why `retry` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("`{0}` is not in this orchestrator's package set")]
+    Unknown(String),
+    #[error("give `atoms` or `state` to retry")]
+    NothingNamed,
+}
+
+pub struct PackageGraph {
+    pub packages: Vec<Package>,
+    pub by_atom: HashMap<String, u32>,
+    pub ready: BinaryHeap<Ready>,
+    counts: [usize; 7],
+    next_seq: u64,
+    order: ScheduleOrder,
+    /// Packages whose row changed since the last commit batch took them.
+    pub dirty: HashSet<u32>,
+    /// Dependency edges added since the last commit batch took them.
+    pub new_deps: Vec<(u32, u32)>,
+}
+
+impl PackageGraph {
+    pub fn new(order: ScheduleOrder) -> Self {
+        PackageGraph {
+            packages: Vec::new(),
+            by_atom: HashMap::new(),
+            ready: BinaryHeap::new(),
+            counts: [0; 7],
+            next_seq: 0,
+            order,
+            dirty: HashSet::new(),
+            new_deps: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the graph from stored rows. Returns the rows whose atom no longer parses
+    /// (kept under a placeholder so ids stay dense) and whether the ids were not dense.
+    pub fn restore(
+        order: ScheduleOrder,
+        rows: Vec<PackageRow>,
+        deps: Vec<(u32, u32)>,
+    ) -> (Self, Vec<RestoreProblem>) {
+        let mut g = PackageGraph::new(order);
+        let mut problems = Vec::new();
+        g.packages.reserve(rows.len());
+        for row in rows {
+            let atom = match Atom::parse(&row.atom) {
+                Ok(a) => a,
+                Err(e) => {
+                    problems.push(RestoreProblem::InvalidAtom(e.to_string()));
+                    Atom {
+                        category: "invalid".into(),
+                        name: "invalid".into(),
+                        version: "0".into(),
+                    }
+                }
+            };
+            if row.id as usize != g.packages.len() {
+                problems.push(RestoreProblem::NotDense(row.id));
+            }
+            g.next_seq = g.next_seq.max(row.seq + 1);
+            g.by_atom.insert(row.atom.clone(), g.packages.len() as u32);
+            g.counts[row.state.index()] += 1;
+            let mut p = Package::new(atom, row.atom, row.seq, row.state);
+            p.attempts = row.attempts;
+            p.infra_failures = row.infra_failures;
+            p.reason = row.reason;
+            p.log_tail = row.log_tail;
+            p.estimate_s = row.estimate_s;
+            p.priority = row.priority;
+            p.epoch = row.epoch;
+            p.drone = row.drone;
+            p.failed_on = row.failed_on;
+            p.path = row.path;
+            p.size = row.size;
+            p.sha256 = row.sha256;
+            g.packages.push(p);
+        }
+        let n = g.packages.len() as u32;
+        for (pkg, dep) in deps {
+            if pkg < n && dep < n {
+                g.packages[pkg as usize].deps.push(dep);
+                g.packages[dep as usize].dependents.push(pkg);
+            }
+        }
+        for i in 0..g.packages.len() {
+            g.packages[i].unbuilt = g.unbuilt_deps(i as u32);
+        }
+        (g, problems)
+    }
+
+    /// After the leases are restored: a leased package without an active lease goes back
+    /// to the queue (cannot come from a committed batch, but must never hang), and every
+    /// queued package enters the ready heap. Returns the atoms requeued that way.
+    pub fn after_restore(&mut self) -> Vec<String> {
+        let mut requeued = Vec::new();
+        for i in 0..self.packages.len() as u32 {
+            let p = &self.packages[i as usize];
+            if p.state.is_leased() && p.lease.is_none() {
+                requeued.push(p.atom_str.clone());
+                self.set_state(i, PackageState::Queued);
+            }
+            if self.packages[i as usize].state == PackageState::Queued {
+                self.push_ready(i);
+            }
+        }
+        requeued
+    }
+
+    pub fn len(&self) -> usize {
+        self.packages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    pub fn get(&self, id: u32) -> &Package {
+        &self.packages[id as usize]
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> &mut Package {
+        self.dirty.insert(id);
+        &mut self.packages[id as usize]
+    }
+
+    /// The package named by `atom` (a leading `=` is ignored).
+    pub fn find(&self, atom: &str) -> Option<u32> {
+        self.by_atom
+            .get(atom.trim().trim_start_matches('='))
+            .copied()
+    }
+
+    pub fn count(&self, state: PackageState) -> usize {
+        self.counts[state.index()]
+    }
+
+    fn unbuilt_deps(&self, id: u32) -> u32 {
+        self.packages[id as usize]
+            .deps
+            .iter()
+            .filter(|d| self.packages[**d as usize].state != PackageState::Built)
+            .count() as u32
+    }
+
+    pub fn set_state(&mut self, id: u32, state: PackageState) {
+        let p = &mut self.packages[id as usize];
+        if p.state != state {
+            self.counts[p.state.index()] -= 1;
+            self.counts[state.index()] += 1;
+            p.state = state;
+        }
+        self.dirty.insert(id);
+    }
+
+    fn push_ready(&mut self, id: u32) {
+        let p = &self.packages[id as usize];
+        let priority = match self.order {
+            ScheduleOrder::CriticalPath => p.priority,
+            ScheduleOrder::Fifo => 0,
+        };
+        self.ready.push(Ready {
+            priority,
+            seq: Reverse(p.seq),
+            id,
+        });
+    }
+
+    /// Queued if every dependency is built, waiting otherwise, blocked if one failed.
+    pub fn requeue(&mut self, id: u32) {
+        let p = &self.packages[id as usize];
+        let blocked = p.deps.iter().any(|d| {
+            matches!(
+                self.packages[*d as usize].state,
+                PackageState::Failed | PackageState::Blocked
+            )
+        });
+        if blocked {
+            self.set_state(id, PackageState::Blocked);
+        } else if p.unbuilt == 0 {
+            self.set_state(id, PackageState::Queued);
+            self.push_ready(id);
+        } else {
+            self.set_state(id, PackageState::Waiting);
+        }
+    }
+
+    /// Takes the best queued package that `may_take` accepts and is not backing off at
+    /// `now`, looking at most at `CLAIM_SCAN` entries; the ones passed over stay ready.
+    pub fn take_ready(
+        &mut self,
+        now: Instant,
+        may_take: impl Fn(u32, &Package) -> bool,
+    ) -> Option<u32> {
+        let mut passed = Vec::new();
+        let mut found = None;
+        while let Some(r) = self.ready.pop() {
+            let p = &self.packages[r.id as usize];
+            if p.state != PackageState::Queued {
+                continue; // stale heap entry
+            }
+            let backing_off = p.not_before.is_some_and(|t| t > now);
+            if !backing_off && may_take(r.id, p) {
+                found = Some(r.id);
+                break;
+            }
+            passed.push(r);
+            if passed.len() >= CLAIM_SCAN {
+                break;
+            }
+        }
+        self.ready.extend(passed);
+        found
+    }
+
+    /// The best few queued packages in hand-out order (for views), deduplicated.
+    pub fn ready_in_order(&self) -> Vec<u32> {
+        let mut heap: Vec<&Ready> = self
+            .ready
+            .iter()
+            .filter(|r| self.packages[r.id as usize].state == PackageState::Queued)
+            .collect();
+        heap.sort_by(|a, b| b.cmp(a));
+        heap.dedup_by_key(|r| r.id);
+        heap.into_iter().map(|r| r.id).collect()
+    }
+
+    /// The package's current attempt ended without an artifact: the policy decides
+    /// whether it goes back to the queue or has failed for good. `backoff`: wait before
+    /// handing it out again (a failed upload); not for work reclaimed from a lost drone.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attempt_failed(
+        &mut self,
+        policy: &FailurePolicy,
+        id: u32,
+        kind: FailureKind,
+        drone: &str,
+        reason: &str,
+        log_tail: &str,
+        backoff: bool,
+        central_fault: bool,
+        now: Instant,
+    ) -> Verdict {
+        let p = self.get_mut(id);
+        if !log_tail.is_empty() {
+            p.log_tail = Some(tail_str(log_tail, LOG_TAIL_BYTES).to_string());
+        }
+        let reason = tail_str(reason, REASON_BYTES).to_string();
+        let verdict = policy.judge(p, kind, drone, &reason, backoff, central_fault, now);
+        p.reason = Some(format!("{kind}: {reason}"));
+        p.drone = None;
+        match &verdict {
+            Verdict::GiveUp(why) => {
+                self.mark_failed(id, why.clone());
+            }
+            Verdict::Retry => self.requeue(id),
+        }
+        verdict
+    }
+
+    /// The package failed for good; everything that depends on it is blocked.
+    pub fn mark_failed(&mut self, id: u32, reason: String) {
+        self.packages[id as usize].reason = Some(reason);
+        self.set_state(id, PackageState::Failed);
+        let mut todo: VecDeque<u32> = self.packages[id as usize]
+            .dependents
+            .iter()
+            .copied()
+            .collect();
+        while let Some(d) = todo.pop_front() {
+            if matches!(
+                self.packages[d as usize].state,
+                PackageState::Waiting | PackageState::Queued
+            ) {
+                self.set_state(d, PackageState::Blocked);
+                todo.extend(self.packages[d as usize].dependents.iter().copied());
+            }
+        }
+    }
+
+    /// The package is built and published: its dependents whose dependencies are all built
+    /// become ready, and what it had blocked (a late valid completion) is free again.
+    pub fn mark_built(&mut self, id: u32, path: String, size: u64, sha256: &str) {
+        let p = self.get_mut(id);
+        p.not_before = None;
+        p.path = Some(path);
+        p.size = Some(size);
+        p.sha256 = Some(sha256.to_ascii_lowercase());
+        p.reason = None;
+        self.set_state(id, PackageState::Built);
+        let dependents = self.packages[id as usize].dependents.clone();
+        for &d in &dependents {
+            let dp = &mut self.packages[d as usize];
+            dp.unbuilt = dp.unbuilt.saturating_sub(1);
+            if dp.unbuilt == 0 && dp.state == PackageState::Waiting {
+                self.set_state(d, PackageState::Queued);
+                self.push_ready(d);
+            }
+        }
+        self.unblock(dependents);
+    }
+
+    /// Re-examines blocked packages among `start` and, transitively, their dependents:
+    /// those no longer behind a failed dependency go back to waiting or queued. Returns how
+    /// many were unblocked.
+    pub fn unblock(&mut self, start: Vec<u32>) -> usize {
+        let mut todo: VecDeque<u32> = start.into();
+        let mut unblocked = 0;
+        while let Some(d) = todo.pop_front() {
+            if self.packages[d as usize].state != PackageState::Blocked {
+                continue;
+            }
+            self.requeue(d);
+            if self.packages[d as usize].state != PackageState::Blocked {
+                unblocked += 1;
+                todo.extend(self.packages[d as usize].dependents.iter().copied());
+            }
+        }
+        unblocked
+    }
+
+    /// The central fault is over: what waited out a backoff because of it may go now.
+    pub fn end_backoffs(&mut self) {
+        for p in &mut self.packages {
+            p.not_before = None;
+        }
+    }
+
+    // ------------------------------------------------------------ submission
+
+    /// Adds a checked (acyclic) package set: new packages get their edges, critical-path
+    /// priorities and states; packages already known are counted, not changed, except that
+    /// earlier packages the new ones depend on may rise in priority.
+    pub fn submit(&mut self, set: &PackageSet) -> SubmitResult {
+        let mut existing = 0;
+        let mut new_ids: Vec<u32> = Vec::new();
+        let mut set_ids: HashMap<String, u32> = HashMap::with_capacity(set.packages.len());
+        for spec in &set.packages {
+            let atom_str = spec.atom.to_string();
+            if let Some(id) = self.by_atom.get(&atom_str) {
+                existing += 1;
+                set_ids.insert(atom_str, *id);
+                continue;
+            }
+            let id = self.packages.len() as u32;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let mut p = Package::new(
+                spec.atom.clone(),
+                atom_str.clone(),
+                seq,
+                PackageState::Waiting,
+            );
+            p.estimate_s = spec.estimate_s;
+            self.packages.push(p);
+            self.counts[PackageState::Waiting.index()] += 1;
+            self.by_atom.insert(atom_str.clone(), id);
+            set_ids.insert(atom_str, id);
+            new_ids.push(id);
+        }
+        let mut dep_rows = Vec::new();
+        let new_set: HashSet<u32> = new_ids.iter().copied().collect();
+        for spec in &set.packages {
+            let Some(&id) = set_ids.get(&spec.atom.to_string()) else {
+                continue;
+            };
+            if !new_set.contains(&id) {
+                continue;
+            }
+            for dep in &spec.deps {
+                let Some(&d) = set_ids.get(&dep.to_string()) else {
+                    continue;
+                };
+                if d == id || self.packages[id as usize].deps.contains(&d) {
+                    continue;
+                }
+                self.packages[id as usize].deps.push(d);
+                self.packages[d as usize].dependents.push(id);
+                dep_rows.push((id, d));
+            }
+        }
+        let order = self.topological(&new_ids, &new_set);
+        for &id in order.iter().rev() {
+            self.packages[id as usize].priority = self.chain_priority(id);
+        }
+        let raised: Vec<u32> = dep_rows
+            .iter()
+            .filter(|(_, d)| !new_set.contains(d))
+            .map(|(_, d)| *d)
+            .collect();
+        self.raise_priorities(raised);
+        for &id in &order {
+            self.packages[id as usize].unbuilt = self.unbuilt_deps(id);
+            self.requeue(id);
+        }
+        self.new_deps.extend(dep_rows);
+        SubmitResult {
+            format: set.format,
+            added: new_ids.len(),
+            existing,
+            skipped: set.skipped,
+        }
+    }
+
+    /// The new packages in dependency order (dependencies first).
+    fn topological(&self, new_ids: &[u32], new_set: &HashSet<u32>) -> Vec<u32> {
+        let mut indegree: HashMap<u32, usize> = new_ids
+            .iter()
+            .map(|id| {
+                let n = self.packages[*id as usize]
+                    .deps
+                    .iter()
+                    .filter(|d| new_set.contains(d))
+                    .count();
+                (*id, n)
+            })
+            .collect();
+        let mut order: Vec<u32> = Vec::with_capacity(new_ids.len());
+        let mut frontier: VecDeque<u32> = new_ids
+            .iter()
+            .copied()
+            .filter(|id| indegree[id] == 0)
+            .collect();
+        while let Some(id) = frontier.pop_front() {
+            order.push(id);
+            for dep in &self.packages[id as usize].dependents {
+                if let Some(n) = indegree.get_mut(dep) {
+                    *n -= 1;
+                    if *n == 0 {
+                        frontier.push_back(*dep);
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// The package's own estimate plus the longest chain of estimates among its
+    /// dependents' priorities: its critical path to the end of the graph.
+    fn chain_priority(&self, id: u32) -> u64 {
+        let p = &self.packages[id as usize];
+        let below = p
+            .dependents
+            .iter()
+            .map(|d| self.packages[*d as usize].priority)
+            .max()
+            .unwrap_or(0);
+        priority_ms(p.estimate_s).saturating_add(below)
+    }
+
+    /// Recomputes the priority of `ids` (earlier packages that gained dependents) and of
+    /// everything they depend on, as far as it rises. Queued ones are pushed again at
+    /// their new priority (the old heap entry is skipped as stale once claimed).
+    fn raise_priorities(&mut self, mut ids: Vec<u32>) {
+        while let Some(id) = ids.pop() {
+            let prio = self.chain_priority(id);
+            if prio <= self.packages[id as usize].priority {
+                continue;
+            }
+            self.packages[id as usize].priority = prio;
+            self.dirty.insert(id);
+            if self.packages[id as usize].state == PackageState::Queued {
+                self.push_ready(id);
+            }
+            ids.extend(self.packages[id as usize].deps.iter().copied());
+        }
+    }
+
+    /// Failed packages named by `req` (atoms, a state, or both) go back to the queue with
+    /// their failure history cleared; what they blocked is unblocked.
+    pub fn retry(&mut self, req: &RetryRequest) -> Result<RetryResult, RetryError> {
+        if req.atoms.is_empty() && req.state.is_none() {
+            return Err(RetryError::NothingNamed);
+        }
+        let mut targets = Vec::new();
+        for atom in &req.atoms {
+            let id = self
+                .find(atom)
+                .ok_or_else(|| RetryError::Unknown(atom.trim().trim_start_matches('=').into()))?;
+            targets.push(id);
+        }
+        if let Some(state) = req.state {
+            targets.extend(
+                self.packages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.state == state)
+                    .map(|(i, _)| i as u32),
+            );
+        }
+        let mut retried = 0;
+        let mut dependents: Vec<u32> = Vec::new();
+        for id in targets {
+            if self.packages[id as usize].state != PackageState::Failed {
+                continue;
+            }
+            let p = self.get_mut(id);
+            p.failed_on.clear();
+            p.not_before = None;
+            p.infra_failures = 0;
+            p.attempts = 0;
+            p.reason = None;
+            self.requeue(id);
+            retried += 1;
+            dependents.extend(self.packages[id as usize].dependents.iter().copied());
+        }
+        let unblocked = self.unblock(dependents);
+        Ok(RetryResult { retried, unblocked })
+    }
+}
+
+/// Something odd found in the stored rows (logged by the queue; never from rows it wrote).
+#[derive(Debug)]
+pub enum RestoreProblem {
+    InvalidAtom(String),
+    NotDense(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::parse_package_set_bytes;
+    use std::time::Duration;
+
+    fn graph(set: &str) -> PackageGraph {
+        let mut g = PackageGraph::new(ScheduleOrder::CriticalPath);
+        let set = parse_package_set_bytes(set.as_bytes()).unwrap();
+        g.submit(&set);
+        g
+    }
+
+    fn id(g: &PackageGraph, atom: &str) -> u32 {
+        g.find(atom).unwrap()
+    }
+
+    fn take(g: &mut PackageGraph) -> Option<String> {
+        let id = g.take_ready(Instant::now(), |_, _| true)?;
+        g.set_state(id, PackageState::Building);
+        Some(g.get(id).atom_str.clone())
+    }
+
+    fn policy() -> FailurePolicy {
+        FailurePolicy {
+            build_failure_drones: 2,
+            max_infra_retries: 3,
+            infra_backoff: Duration::from_secs(10),
+        }
+    }
+
+    /// a <- b <- d, a <- c <- d (a diamond), plus a lone e; estimates make a-c-d the
+    /// critical path.
+    const DIAMOND: &str = r#"{"packages": [
+        {"atom": "x/e-1", "estimate_s": 50},
+        {"atom": "x/a-1", "estimate_s": 10},
+        {"atom": "x/b-1", "deps": ["x/a-1"], "estimate_s": 1},
+        {"atom": "x/c-1", "deps": ["x/a-1"], "estimate_s": 30},
+        {"atom": "x/d-1", "deps": ["x/b-1", "x/c-1"], "estimate_s": 20}
+    ]}"#;
+
+    #[test]
+    fn critical_path_first_then_dependents_after_their_dependencies() {
+        let mut g = graph(DIAMOND);
+        assert_eq!(g.count(PackageState::Queued), 2);
+        assert_eq!(g.count(PackageState::Waiting), 3);
+        // a heads a 60 s chain (a, c, d); e is 50 s alone.
+        assert_eq!(g.get(id(&g, "x/a-1")).priority, 60_000);
+        assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+        assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+        assert_eq!(take(&mut g), None, "b, c, d wait for a");
+        g.mark_built(id(&g, "x/a-1"), "x/a-1.gpkg.tar".into(), 1, "AB");
+        assert_eq!(g.get(id(&g, "x/a-1")).sha256.as_deref(), Some("ab"));
+        assert_eq!(
+            take(&mut g).as_deref(),
+            Some("x/c-1"),
+            "the longer chain first"
+        );
+        assert_eq!(take(&mut g).as_deref(), Some("x/b-1"));
+        assert_eq!(take(&mut g), None, "d waits for b and c");
+        g.mark_built(id(&g, "x/b-1"), "p".into(), 1, "00");
+        assert_eq!(take(&mut g), None);
+        g.mark_built(id(&g, "x/c-1"), "p".into(), 1, "00");
+        assert_eq!(take(&mut g).as_deref(), Some("x/d-1"));
+    }
+
+    #[test]
+    fn fifo_order_ignores_estimates() {
+        let mut g = PackageGraph::new(ScheduleOrder::Fifo);
+        g.submit(&parse_package_set_bytes(DIAMOND.as_bytes()).unwrap());
+        assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+        assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    }
+
+    #[test]
+    fn a_failure_blocks_dependents_and_retry_unblocks_them() {
+        let mut g = graph(DIAMOND);
+        let a = id(&g, "x/a-1");
+        g.mark_failed(a, "broken".into());
+        for atom in ["x/b-1", "x/c-1", "x/d-1"] {
+            assert_eq!(g.get(id(&g, atom)).state, PackageState::Blocked, "{atom}");
+        }
+        let res = g
+            .retry(&RetryRequest {
+                atoms: vec!["=x/a-1".into()],
+                state: None,
+            })
+            .unwrap();
+        assert_eq!((res.retried, res.unblocked), (1, 3));
+        assert_eq!(g.get(a).state, PackageState::Queued);
+        assert_eq!(g.get(id(&g, "x/d-1")).state, PackageState::Waiting);
+        assert!(matches!(
+            g.retry(&RetryRequest {
+                atoms: vec!["x/zz-1".into()],
+                state: None
+            }),
+            Err(RetryError::Unknown(_))
+        ));
+        assert!(matches!(
+            g.retry(&RetryRequest::default()),
+            Err(RetryError::NothingNamed)
+        ));
+    }
+
+    #[test]
+    fn a_late_set_raises_the_priority_of_what_it_depends_on() {
+        let mut g = graph(
+            r#"{"packages": [{"atom": "x/a-1", "estimate_s": 1}, {"atom": "x/z-1", "estimate_s": 5}]}"#,
+        );
+        let later = parse_package_set_bytes(
+            br#"{"packages": [{"atom": "x/a-1"}, {"atom": "x/big-1", "deps": ["x/a-1"], "estimate_s": 100}]}"#,
+        )
+        .unwrap();
+        let res = g.submit(&later);
+        assert_eq!((res.added, res.existing), (1, 1));
+        assert_eq!(g.get(id(&g, "x/a-1")).priority, 101_000);
+        assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+        assert_eq!(g.new_deps, vec![(2, 0)]);
+    }
+
+    #[test]
+    fn the_policy_decides_between_requeue_and_failed_for_good() {
+        let mut g = graph(DIAMOND);
+        let a = id(&g, "x/a-1");
+        let now = Instant::now();
+        take(&mut g);
+        let v = g.attempt_failed(
+            &policy(),
+            a,
+            FailureKind::Build,
+            "d1",
+            "oops",
+            "tail",
+            true,
+            false,
+            now,
+        );
+        assert_eq!(v, Verdict::Retry);
+        assert_eq!(g.get(a).state, PackageState::Queued);
+        assert_eq!(g.get(a).log_tail.as_deref(), Some("tail"));
+        let v = g.attempt_failed(
+            &policy(),
+            a,
+            FailureKind::Build,
+            "d2",
+            "oops",
+            "",
+            true,
+            false,
+            now,
+        );
+        assert!(
+            matches!(v, Verdict::GiveUp(ref why) if why.contains("poison")),
+            "{v:?}"
+        );
+        assert_eq!(g.get(a).state, PackageState::Failed);
+        assert_eq!(g.get(id(&g, "x/d-1")).state, PackageState::Blocked);
+    }
+
+    #[test]
+    fn a_backing_off_package_is_passed_over_until_its_time() {
+        let mut g = graph(r#"{"packages": [{"atom": "x/a-1"}]}"#);
+        let a = id(&g, "x/a-1");
+        let now = Instant::now();
+        g.get_mut(a).not_before = Some(now + Duration::from_secs(5));
+        assert_eq!(g.take_ready(now, |_, _| true), None);
+        assert_eq!(
+            g.take_ready(now + Duration::from_secs(6), |_, _| true),
+            Some(a)
+        );
+    }
+
+    #[test]
+    fn restore_rebuilds_states_edges_and_the_ready_heap() {
+        let mut g = graph(DIAMOND);
+        g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00");
+        let rows: Vec<PackageRow> = (0..g.len() as u32).map(|i| g.get(i).row(i)).collect();
+        let deps = std::mem::take(&mut g.new_deps);
+        let (mut r, problems) = PackageGraph::restore(ScheduleOrder::CriticalPath, rows, deps);
+        assert!(problems.is_empty());
+        assert!(r.after_restore().is_empty());
+        assert_eq!(r.count(PackageState::Built), 1);
+        assert_eq!(r.get(id(&r, "x/d-1")).unbuilt, 2);
+        // e and c head 50 s each: set order decides.
+        assert_eq!(take(&mut r).as_deref(), Some("x/e-1"));
+        assert_eq!(take(&mut r).as_deref(), Some("x/c-1"));
+    }
+
+    #[test]
+    fn ready_order_is_priority_then_set_order() {
+        let mut h = BinaryHeap::new();
+        for (priority, seq) in [(5, 2), (9, 3), (5, 1)] {
+            h.push(Ready {
+                priority,
+                seq: Reverse(seq),
+                id: seq as u32,
+            });
+        }
+        let order: Vec<u32> = std::iter::from_fn(|| h.pop().map(|r| r.id)).collect();
+        assert_eq!(order, vec![3, 1, 2]);
+    }
+}

@@ -1,0 +1,1167 @@
+//! **PackageQueue** — the only actor that changes a package. A thin shell over plain
+//! structs: the [`graph::PackageGraph`] (states, edges, ready heap), the
+//! [`leases::LeaseTable`], the [`policy::FailurePolicy`], the [`commit::CommitBatch`]
+//! (group commit) and the [`publisher::Publisher`] (verification lanes, upload
+//! directories); [`views`] answers the reads. docs/design.md walks through the paths.
+//!
+//! Hears: `Submit`, `Retry` and the reads from HTTP handlers; `MarkUploading`, `Complete`,
+//! `Fail` from HTTP handlers; `ClaimPackage` and `CheckLeases` from drone sessions;
+//! `ReclaimDrone` from sessions and the registry; `DroneSeen` and `RecordDrone` (a drone's
+//! record, written with the next batch) from the registry;
+//! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines. Sends only
+//! with `do_send` (`Arm`/`Disarm`, `RecordOutcome`, `ForDrone`, `PackagesPublished`), so
+//! nothing it waits on can wait on it. Answers that change state wait for their commit.
+
+pub mod commit;
+pub mod error;
+pub mod graph;
+pub mod leases;
+pub mod policy;
+pub mod publisher;
+pub mod views;
+
+pub use error::QueueError;
+pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
+
+use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
+use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm, LeaseTimedOut};
+use crate::actors::orchestrator::messages::ForDrone;
+use crate::actors::orchestrator::publish_hook::PackagesPublished;
+use crate::actors::orchestrator::store::{Commit, DroneRow, Snapshot, Store, Write};
+use crate::config::orchestrator::ScheduleOrder;
+use crate::domain::{FailureKind, PackageSet, PackageState};
+use crate::orchestrator::metrics::{Metrics, QueueMetrics, ReclaimReason};
+use crate::orchestrator::publish::{PublishError, Published};
+use crate::orchestrator::staging;
+use crate::sys::clock::SharedClock;
+use crate::wire::orchestrator::{
+    Ack, CompleteRequest, CompleteResponse, DroneAction, DroneCommand, DroneQueue, FailRequest,
+    LeaseId, PackageCounts, PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult,
+    WorkAssignment,
+};
+use actix::prelude::*;
+use commit::{CommitBatch, CommitError, Durable};
+use graph::PackageGraph;
+use leases::{Lease, LeasePhase, LeaseTable};
+use policy::{FailurePolicy, Verdict};
+use publisher::{Publisher, Verification};
+use slog::{crit, debug, info, warn, Logger};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Ended leases are remembered this long (a late completion can still be accepted).
+const ENDED_LEASE_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// How often staging and old leases are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- messages
+
+#[derive(Message)]
+#[rtype(result = "Result<SubmitResult, QueueError>")]
+pub struct Submit(pub PackageSet);
+
+/// A drone asks for work (its session checked it may claim).
+#[derive(Message)]
+#[rtype(result = "Result<Option<WorkAssignment>, QueueError>")]
+pub struct ClaimPackage {
+    pub drone: String,
+    pub slots: u32,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Ack, QueueError>")]
+pub struct MarkUploading {
+    pub lease: LeaseId,
+    pub epoch: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<CompleteResponse, QueueError>")]
+pub struct Complete {
+    pub lease: LeaseId,
+    pub req: CompleteRequest,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Ack, QueueError>")]
+pub struct Fail {
+    pub lease: LeaseId,
+    pub req: FailRequest,
+}
+
+/// The drone is gone (offline, or registered again): its active leases are reclaimed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReclaimDrone {
+    pub drone: String,
+    pub reason: String,
+}
+
+/// A heartbeat listed these leases. Active leases of the drone it did not list (and that
+/// are older than the heartbeat TTL) are reclaimed; the answer lists the leases the drone
+/// should stop working on.
+#[derive(Message)]
+#[rtype(result = "Vec<LeaseId>")]
+pub struct CheckLeases {
+    pub drone: String,
+    pub listed: Vec<LeaseId>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<RetryResult, QueueError>")]
+pub struct Retry(pub RetryRequest);
+
+#[derive(Message)]
+#[rtype(result = "PackageCounts")]
+pub struct GetCounts;
+
+#[derive(Message)]
+#[rtype(result = "PackageList")]
+pub struct ListPackages {
+    pub state: Option<PackageState>,
+    pub search: Option<String>,
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<PackageLog, QueueError>")]
+pub struct GetLog {
+    pub atom: String,
+}
+
+/// The atoms each drone holds a lease on.
+#[derive(Message)]
+#[rtype(result = "HashMap<String, Vec<String>>")]
+pub struct CurrentByDrone;
+
+#[derive(Message)]
+#[rtype(result = "DroneQueue")]
+pub struct DroneQueueView {
+    pub drone: String,
+}
+
+/// A drone registered or showed signs of life (it counts as another eligible drone for
+/// packages that failed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DroneSeen {
+    pub drone: String,
+}
+
+/// A drone's record changed (registry): written with the next batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordDrone(pub DroneRow);
+
+/// One upload verified (sent by its lane's thread).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Verified {
+    job: u64,
+    outcome: Verification,
+}
+
+/// A lane is done; any of its jobs not reported failed with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LaneDone {
+    jobs: Vec<u64>,
+    failure: Option<String>,
+}
+
+// ---------------------------------------------------------------- the actor
+
+/// What the queue needs to know of the configuration.
+#[derive(Clone)]
+pub struct QueueSettings {
+    pub staging_dir: PathBuf,
+    pub binhost_dir: PathBuf,
+    pub build_timeout: Duration,
+    pub upload_timeout: Duration,
+    pub heartbeat_ttl: Duration,
+    pub policy: FailurePolicy,
+    /// Critical path first, or set order only.
+    pub order: ScheduleOrder,
+    pub clock: SharedClock,
+}
+
+/// Who the queue tells things (only ever with `do_send`).
+pub struct Peers {
+    pub store: Addr<Store>,
+    pub deadlines: Recipient<Arm>,
+    pub disarm: Recipient<Disarm>,
+    pub breaker: Recipient<RecordOutcome>,
+    pub drones: Recipient<ForDrone>,
+    pub hook: Recipient<PackagesPublished>,
+}
+
+/// What the queue keeps of a completion while its upload is verified.
+struct VerifyMeta {
+    pkg: u32,
+    lease_id: LeaseId,
+    upload_dir: String,
+    req: CompleteRequest,
+    reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
+}
+
+pub struct PackageQueue {
+    settings: QueueSettings,
+    graph: PackageGraph,
+    leases: LeaseTable,
+    commit: CommitBatch,
+    publisher: Publisher<VerifyMeta>,
+    /// Drones seen lately (claims, registrations): a package that failed on one drone may
+    /// still go back to it when no other drone is around.
+    active_drones: HashMap<String, Instant>,
+    /// The breaker reports a central fault: infrastructure failures now are not the
+    /// packages' fault and do not use up their retries.
+    central_fault: bool,
+    peers: Peers,
+    log: Logger,
+    metrics: QueueMetrics,
+}
+
+impl PackageQueue {
+    /// Rebuilds the queue from the stored snapshot. Active leases get fresh deadlines
+    /// (armed in `started`), so live drones can still finish after a restart.
+    pub fn restore(settings: QueueSettings, snap: Snapshot, peers: Peers, log: Logger) -> Self {
+        let log = log.new(slog::o!("actor" => "package_queue"));
+        let (mut graph, problems) = PackageGraph::restore(settings.order, snap.packages, snap.deps);
+        for p in problems {
+            crit!(log, "the state database holds a package row it cannot use"; "problem" => format!("{p:?}"));
+        }
+        let mut leases = LeaseTable::new(snap.next_lease);
+        let n = graph.len() as u32;
+        for row in snap.leases {
+            if row.pkg >= n {
+                continue;
+            }
+            if row.phase != LeasePhase::Ended {
+                graph.packages[row.pkg as usize].lease = Some(row.id);
+            }
+            leases.restore(
+                row.id,
+                Lease {
+                    pkg: row.pkg,
+                    epoch: row.epoch,
+                    drone: row.drone,
+                    phase: row.phase,
+                    created: Instant::now(),
+                    created_unix: row.created_unix,
+                    ended_unix: row.ended_unix,
+                    upload_dir: row.upload_dir,
+                    stop: false,
+                },
+            );
+        }
+        for atom in graph.after_restore() {
+            warn!(log, "leased package without a lease, requeued"; "atom" => atom);
+        }
+        info!(log, "queue restored"; "packages" => graph.len(), "active_leases" => leases.total_active());
+        PackageQueue {
+            publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone()),
+            settings,
+            graph,
+            leases,
+            commit: CommitBatch::default(),
+            active_drones: HashMap::new(),
+            central_fault: false,
+            peers,
+            log,
+            metrics: QueueMetrics::default(),
+        }
+    }
+
+    /// Counts this queue's events into `metrics` (see [`crate::orchestrator::metrics`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = QueueMetrics::new(metrics);
+        self
+    }
+
+    // ------------------------------------------------------------ leases
+
+    /// May `drone` build `id`? Not if its build already failed there while another drone
+    /// that has not failed it is around.
+    fn eligible(&self, id: u32, drone: &str) -> bool {
+        eligible(
+            &self.active_drones,
+            self.settings.heartbeat_ttl,
+            self.graph.get(id),
+            drone,
+        )
+    }
+
+    fn claim(&mut self, drone: &str, slots: u32) -> Option<WorkAssignment> {
+        self.active_drones.insert(drone.to_string(), Instant::now());
+        if self.leases.active_count(drone) >= slots.max(1) as usize {
+            return None;
+        }
+        let now = self.settings.clock.now();
+        let (active, ttl) = (&self.active_drones, self.settings.heartbeat_ttl);
+        let id = self
+            .graph
+            .take_ready(now, |_, p| eligible(active, ttl, p, drone))?;
+        let lease_id = self.leases.next_id();
+        let category = self.graph.get(id).atom.category.clone();
+        // The drone finds its upload directory already there when one was kept: renamed
+        // to this category beside this claim's commit if it held another.
+        let (upload_dir, reused) = self.publisher.upload_dir_for(lease_id, &category);
+        if reused {
+            self.metrics.upload_dir_reused(self.publisher.kept());
+        }
+        let p = self.graph.get_mut(id);
+        p.epoch += 1;
+        p.lease = Some(lease_id);
+        p.drone = Some(drone.to_string());
+        let epoch = p.epoch;
+        let assignment = WorkAssignment {
+            lease: lease_id,
+            epoch,
+            atom: p.atom_str.clone(),
+            category,
+            name: p.atom.name.clone(),
+            version: p.atom.version.clone(),
+            upload_dir: upload_dir.clone(),
+        };
+        self.graph.set_state(id, PackageState::Building);
+        let started = self.leases.start(Lease {
+            pkg: id,
+            epoch,
+            drone: drone.to_string(),
+            phase: LeasePhase::Building,
+            created: Instant::now(),
+            created_unix: crate::sys::clock::unix_now(),
+            ended_unix: None,
+            upload_dir,
+            stop: false,
+        });
+        debug_assert_eq!(started, lease_id);
+        self.peers.deadlines.do_send(Arm {
+            lease: lease_id,
+            epoch,
+            deadline: DeadlineKind::Build,
+            after: self.settings.build_timeout,
+        });
+        debug!(self.log, "claimed"; "atom" => &assignment.atom, "drone" => drone, "lease" => lease_id, "epoch" => epoch);
+        Some(assignment)
+    }
+
+    /// Ends an active lease. `stop`: tell its drone to stop working on it. Returns the
+    /// drone that held it, when it was active.
+    fn end_lease(&mut self, lease_id: LeaseId, stop: bool) -> Option<String> {
+        let l = self
+            .leases
+            .end(lease_id, stop, crate::sys::clock::unix_now())?;
+        let (pkg, drone) = (l.pkg, l.drone.clone());
+        self.metrics.lease_ended(lease_id);
+        let p = &mut self.graph.packages[pkg as usize];
+        if p.lease == Some(lease_id) {
+            p.lease = None;
+        }
+        self.peers.disarm.do_send(Disarm { lease: lease_id });
+        if stop {
+            self.peers.drones.do_send(ForDrone {
+                drone: drone.clone(),
+                command: DroneCommand {
+                    action: DroneAction::Cancel,
+                    lease: Some(lease_id),
+                },
+            });
+        }
+        Some(drone)
+    }
+
+    /// Tells the breaker how a drone's attempt ended. Every end of an active lease sends
+    /// exactly one outcome, so a half-open breaker always learns how its probe ended.
+    fn verdict(&self, drone: String, outcome: Outcome) {
+        self.peers.breaker.do_send(RecordOutcome { drone, outcome });
+    }
+
+    fn infra_failure(&self, drone: String, reason: String) {
+        self.verdict(
+            drone,
+            Outcome::Failure {
+                kind: FailureKind::Infra,
+                reason,
+            },
+        );
+    }
+
+    /// The package's current attempt ended without an artifact (see [`policy`]).
+    fn attempt_failed(
+        &mut self,
+        id: u32,
+        kind: FailureKind,
+        drone: &str,
+        reason: &str,
+        log_tail: &str,
+        backoff: bool,
+    ) {
+        self.metrics.failure(kind);
+        let now = self.settings.clock.now();
+        let verdict = self.graph.attempt_failed(
+            &self.settings.policy,
+            id,
+            kind,
+            drone,
+            reason,
+            log_tail,
+            backoff,
+            self.central_fault,
+            now,
+        );
+        if let Verdict::GiveUp(why) = verdict {
+            warn!(self.log, "package failed"; "atom" => &self.graph.get(id).atom_str, "reason" => why);
+        }
+    }
+
+    /// The package is built: drones whose builds of it failed turn out to be at fault
+    /// (a poison package's failures never count), and its dependents move on.
+    fn mark_built(&mut self, id: u32, builder: &str, req: &CompleteRequest) {
+        let atom = self.graph.get(id).atom_str.clone();
+        for d in self
+            .graph
+            .get(id)
+            .failed_on
+            .iter()
+            .filter(|d| *d != builder)
+        {
+            self.verdict(
+                d.clone(),
+                Outcome::Failure {
+                    kind: FailureKind::Build,
+                    reason: format!("{atom} failed to build here but built on {builder}"),
+                },
+            );
+        }
+        self.graph
+            .mark_built(id, req.path.clone(), req.size, &req.sha256);
+        self.graph.get_mut(id).drone = Some(builder.to_string());
+    }
+
+    fn lookup_lease(&self, lease: LeaseId, epoch: u64) -> Result<&Lease, QueueError> {
+        let l = self
+            .leases
+            .get(lease)
+            .ok_or(QueueError::UnknownLease(lease))?;
+        if l.epoch != epoch {
+            return Err(QueueError::WrongEpoch {
+                lease,
+                current: l.epoch,
+                given: epoch,
+            });
+        }
+        Ok(l)
+    }
+
+    fn clean(&mut self, ctx: &mut Context<Self>) {
+        let Some(dirs) = self.publisher.start_cleaning() else {
+            return;
+        };
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            for d in &dirs {
+                staging::remove_quietly(d);
+            }
+        });
+        ctx.spawn(work.into_actor(self).map(|_, act, ctx| {
+            act.publisher.cleaned();
+            act.clean(ctx);
+        }));
+    }
+
+    // ------------------------------------------------------------ durability
+
+    /// A receiver that resolves when everything changed so far is committed.
+    fn durable(&mut self, ctx: &mut Context<Self>) -> Durable {
+        let clean = self.graph.dirty.is_empty()
+            && self.graph.new_deps.is_empty()
+            && self.leases.dirty.is_empty();
+        let (rx, flush) = self.commit.wait(clean);
+        if flush {
+            self.flush(ctx);
+        }
+        rx
+    }
+
+    /// Starts the next batch unless one is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.commit.in_flight() {
+            return;
+        }
+        if !self.graph.new_deps.is_empty() {
+            self.commit
+                .push(Write::Deps(std::mem::take(&mut self.graph.new_deps)));
+        }
+        let mut pkgs: Vec<u32> = self.graph.dirty.drain().collect();
+        pkgs.sort_unstable();
+        let lease_ids: Vec<LeaseId> = self.leases.dirty.drain().collect();
+        let Some(batch) = self
+            .commit
+            .begin(pkgs, lease_ids, self.publisher.has_swaps())
+        else {
+            return;
+        };
+        // Packages first: dependency rows refer to them.
+        let mut writes: Vec<Write> = batch
+            .pkgs
+            .iter()
+            .map(|id| Write::Package(self.graph.get(*id).row(*id)))
+            .collect();
+        writes.extend(batch.extra.iter().cloned());
+        writes.extend(
+            batch
+                .leases
+                .iter()
+                .filter_map(|id| self.leases.get(*id).map(|l| Write::Lease(l.row(*id)))),
+        );
+        let commit = self.peers.store.send(Commit(writes));
+        let swaps = self.publisher.take_swaps();
+        let fut = async move {
+            if swaps.is_empty() {
+                return (commit.await, false);
+            }
+            let renamed = actix_web::rt::task::spawn_blocking(move || {
+                let mut unsupported = false;
+                for swap in swaps {
+                    // Best effort: if it fails the drone's rsync makes the category
+                    // directory it needs.
+                    if let Err(e) = swap.apply() {
+                        unsupported |= staging::unsupported(&e);
+                        swap.undo();
+                    }
+                }
+                unsupported
+            });
+            let (res, unsupported) = futures_util::future::join(commit, renamed).await;
+            (res, unsupported.unwrap_or(false))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(res, unsupported), act, ctx| {
+            if unsupported && act.publisher.stop_reuse() {
+                warn!(act.log, "the staging filesystem cannot rename without replacing (RENAME_NOREPLACE); upload directories are no longer reused";
+                      "staging_dir" => act.settings.staging_dir.display().to_string());
+                act.metrics.upload_dirs_kept(0);
+                act.clean(ctx);
+            }
+            let res = match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(CommitError::Store(Arc::new(e))),
+                Err(e) => Err(CommitError::StoreGone(e)),
+            };
+            match res {
+                Ok(()) => {
+                    act.commit.succeeded(batch);
+                    act.flush(ctx);
+                }
+                Err(e) => {
+                    crit!(act.log, "state commit failed, will retry"; "error" => %e);
+                    // Keep the changes dirty so the next batch writes them again.
+                    let (pkgs, leases) = act.commit.failed(batch, e);
+                    act.graph.dirty.extend(pkgs);
+                    act.leases.dirty.extend(leases);
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.flush(ctx));
+                }
+            }
+        }));
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = crate::sys::clock::unix_now();
+        let horizon = ENDED_LEASE_MEMORY.as_secs();
+        if self.leases.prune(now, horizon) {
+            self.commit.push(Write::PruneLeases {
+                ended_before: now.saturating_sub(horizon),
+            });
+            self.flush(ctx);
+        }
+        let ttl = self.settings.heartbeat_ttl * 2;
+        self.active_drones.retain(|_, t| t.elapsed() < ttl);
+        // Leftover upload directories of leases that ended long ago. A reused directory
+        // keeps the times of its first package, so its age says little: the directories
+        // of active leases, of leases ended within `min_age` (a late upload may still be
+        // running into it) and of the pool are kept by name.
+        let min_age = self.settings.upload_timeout + Duration::from_secs(3600);
+        let keep: HashSet<String> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| {
+                l.is_active()
+                    || l.ended_unix
+                        .is_none_or(|e| now.saturating_sub(e) < min_age.as_secs())
+            })
+            .map(|(_, l)| l.upload_dir.clone())
+            .chain(self.publisher.kept_names().cloned())
+            .collect();
+        let staging_dir = self.settings.staging_dir.clone();
+        actix_web::rt::task::spawn_blocking(move || staging::sweep(&staging_dir, &keep, min_age));
+    }
+
+    // ------------------------------------------------------------ publishing
+
+    fn start_verifying(&mut self, ctx: &mut Context<Self>) {
+        let Some(lane) = self.publisher.next_lane() else {
+            return;
+        };
+        let jobs = lane.job_ids();
+        let me = ctx.address();
+        let lane_me = me.clone();
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            lane.run(|job, outcome| lane_me.do_send(Verified { job, outcome }));
+        });
+        // The lane's end comes back as a message (an actor future per lane would sit in
+        // this actor's context, which actix polls whole on every message).
+        actix_web::rt::spawn(async move {
+            let failure = work.await.err().map(|e| e.to_string());
+            me.do_send(LaneDone { jobs, failure });
+        });
+    }
+
+    /// A completion's verification is done: record what it means and answer the drone
+    /// once the batch that records it is committed.
+    fn verified(&mut self, meta: VerifyMeta, v: Verification, ctx: &mut Context<Self>) {
+        let VerifyMeta {
+            pkg,
+            lease_id,
+            upload_dir,
+            req,
+            reply,
+        } = meta;
+        self.graph.packages[pkg as usize].publishing = false;
+        // Published (now or before): the upload directory is reused if nothing else is
+        // left in it, else removed. After a failed verification it is left for the sweep.
+        if v.reusable {
+            let category = self.graph.get(pkg).atom.category.clone();
+            self.publisher.keep(upload_dir, &category);
+            self.metrics.upload_dirs_kept(self.publisher.kept());
+        } else if v.published.is_ok() {
+            self.publisher.remove_later(upload_dir);
+        }
+        self.clean(ctx);
+        let drone = self
+            .leases
+            .get(lease_id)
+            .map(|l| l.drone.clone())
+            .unwrap_or_default();
+        let mut published = false;
+        let answer = match v.published {
+            Ok(how) if self.graph.get(pkg).state != PackageState::Built => {
+                // The rename is made durable with this batch, before the state that says
+                // the package is built.
+                if let Some(dir) = self.publisher.dest_dir(&req.path) {
+                    self.commit.push(Write::SyncDir(dir));
+                }
+                self.metrics.completed(lease_id, req.size);
+                // The completing lease is over; any other one on the package is
+                // cancelled: this artifact is the one.
+                self.end_lease(lease_id, false);
+                if let Some(other) = self.graph.get(pkg).lease {
+                    if let Some(d) = self.end_lease(other, true) {
+                        self.verdict(d, Outcome::Neutral);
+                    }
+                }
+                self.mark_built(pkg, &drone, &req);
+                info!(self.log, "published"; "atom" => &self.graph.get(pkg).atom_str,
+                      "drone" => &drone, "path" => &req.path, "size" => req.size,
+                      "how" => if how == Published::Now { "now" } else { "already there" });
+                self.verdict(drone, Outcome::Success);
+                published = true;
+                Ok(CompleteResponse {
+                    accepted: true,
+                    stale: false,
+                })
+            }
+            Ok(_) => Ok(CompleteResponse {
+                accepted: false,
+                stale: true,
+            }),
+            Err(e) => {
+                let reason = e.to_string();
+                warn!(self.log, "upload did not verify"; "atom" => &self.graph.get(pkg).atom_str,
+                      "drone" => &drone, "error" => &reason);
+                let current = self.graph.get(pkg).lease == Some(lease_id);
+                if self.leases.get(lease_id).is_some_and(Lease::is_active) {
+                    self.end_lease(lease_id, false);
+                }
+                if current {
+                    self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
+                }
+                self.infra_failure(drone, reason);
+                Err(QueueError::NotPublished { source: e })
+            }
+        };
+        let rx = self.durable(ctx);
+        let hook = self.peers.hook.clone();
+        actix_web::rt::spawn(async move {
+            let answer = after_commit(rx, answer).await;
+            // The hook runs only once the publish is recorded.
+            if published && answer.is_ok() {
+                hook.do_send(PackagesPublished);
+            }
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Ends `leases` of `drone` as infrastructure failures (the drone is gone or no
+    /// longer works on them).
+    fn reclaim(&mut self, drone: &str, leases: Vec<LeaseId>, reason: &str) {
+        for id in leases {
+            let Some(pkg) = self.leases.get(id).map(|l| l.pkg) else {
+                continue;
+            };
+            self.end_lease(id, false);
+            self.attempt_failed(pkg, FailureKind::Infra, drone, reason, "", false);
+        }
+    }
+}
+
+/// See [`PackageQueue::eligible`]; a free function so a claim can use it while it
+/// borrows the graph mutably.
+fn eligible(
+    active: &HashMap<String, Instant>,
+    ttl: Duration,
+    p: &graph::Package,
+    drone: &str,
+) -> bool {
+    if !p.failed_on.iter().any(|d| d == drone) {
+        return true;
+    }
+    let horizon = ttl * 2;
+    !active
+        .iter()
+        .any(|(d, t)| t.elapsed() < horizon && !p.failed_on.contains(d))
+}
+
+/// Waits for durability, then answers `value`.
+async fn after_commit<T>(rx: Durable, value: Result<T, QueueError>) -> Result<T, QueueError> {
+    let value = value?;
+    match rx.await {
+        Ok(Ok(())) => Ok(value),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(CommitError::QueueStopped.into()),
+    }
+}
+
+fn answer_after<T: 'static>(
+    rx: Durable,
+    value: Result<T, QueueError>,
+) -> ResponseFuture<Result<T, QueueError>> {
+    Box::pin(after_commit(rx, value))
+}
+
+impl Actor for PackageQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Restored leases get fresh deadlines.
+        for (id, l) in self.leases.iter() {
+            let (deadline, after) = match l.phase {
+                LeasePhase::Building => (DeadlineKind::Build, self.settings.build_timeout),
+                LeasePhase::Uploading => (DeadlineKind::Upload, self.settings.upload_timeout),
+                LeasePhase::Ended => continue,
+            };
+            self.peers.deadlines.do_send(Arm {
+                lease: *id,
+                epoch: l.epoch,
+                deadline,
+                after,
+            });
+        }
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
+        self.sweep(ctx);
+    }
+}
+
+impl Handler<FaultChanged> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: FaultChanged, _: &mut Self::Context) {
+        self.central_fault = msg.central;
+        if !msg.central {
+            self.graph.end_backoffs();
+        }
+    }
+}
+
+impl Handler<DroneSeen> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: DroneSeen, _: &mut Self::Context) {
+        self.active_drones.insert(msg.drone, Instant::now());
+    }
+}
+
+impl Handler<RecordDrone> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: RecordDrone, ctx: &mut Self::Context) {
+        self.commit.push(Write::Drone(msg.0));
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Submit> for PackageQueue {
+    type Result = ResponseFuture<Result<SubmitResult, QueueError>>;
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) -> Self::Result {
+        let res = self.graph.submit(&msg.0);
+        info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing, "format" => format!("{:?}", res.format));
+        let rx = self.durable(ctx);
+        answer_after(rx, Ok(res))
+    }
+}
+
+impl Handler<ClaimPackage> for PackageQueue {
+    type Result = ResponseFuture<Result<Option<WorkAssignment>, QueueError>>;
+    fn handle(&mut self, msg: ClaimPackage, ctx: &mut Self::Context) -> Self::Result {
+        let res = self.claim(&msg.drone, msg.slots);
+        let rx = self.durable(ctx);
+        answer_after(rx, Ok(res))
+    }
+}
+
+impl Handler<MarkUploading> for PackageQueue {
+    type Result = ResponseFuture<Result<Ack, QueueError>>;
+    fn handle(&mut self, msg: MarkUploading, ctx: &mut Self::Context) -> Self::Result {
+        let res = self
+            .lookup_lease(msg.lease, msg.epoch)
+            .map(|l| (l.pkg, l.is_active()));
+        let res = res.map(|(pkg, active)| {
+            if !active {
+                return Ack::stale();
+            }
+            if let Some(l) = self.leases.get_mut(msg.lease) {
+                l.phase = LeasePhase::Uploading;
+            }
+            self.graph.set_state(pkg, PackageState::Uploading);
+            self.metrics.upload_started(msg.lease);
+            self.peers.deadlines.do_send(Arm {
+                lease: msg.lease,
+                epoch: msg.epoch,
+                deadline: DeadlineKind::Upload,
+                after: self.settings.upload_timeout,
+            });
+            Ack::done()
+        });
+        let rx = self.durable(ctx);
+        answer_after(rx, res)
+    }
+}
+
+impl Handler<Fail> for PackageQueue {
+    type Result = ResponseFuture<Result<Ack, QueueError>>;
+    fn handle(&mut self, msg: Fail, ctx: &mut Self::Context) -> Self::Result {
+        let res = self
+            .lookup_lease(msg.lease, msg.req.epoch)
+            .map(|l| (l.pkg, l.drone.clone(), l.is_active()));
+        let res = res.map(|(pkg, drone, active)| {
+            if !active {
+                return Ack::stale();
+            }
+            let req = &msg.req;
+            self.end_lease(msg.lease, false);
+            info!(self.log, "attempt failed"; "atom" => &self.graph.get(pkg).atom_str,
+                  "drone" => &drone, "kind" => req.kind.as_str(), "reason" => &req.reason);
+            self.attempt_failed(pkg, req.kind, &drone, &req.reason, &req.log_tail, true);
+            // A build failure is held back until it is known whose fault it was: for now
+            // the breaker only learns that the attempt is over.
+            let outcome = match req.kind {
+                FailureKind::Build => Outcome::Neutral,
+                kind => Outcome::Failure {
+                    kind,
+                    reason: req.reason.clone(),
+                },
+            };
+            self.verdict(drone, outcome);
+            Ack::done()
+        });
+        let rx = self.durable(ctx);
+        answer_after(rx, res)
+    }
+}
+
+/// What a completion's checks found before any file work.
+enum Precheck {
+    /// Verify and publish the upload.
+    Verify { pkg: u32, upload_dir: String },
+    /// The package is built already (by this lease, answered before, or by another).
+    AlreadyBuilt { upload_dir: String },
+}
+
+impl PackageQueue {
+    fn precheck(&self, lease: LeaseId, req: &CompleteRequest) -> Result<Precheck, QueueError> {
+        let l = self.lookup_lease(lease, req.epoch)?;
+        let (pkg, upload_dir) = (l.pkg, l.upload_dir.clone());
+        let p = self.graph.get(pkg);
+        if p.state == PackageState::Built {
+            return Ok(Precheck::AlreadyBuilt { upload_dir });
+        }
+        publisher::check_artifact_path(&p.atom, &req.path)?;
+        if req.sha256.len() != 64 || !req.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(QueueError::BadChecksum);
+        }
+        if p.publishing {
+            return Err(QueueError::Busy(p.atom_str.clone()));
+        }
+        Ok(Precheck::Verify { pkg, upload_dir })
+    }
+}
+
+impl Handler<Complete> for PackageQueue {
+    type Result = ResponseFuture<Result<CompleteResponse, QueueError>>;
+    fn handle(&mut self, msg: Complete, ctx: &mut Self::Context) -> Self::Result {
+        let lease_id = msg.lease;
+        let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req) {
+            Err(e) => return Box::pin(async move { Err(e) }),
+            Ok(Precheck::AlreadyBuilt { upload_dir }) => {
+                // Nothing changes; this lease (if still active) is over.
+                if let Some(drone) = self.end_lease(lease_id, false) {
+                    self.verdict(drone, Outcome::Neutral);
+                }
+                // A retry after a lost answer may have uploaded again into a directory
+                // that was kept for reuse: it is no longer clean. If a later lease was
+                // given it by now (active or not), that lease owns it: its own check
+                // after a publish finds the stray, or the sweep removes it.
+                if self.publisher.forget(&upload_dir) {
+                    self.metrics.upload_dirs_kept(self.publisher.kept());
+                }
+                if !self.leases.upload_dir_given_since(&upload_dir, lease_id) {
+                    self.publisher.remove_later(upload_dir);
+                    self.clean(ctx);
+                }
+                let rx = self.durable(ctx);
+                return answer_after(rx, Ok(CompleteResponse::stale()));
+            }
+            Ok(Precheck::Verify { pkg, upload_dir }) => (pkg, upload_dir),
+        };
+        let req = msg.req;
+        let Some(job) = self
+            .publisher
+            .job(&upload_dir, &req.path, req.size, &req.sha256)
+        else {
+            // check_artifact_path refuses every path that could leave a directory.
+            let e = QueueError::NotPublished {
+                source: PublishError::Missing(PathBuf::from(&req.path)),
+            };
+            return Box::pin(async move { Err(e) });
+        };
+        self.graph.packages[pkg as usize].publishing = true;
+        let (reply, answer) = oneshot::channel();
+        let category = self.graph.get(pkg).atom.category.clone();
+        self.publisher.enqueue(
+            job,
+            category,
+            VerifyMeta {
+                pkg,
+                lease_id,
+                upload_dir,
+                req,
+                reply,
+            },
+        );
+        self.start_verifying(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(CommitError::QueueStopped.into()))
+        })
+    }
+}
+
+impl Handler<Verified> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: Verified, ctx: &mut Self::Context) {
+        if let Some(meta) = self.publisher.reported(msg.job) {
+            self.verified(meta, msg.outcome, ctx);
+        }
+    }
+}
+
+impl Handler<LaneDone> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: LaneDone, ctx: &mut Self::Context) {
+        // The lane queued each `Verified` before it ended, so they were handled before
+        // this: anything still unreported failed with the lane.
+        let why = msg.failure.unwrap_or_else(|| "not reported".into());
+        for meta in self.publisher.lane_done(msg.jobs) {
+            let outcome = Verification {
+                published: Err(PublishError::Io {
+                    path: PathBuf::from(&meta.req.path),
+                    source: std::io::Error::other(format!("verification lane failed: {why}")),
+                }),
+                reusable: false,
+            };
+            self.verified(meta, outcome, ctx);
+        }
+        self.start_verifying(ctx);
+    }
+}
+
+impl Handler<LeaseTimedOut> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: LeaseTimedOut, ctx: &mut Self::Context) {
+        let Some(l) = self.leases.get(msg.lease) else {
+            return;
+        };
+        // A build deadline that fired just before the drone said `uploading` is late.
+        let current = matches!(
+            (msg.deadline, l.phase),
+            (DeadlineKind::Build, LeasePhase::Building)
+                | (DeadlineKind::Upload, LeasePhase::Uploading)
+        );
+        if !current || l.epoch != msg.epoch {
+            return;
+        }
+        let (pkg, drone) = (l.pkg, l.drone.clone());
+        let (reason, why) = match msg.deadline {
+            DeadlineKind::Build => (
+                format!(
+                    "no upload started within build_timeout_s ({} s)",
+                    msg.after.as_secs()
+                ),
+                ReclaimReason::BuildTimeout,
+            ),
+            DeadlineKind::Upload => (
+                format!(
+                    "upload not completed within upload_timeout_s ({} s)",
+                    msg.after.as_secs()
+                ),
+                ReclaimReason::UploadTimeout,
+            ),
+        };
+        warn!(self.log, "lease timed out, work reclaimed"; "atom" => &self.graph.get(pkg).atom_str,
+              "drone" => &drone, "lease" => msg.lease, "reason" => &reason);
+        self.metrics.reclaimed(why, 1);
+        self.end_lease(msg.lease, true);
+        self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", false);
+        self.infra_failure(drone, reason);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<ReclaimDrone> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: ReclaimDrone, ctx: &mut Self::Context) {
+        let leases = self.leases.active_of(&msg.drone);
+        if leases.is_empty() {
+            return;
+        }
+        self.active_drones.remove(&msg.drone);
+        self.metrics
+            .reclaimed(ReclaimReason::DroneLost, leases.len());
+        warn!(self.log, "reclaiming a drone's work"; "drone" => &msg.drone, "leases" => leases.len(), "reason" => &msg.reason);
+        self.reclaim(&msg.drone, leases, &msg.reason);
+        self.infra_failure(msg.drone, msg.reason);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<CheckLeases> for PackageQueue {
+    type Result = MessageResult<CheckLeases>;
+    fn handle(&mut self, msg: CheckLeases, ctx: &mut Self::Context) -> Self::Result {
+        let listed: HashSet<LeaseId> = msg.listed.iter().copied().collect();
+        // Held here but no longer worked on by the drone.
+        let grace = self.settings.heartbeat_ttl;
+        let dropped: Vec<LeaseId> = self
+            .leases
+            .active_of(&msg.drone)
+            .into_iter()
+            .filter(|id| !listed.contains(id))
+            .filter(|id| {
+                self.leases
+                    .get(*id)
+                    .is_some_and(|l| l.created.elapsed() > grace)
+            })
+            .collect();
+        self.metrics
+            .reclaimed(ReclaimReason::Dropped, dropped.len());
+        let reason = "the drone no longer reports working on it";
+        for id in dropped {
+            warn!(self.log, "lease dropped by its drone, reclaimed"; "drone" => &msg.drone, "lease" => id);
+            self.reclaim(&msg.drone, vec![id], reason);
+            self.infra_failure(msg.drone.clone(), reason.to_string());
+        }
+        // Worked on by the drone but no longer wanted.
+        let mut stop = Vec::new();
+        for id in msg.listed {
+            match self.leases.get(id) {
+                None => stop.push(id),
+                Some(l) if l.drone != msg.drone => stop.push(id),
+                Some(l) if !l.is_active() => {
+                    let st = self.graph.get(l.pkg).state;
+                    // A reclaimed lease whose package is still wanted may finish: valid
+                    // work is never thrown away.
+                    if l.stop
+                        || matches!(
+                            st,
+                            PackageState::Built | PackageState::Failed | PackageState::Blocked
+                        )
+                    {
+                        stop.push(id);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        self.flush(ctx);
+        MessageResult(stop)
+    }
+}
+
+impl Handler<Retry> for PackageQueue {
+    type Result = ResponseFuture<Result<RetryResult, QueueError>>;
+    fn handle(&mut self, msg: Retry, ctx: &mut Self::Context) -> Self::Result {
+        let res = self.graph.retry(&msg.0).map_err(QueueError::from);
+        if let Ok(r) = &res {
+            info!(self.log, "retry"; "retried" => r.retried, "unblocked" => r.unblocked);
+        }
+        let rx = self.durable(ctx);
+        answer_after(rx, res)
+    }
+}
+
+impl Handler<GetCounts> for PackageQueue {
+    type Result = MessageResult<GetCounts>;
+    fn handle(&mut self, _: GetCounts, _: &mut Self::Context) -> Self::Result {
+        MessageResult(views::counts(&self.graph))
+    }
+}
+
+impl Handler<ListPackages> for PackageQueue {
+    type Result = MessageResult<ListPackages>;
+    fn handle(&mut self, msg: ListPackages, _: &mut Self::Context) -> Self::Result {
+        MessageResult(views::list(
+            &self.graph,
+            msg.state,
+            msg.search.as_deref(),
+            msg.offset,
+            msg.limit,
+        ))
+    }
+}
+
+impl Handler<GetLog> for PackageQueue {
+    type Result = Result<PackageLog, QueueError>;
+    fn handle(&mut self, msg: GetLog, _: &mut Self::Context) -> Self::Result {
+        views::log(&self.graph, &msg.atom).ok_or(QueueError::UnknownPackage(msg.atom))
+    }
+}
+
+impl Handler<CurrentByDrone> for PackageQueue {
+    type Result = MessageResult<CurrentByDrone>;
+    fn handle(&mut self, _: CurrentByDrone, _: &mut Self::Context) -> Self::Result {
+        MessageResult(views::current_by_drone(&self.graph, &self.leases))
+    }
+}
+
+impl Handler<DroneQueueView> for PackageQueue {
+    type Result = MessageResult<DroneQueueView>;
+    fn handle(&mut self, msg: DroneQueueView, _: &mut Self::Context) -> Self::Result {
+        let drone = msg.drone.clone();
+        MessageResult(views::drone_queue(
+            &self.graph,
+            &self.leases,
+            msg.drone,
+            |id| self.eligible(id, &drone),
+        ))
+    }
+}

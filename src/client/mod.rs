@@ -1,0 +1,272 @@
+//! HTTP client for the orchestrator's API (SPEC §5), used by the drone, the CLI, the
+//! gateway and the tests. Must run inside an actix system (awc is single-threaded).
+
+pub mod gateway;
+
+use crate::wire::orchestrator::*;
+use awc::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Largest response body the client accepts (package listings of 100,000 packages fit).
+const BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{url}: the token was refused (HTTP 401); check the token")]
+    Unauthorized { url: String },
+    #[error("{url}: HTTP {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url}: unexpected answer: {message}")]
+    Decode { url: String, message: String },
+}
+
+impl ClientError {
+    /// The orchestrator could not be reached at all (worth retrying later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+            || matches!(self, ClientError::Status { status, .. } if *status == 503)
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            ClientError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: awc::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Self::with_timeout(base, token, Duration::from_secs(30))
+    }
+
+    pub fn with_timeout(base: &str, token: Option<String>, timeout: Duration) -> Self {
+        let http = awc::Client::builder()
+            .timeout(timeout)
+            .connector(awc::Connector::new().timeout(Duration::from_secs(5)))
+            .finish();
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: awc::http::Method, url: &str) -> awc::ClientRequest {
+        let mut r = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn finish<T: DeserializeOwned>(
+        url: String,
+        res: Result<
+            awc::ClientResponse<
+                impl futures_util::Stream<
+                        Item = Result<actix_web::web::Bytes, awc::error::PayloadError>,
+                    > + Unpin,
+            >,
+            awc::error::SendRequestError,
+        >,
+    ) -> Result<Option<T>, ClientError> {
+        let mut resp = res.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        let body = resp
+            .body()
+            .limit(BODY_LIMIT)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                message: format!("reading the answer: {e}"),
+            })?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized { url });
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| {
+                    String::from_utf8_lossy(&body)
+                        .trim()
+                        .chars()
+                        .take(500)
+                        .collect()
+                });
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ClientError::Decode {
+                url,
+                message: e.to_string(),
+            })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let res = self.request(awc::http::Method::GET, &url).send().await;
+        Self::finish(url.clone(), res)
+            .await?
+            .ok_or(ClientError::Decode {
+                url,
+                message: "empty answer".into(),
+            })
+    }
+
+    /// POST with a JSON body; `None` for 204 No Content.
+    pub async fn post_opt<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, ClientError> {
+        let url = self.url(path);
+        let res = self
+            .request(awc::http::Method::POST, &url)
+            .send_json(body)
+            .await;
+        Self::finish(url, res).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.post_opt(path, body).await?.ok_or(ClientError::Decode {
+            url,
+            message: "empty answer".into(),
+        })
+    }
+
+    pub async fn healthz(&self) -> Result<Health, ClientError> {
+        self.get("/healthz").await
+    }
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.get("/api/v1/status").await
+    }
+    pub async fn packages(&self, state: Option<&str>) -> Result<PackageList, ClientError> {
+        match state {
+            Some(s) => self.get(&format!("/api/v1/packages?state={s}")).await,
+            None => self.get("/api/v1/packages").await,
+        }
+    }
+    /// Sends a package set as it is (plain, portage output or JSON).
+    pub async fn submit(&self, body: Vec<u8>) -> Result<SubmitResult, ClientError> {
+        let url = self.url("/api/v1/packages");
+        let res = self
+            .request(awc::http::Method::POST, &url)
+            .insert_header(("content-type", "text/plain"))
+            .send_body(body)
+            .await;
+        Self::finish(url.clone(), res)
+            .await?
+            .ok_or(ClientError::Decode {
+                url,
+                message: "empty answer".into(),
+            })
+    }
+    pub async fn retry(&self, req: &RetryRequest) -> Result<RetryResult, ClientError> {
+        self.post("/api/v1/packages/retry", req).await
+    }
+    pub async fn package_log(&self, atom: &str) -> Result<PackageLog, ClientError> {
+        self.get(&format!("/api/v1/packages/{atom}/log")).await
+    }
+    pub async fn drones(&self) -> Result<DroneList, ClientError> {
+        self.get("/api/v1/drones").await
+    }
+    pub async fn drone(&self, name: &str) -> Result<DroneInfo, ClientError> {
+        self.get(&format!("/api/v1/drones/{name}")).await
+    }
+    pub async fn drone_queue(&self, name: &str) -> Result<DroneQueue, ClientError> {
+        self.get(&format!("/api/v1/drones/{name}/queue")).await
+    }
+    pub async fn drone_logs(&self, name: &str, n: usize) -> Result<DroneLogs, ClientError> {
+        self.get(&format!("/api/v1/drones/{name}/logs?n={n}")).await
+    }
+    pub async fn control(
+        &self,
+        name: &str,
+        action: ControlAction,
+    ) -> Result<ControlResult, ClientError> {
+        self.post(
+            &format!("/api/v1/drones/{name}/control"),
+            &ControlRequest { action },
+        )
+        .await
+    }
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        self.post("/api/v1/drones/register", req).await
+    }
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        self.post(&format!("/api/v1/drones/{name}/heartbeat"), req)
+            .await
+    }
+    /// `None` when there is no work for this drone now (204).
+    pub async fn claim(&self, drone: &str) -> Result<Option<WorkAssignment>, ClientError> {
+        self.post_opt(
+            "/api/v1/work/claim",
+            &ClaimRequest {
+                drone: drone.to_string(),
+            },
+        )
+        .await
+    }
+    pub async fn uploading(&self, lease: LeaseId, epoch: u64) -> Result<Ack, ClientError> {
+        self.post(
+            &format!("/api/v1/work/{lease}/uploading"),
+            &EpochBody { epoch },
+        )
+        .await
+    }
+    pub async fn complete(
+        &self,
+        lease: LeaseId,
+        req: &CompleteRequest,
+    ) -> Result<CompleteResponse, ClientError> {
+        self.post(&format!("/api/v1/work/{lease}/complete"), req)
+            .await
+    }
+    pub async fn fail(&self, lease: LeaseId, req: &FailRequest) -> Result<Ack, ClientError> {
+        self.post(&format!("/api/v1/work/{lease}/fail"), req).await
+    }
+}

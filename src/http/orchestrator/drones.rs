@@ -1,0 +1,134 @@
+//! Drone endpoints: listings and control for operators, register and heartbeat for drones.
+
+use super::State;
+use crate::actors::orchestrator::circuit_breaker::Unground;
+use crate::actors::orchestrator::drone_registry::{GetDrone, ListDrones, Lookup, Register};
+use crate::actors::orchestrator::drone_session::{Control, GetLogs, Heartbeat};
+use crate::actors::orchestrator::queue::DroneQueueView;
+use crate::http::auth::{authorize, Role};
+use crate::http::error::ApiError;
+use crate::wire::orchestrator::{
+    ControlAction, ControlRequest, ControlResult, DroneInfo, DroneList, DroneLogs, DroneQueue,
+    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
+};
+use actix_web::{web, HttpRequest};
+use serde::Deserialize;
+
+pub async fn list(req: HttpRequest, state: State) -> Result<web::Json<DroneList>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    Ok(web::Json(state.registry.send(ListDrones).await?))
+}
+
+pub async fn get(
+    req: HttpRequest,
+    state: State,
+    name: web::Path<String>,
+) -> Result<web::Json<DroneInfo>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    Ok(web::Json(
+        state
+            .registry
+            .send(GetDrone {
+                name: name.into_inner(),
+            })
+            .await??,
+    ))
+}
+
+pub async fn queue(
+    req: HttpRequest,
+    state: State,
+    name: web::Path<String>,
+) -> Result<web::Json<DroneQueue>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    let name = name.into_inner();
+    state.registry.send(Lookup { name: name.clone() }).await??;
+    Ok(web::Json(
+        state.queue.send(DroneQueueView { drone: name }).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    pub n: Option<usize>,
+}
+
+pub async fn logs(
+    req: HttpRequest,
+    state: State,
+    name: web::Path<String>,
+    query: web::Query<LogsQuery>,
+) -> Result<web::Json<DroneLogs>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    let name = name.into_inner();
+    let session = state.registry.send(Lookup { name: name.clone() }).await??;
+    let n = query
+        .n
+        .unwrap_or(20)
+        .min(crate::actors::orchestrator::drone_session::LOG_RING);
+    let lines = session.send(GetLogs { n }).await?;
+    Ok(web::Json(DroneLogs { drone: name, lines }))
+}
+
+pub async fn control(
+    req: HttpRequest,
+    state: State,
+    name: web::Path<String>,
+    body: web::Json<ControlRequest>,
+) -> Result<web::Json<ControlResult>, ApiError> {
+    authorize(&req, &state.tokens, Role::Admin)?;
+    let name = name.into_inner();
+    let session = state.registry.send(Lookup { name: name.clone() }).await??;
+    let action = body.action;
+    match action {
+        ControlAction::Unground => {
+            state
+                .breaker
+                .send(Unground {
+                    drone: name.clone(),
+                })
+                .await?;
+        }
+        other => session.send(Control(other)).await?,
+    }
+    Ok(web::Json(ControlResult {
+        ok: true,
+        drone: name,
+        action,
+    }))
+}
+
+pub async fn register(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<RegisterRequest>,
+) -> Result<web::Json<RegisterResponse>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    Ok(web::Json(
+        state.registry.send(Register(body.into_inner())).await??,
+    ))
+}
+
+pub async fn heartbeat(
+    req: HttpRequest,
+    state: State,
+    name: web::Path<String>,
+    body: web::Json<HeartbeatRequest>,
+) -> Result<web::Json<HeartbeatResponse>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let session = state
+        .registry
+        .send(Lookup {
+            name: name.into_inner(),
+        })
+        .await??;
+    let b = body.into_inner();
+    Ok(web::Json(
+        session
+            .send(Heartbeat {
+                leases: b.leases,
+                log: b.log,
+            })
+            .await?,
+    ))
+}

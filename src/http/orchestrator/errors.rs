@@ -1,0 +1,47 @@
+//! How the orchestrator's actors' refusals map to HTTP statuses.
+
+use crate::actors::orchestrator::drone_registry::RegistryError;
+use crate::actors::orchestrator::drone_session::ClaimError;
+use crate::actors::orchestrator::queue::commit::CommitError;
+use crate::actors::orchestrator::queue::graph::RetryError;
+use crate::actors::orchestrator::queue::QueueError;
+use crate::http::error::ApiError;
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        let m = e.to_string();
+        match e {
+            QueueError::UnknownLease(_)
+            | QueueError::UnknownPackage(_)
+            | QueueError::Retry(RetryError::Unknown(_)) => ApiError::NotFound(m),
+            QueueError::WrongEpoch { .. }
+            | QueueError::PathRefused(_)
+            | QueueError::BadChecksum
+            | QueueError::NotPublished { .. }
+            | QueueError::Retry(RetryError::NothingNamed) => ApiError::BadRequest(m),
+            QueueError::Busy(_) => ApiError::Conflict(m),
+            QueueError::Commit(
+                CommitError::Store(_) | CommitError::StoreGone(_) | CommitError::QueueStopped,
+            ) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::UnknownDrone(_) => ApiError::NotFound(e.to_string()),
+            ClaimError::Queue(q) => q.into(),
+            ClaimError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(m) => ApiError::BadRequest(m),
+            RegistryError::Unknown(_) => ApiError::NotFound(e.to_string()),
+        }
+    }
+}

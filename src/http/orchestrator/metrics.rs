@@ -1,0 +1,19 @@
+//! `GET /metrics`: Prometheus text exposition. The counters come from the shared
+//! [`crate::orchestrator::metrics::Metrics`]; the gauges by state are asked from the queue and the
+//! registry now.
+
+use super::State;
+use crate::actors::orchestrator::drone_registry::ListDrones;
+use crate::actors::orchestrator::queue::GetCounts;
+use crate::http::auth::{authorize, Role};
+use crate::http::error::ApiError;
+use actix_web::{HttpRequest, HttpResponse};
+
+pub async fn metrics(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    let counts = state.queue.send(GetCounts).await?;
+    let drones = state.registry.send(ListDrones).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(crate::orchestrator::metrics::CONTENT_TYPE)
+        .body(state.metrics.render(&state.name, &counts, &drones.drones)))
+}

@@ -1,0 +1,91 @@
+//! The orchestrator's HTTP API (docs/contract.md §5): the drone protocol ([`work`],
+//! [`drones`]), package sets ([`packages`]), status, metrics and the OpenAPI document.
+
+pub mod drones;
+pub mod errors;
+pub mod metrics;
+pub mod openapi;
+pub mod packages;
+pub mod status;
+pub mod work;
+
+use crate::actors::orchestrator::circuit_breaker::CircuitBreaker;
+use crate::actors::orchestrator::drone_registry::DroneRegistry;
+use crate::actors::orchestrator::queue::PackageQueue;
+use crate::config::orchestrator::Tokens;
+use crate::http::{dashboard, error};
+use actix::Addr;
+use actix_web::web;
+use std::sync::Arc;
+
+/// Largest JSON body of the drone protocol and control endpoints.
+pub const JSON_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub name: String,
+    pub queue: Addr<PackageQueue>,
+    pub registry: Addr<DroneRegistry>,
+    pub breaker: Addr<CircuitBreaker>,
+    pub tokens: Tokens,
+    pub max_submit_bytes: usize,
+    pub metrics: Arc<crate::orchestrator::metrics::Metrics>,
+}
+
+pub type State = web::Data<AppState>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(error::path_error))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .route("/healthz", web::get().to(status::healthz))
+    .route("/", web::get().to(dashboard::index))
+    .route("/dashboard/app.js", web::get().to(dashboard::app_js))
+    .route("/dashboard/style.css", web::get().to(dashboard::style_css))
+    .route("/metrics", web::get().to(metrics::metrics))
+    .service(
+        // Routes are tried in order and every pattern with a `{…}` is a regular
+        // expression run per request: the drone protocol's hot paths come first (a
+        // claim runs none, a completion one, a heartbeat two).
+        web::scope("/api/v1")
+            .route("/work/claim", web::post().to(work::claim))
+            .route("/work/{lease}/complete", web::post().to(work::complete))
+            .route(
+                "/drones/{name}/heartbeat",
+                web::post().to(drones::heartbeat),
+            )
+            .route("/work/{lease}/uploading", web::post().to(work::uploading))
+            .route("/work/{lease}/fail", web::post().to(work::fail))
+            .route("/status", web::get().to(status::status))
+            .route("/openapi.json", web::get().to(openapi::openapi))
+            .route("/packages", web::get().to(packages::list))
+            .route("/packages", web::post().to(packages::submit))
+            .route("/packages/retry", web::post().to(packages::retry))
+            .route(
+                "/packages/{category}/{pf}/log",
+                web::get().to(packages::log),
+            )
+            .route("/drones", web::get().to(drones::list))
+            // Before `/drones/{name}`, which would take its path.
+            .route("/drones/register", web::post().to(drones::register))
+            .route("/drones/{name}", web::get().to(drones::get))
+            .route("/drones/{name}/queue", web::get().to(drones::queue))
+            .route("/drones/{name}/logs", web::get().to(drones::logs))
+            .route("/drones/{name}/control", web::post().to(drones::control)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,96 @@
+//! Package endpoints: list, submit a set, retry, a package's build-log tail.
+
+use super::State;
+use crate::actors::orchestrator::queue::{GetLog, ListPackages, Retry, Submit};
+use crate::domain::{parse_package_set_bytes, PackageState};
+use crate::http::auth::{authorize, Role};
+use crate::http::error::ApiError;
+use crate::wire::orchestrator::{PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult};
+use actix_web::{web, HttpRequest};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    /// Substring of the atom.
+    pub q: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+pub async fn list(
+    req: HttpRequest,
+    state: State,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<PackageList>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    let q = query.into_inner();
+    let st = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(PackageState::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown state `{s}`: use waiting, queued, building, uploading, built, failed or blocked"
+            ))
+        })?),
+        None => None,
+    };
+    let list = state
+        .queue
+        .send(ListPackages {
+            state: st,
+            search: q.q.filter(|s| !s.is_empty()),
+            offset: q.offset,
+            limit: q.limit,
+        })
+        .await?;
+    Ok(web::Json(list))
+}
+
+/// The body is read with an explicit limit so an oversized set gets a JSON 413.
+pub async fn submit(
+    req: HttpRequest,
+    state: State,
+    mut body: web::Payload,
+) -> Result<web::Json<SubmitResult>, ApiError> {
+    authorize(&req, &state.tokens, Role::Admin)?;
+    let limit = state.max_submit_bytes;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge(format!(
+                "package set is larger than max_submit_bytes ({limit} bytes)"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    // Parsing 100,000 packages takes a moment: keep it off the server's threads.
+    let set = web::block(move || parse_package_set_bytes(&bytes))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("parser: {e}")))??;
+    Ok(web::Json(state.queue.send(Submit(set)).await??))
+}
+
+pub async fn retry(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<RetryRequest>,
+) -> Result<web::Json<RetryResult>, ApiError> {
+    authorize(&req, &state.tokens, Role::Admin)?;
+    Ok(web::Json(
+        state.queue.send(Retry(body.into_inner())).await??,
+    ))
+}
+
+pub async fn log(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<PackageLog>, ApiError> {
+    authorize(&req, &state.tokens, Role::Read)?;
+    let (category, pf) = path.into_inner();
+    let atom = format!("{category}/{pf}");
+    Ok(web::Json(state.queue.send(GetLog { atom }).await??))
+}

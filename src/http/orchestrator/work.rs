@@ -1,0 +1,75 @@
+//! The drone protocol's work endpoints: claim, uploading, complete, fail.
+
+use super::State;
+use crate::actors::orchestrator::drone_registry::ClaimFor;
+use crate::actors::orchestrator::queue::{Complete, Fail, MarkUploading};
+use crate::http::auth::{authorize, Role};
+use crate::http::error::ApiError;
+use crate::wire::orchestrator::{
+    Ack, ClaimRequest, CompleteRequest, CompleteResponse, EpochBody, FailRequest, LeaseId,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub async fn claim(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<ClaimRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let _timer = state.metrics.claim_latency.start_timer();
+    let claimed = state
+        .registry
+        .send(ClaimFor {
+            drone: body.into_inner().drone,
+        })
+        .await??;
+    Ok(match claimed {
+        Some(work) => {
+            state.metrics.claims.inc();
+            HttpResponse::Ok().json(work)
+        }
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+pub async fn uploading(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<EpochBody>,
+) -> Result<web::Json<Ack>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = MarkUploading {
+        lease: lease.into_inner(),
+        epoch: body.epoch,
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}
+
+pub async fn complete(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<CompleteRequest>,
+) -> Result<web::Json<CompleteResponse>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = Complete {
+        lease: lease.into_inner(),
+        req: body.into_inner(),
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}
+
+pub async fn fail(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<FailRequest>,
+) -> Result<web::Json<Ack>, ApiError> {
+    authorize(&req, &state.tokens, Role::Drone)?;
+    let msg = Fail {
+        lease: lease.into_inner(),
+        req: body.into_inner(),
+    };
+    Ok(web::Json(state.queue.send(msg).await??))
+}

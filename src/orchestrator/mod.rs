@@ -1,0 +1,10 @@
+//! `swarm-orchestrator`: what only the orchestrator uses beside its actors — its start-up
+//! ([`startup`]), verifying and publishing uploads ([`publish`]), the staging directory and
+//! its upload directories ([`staging`]), and its Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
+pub mod publish;
+pub mod staging;
+pub mod startup;
+
+pub use startup::{Orchestrator, StartError};

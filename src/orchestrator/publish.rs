@@ -1,0 +1,551 @@
+//! Verifying an uploaded artifact and publishing it into the binhost. Blocking file work:
+//! callers run it on a blocking thread, never inside an actor's handler.
+//!
+//! A published file only ever appears complete under its final name: on the same
+//! filesystem it is renamed; across filesystems it is copied to a hidden temporary name
+//! in the destination directory, synced, then renamed.
+//!
+//! The rename itself (and the file's data) is made durable before the package is recorded
+//! as built: the package queue has the store `syncfs` the binhost's filesystem once per
+//! group commit (see `store::Write::SyncDir`) instead of syncing a directory per package.
+
+use sha2::{Digest, Sha256};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use crate::sys::dirfd::Dir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the uploaded file {0} is missing")]
+    Missing(PathBuf),
+    #[error("size mismatch for {path}: the drone reported {expected} bytes, the orchestrator has {actual}")]
+    Size {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("checksum mismatch for {path}: the drone reported sha256 {expected}, the orchestrator computed {actual}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0} is a symbolic link or not a regular file; only regular files are published")]
+    NotRegular(PathBuf),
+    #[error("publishing {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Moved from staging into the binhost now.
+    Now,
+    /// Already in the binhost with the same content (a completion retried after a crash).
+    AlreadyThere,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishJob {
+    pub staged: PathBuf,
+    pub dest: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    /// The lease's upload directory (`staged` is inside it; nothing above it is checked
+    /// for symbolic links; the caller reuses or removes it afterwards).
+    pub lease_dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SHA-256 of a file, lowercase hex, and its length.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    sha256_open(&mut File::open(path)?)
+}
+
+/// SHA-256 of what is left to read of `f`, lowercase hex, and its length.
+fn sha256_open(f: &mut File) -> io::Result<(String, u64)> {
+    let len_hint = f.metadata().map(|m| m.len()).unwrap_or(0);
+    sha256_sized(f, len_hint)
+}
+
+/// The same, for a file of about `len_hint` bytes (sizes the read buffer).
+fn sha256_sized(f: &mut File, len_hint: u64) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    // No bigger than the file: most packages are small, and a 256 KiB buffer zeroed per
+    // verification showed in profiles. A small file is read into a buffer on the stack
+    // (one read, no allocation), a larger one through at most 256 KiB from the heap.
+    const SMALL: usize = 16 * 1024;
+    let mut small = [0u8; SMALL];
+    let mut large = Vec::new();
+    let buf: &mut [u8] = if len_hint < SMALL as u64 {
+        &mut small
+    } else {
+        large.resize((len_hint.min(256 * 1024) + 1) as usize, 0);
+        &mut large
+    };
+    let mut len = 0u64;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex(&h.finalize()), len))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
+    match fs::metadata(path) {
+        Ok(m) if m.len() == size => {
+            let (sum, _) = sha256_file(path).map_err(io_err(path))?;
+            Ok(sum.eq_ignore_ascii_case(sha256))
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// What a successful [`verify_and_publish`] did, and the upload's directories it opened.
+#[derive(Debug)]
+pub struct Publication {
+    pub how: Published,
+    /// Open from the lease's upload directory down, for the reuse check
+    /// ([`crate::orchestrator::staging::emptied_after_publish`]); `None` if the upload directory is gone.
+    pub dirs: Option<UploadDirs>,
+}
+
+/// The directories of an upload, each opened once, never through a symbolic link.
+#[derive(Debug)]
+pub struct UploadDirs {
+    /// The lease's upload directory.
+    pub lease: Dir,
+    /// Each directory below it on the way to the file (`category`, with the
+    /// multi-instance layout `category/name`), with its name.
+    pub below: Vec<(OsString, Dir)>,
+}
+
+impl UploadDirs {
+    /// Just the upload directory, nothing below it opened yet.
+    pub fn of(lease: Dir) -> UploadDirs {
+        UploadDirs {
+            lease,
+            below: Vec::new(),
+        }
+    }
+
+    fn innermost(&self) -> &Dir {
+        self.below.last().map(|(_, d)| d).unwrap_or(&self.lease)
+    }
+}
+
+/// Checks size and checksum of the staged file, then moves it into place atomically. The
+/// rename is durable only once the destination's filesystem is synced
+/// ([`sync_filesystem`]).
+///
+/// An upload may carry symbolic links (`rsync -a` keeps them); following one could move a
+/// file from anywhere on the orchestrator's disk into the binhost. So each directory from
+/// the lease's upload directory down is opened relative to the one above it without
+/// following links, the file is opened in the last one (`O_NOFOLLOW`; `O_NONBLOCK` so a
+/// FIFO cannot hang the check), and the very directory it was checked in renames it.
+pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError> {
+    let mut parts: Vec<&OsStr> = match job.staged.strip_prefix(&job.lease_dir) {
+        Ok(rel) => rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(p) => Some(p),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let Some(file_name) = parts.pop() else {
+        return Err(io_err(&job.staged)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file inside the upload directory",
+        )));
+    };
+    // Not uploaded (or moved already by a completion whose answer was lost): published
+    // already if the binhost has this very content.
+    let missing = |dirs: Option<UploadDirs>| {
+        if matches(&job.dest, job.size, &job.sha256)? {
+            Ok(Publication {
+                how: Published::AlreadyThere,
+                dirs,
+            })
+        } else {
+            Err(PublishError::Missing(job.staged.clone()))
+        }
+    };
+    let refused = |path: &Path, e: io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => PublishError::NotRegular(path.to_path_buf()),
+        _ => io_err(path)(e),
+    };
+    let mut dirs = match Dir::open(&job.lease_dir) {
+        Ok(d) => UploadDirs::of(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(None),
+        Err(e) => return Err(refused(&job.lease_dir, e)),
+    };
+    let mut at = job.lease_dir.clone();
+    for part in parts {
+        at.push(part);
+        match dirs.innermost().open_dir(part) {
+            Ok(d) => dirs.below.push((part.to_os_string(), d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(Some(dirs)),
+            Err(e) => return Err(refused(&at, e)),
+        }
+    }
+    let mut f = match dirs.innermost().open_file(file_name) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return missing(Some(dirs)),
+        Err(e) => return Err(refused(&job.staged, e)),
+    };
+    let meta = f.metadata().map_err(io_err(&job.staged))?;
+    if !meta.is_file() {
+        return Err(PublishError::NotRegular(job.staged.clone()));
+    }
+    if meta.len() != job.size {
+        return Err(PublishError::Size {
+            path: job.staged.clone(),
+            expected: job.size,
+            actual: meta.len(),
+        });
+    }
+    let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
+    if !sum.eq_ignore_ascii_case(&job.sha256) {
+        return Err(PublishError::Checksum {
+            path: job.staged.clone(),
+            expected: job.sha256.clone(),
+            actual: sum,
+        });
+    }
+    install(dirs.innermost(), file_name, &mut f, &job.dest)?;
+    Ok(Publication {
+        how: Published::Now,
+        dirs: Some(dirs),
+    })
+}
+
+/// Makes renames into `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes back everything of the filesystem holding `f` (`syncfs`): the data of the files
+/// published since the last call and their renames, with one journal commit however many
+/// directories they went to.
+pub fn sync_filesystem(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only takes a file descriptor, which `f` keeps open.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves the file `name` in `dir` (open as `verified`) to `to` so that `to` is never seen
+/// half-written. Sync `to`'s filesystem afterwards ([`sync_filesystem`]) to make the
+/// rename durable. Across filesystems the verified descriptor is what is copied.
+fn install(dir: &Dir, name: &OsStr, verified: &mut File, to: &Path) -> Result<(), PublishError> {
+    let parent = to.parent().ok_or_else(|| PublishError::Io {
+        path: to.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
+    })?;
+    // The destination directory usually exists already: create it only when missing.
+    // (Then always try again: another verification lane may have made it in between.)
+    let mut renamed = dir.rename_out(name, to);
+    if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        renamed = dir.rename_out(name, to);
+    }
+    match renamed {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let file_name = to
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
+            let mut copy = || -> io::Result<()> {
+                io::Seek::seek(verified, io::SeekFrom::Start(0))?;
+                let mut out = File::create(&tmp)?;
+                io::copy(verified, &mut out)?;
+                out.sync_all()?;
+                fs::rename(&tmp, to)
+            };
+            if let Err(e) = copy() {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(to)(e));
+            }
+            let _ = dir.remove_file(name);
+        }
+        Err(e) => return Err(io_err(to)(e)),
+    }
+    Ok(())
+}
+
+/// Joins a relative path that has already been checked to stay inside `base`.
+/// Returns `None` for absolute paths or any `..`, `.`-only or empty component.
+pub fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.is_empty() || rel.contains('\0') || rel.contains('\\') {
+        return None;
+    }
+    let p = Path::new(rel);
+    let mut out = base.to_path_buf();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            _ => return None,
+        }
+    }
+    if rel
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `app-misc/foo-1.0.gpkg.tar` holding "package bytes" uploaded into `lease`, and the
+    /// job that publishes it into `binhost` with its true size and checksum.
+    fn staged_job(lease: &Path, binhost: &Path) -> PublishJob {
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        fs::write(&staged, b"package bytes").unwrap();
+        let (sha256, size) = sha256_file(&staged).unwrap();
+        PublishJob {
+            staged,
+            dest: binhost.join("app-misc/foo-1.0.gpkg.tar"),
+            size,
+            sha256,
+            lease_dir: lease.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn publishes_verified_file_and_refuses_mismatches() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        let mut job = staged_job(&lease, &dir.path().join("binhost"));
+        let (staged, dest) = (job.staged.clone(), job.dest.clone());
+        let (sum, size) = (
+            std::mem::replace(&mut job.sha256, "00".repeat(32)),
+            job.size,
+        );
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Checksum { .. })
+        ));
+        job.size += 1;
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Size { .. })
+        ));
+        job.size = size;
+        job.sha256 = sum.to_uppercase();
+        assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
+        assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
+        assert!(!staged.exists(), "the file was moved out of staging");
+        fs::remove_dir_all(&lease).unwrap();
+        // Retried after a crash between rename and commit: recognised, not an error.
+        assert_eq!(
+            verify_and_publish(&job).unwrap().how,
+            Published::AlreadyThere
+        );
+        job.staged = lease.join("app-misc/nope.gpkg.tar");
+        job.dest = dir.path().join("binhost/nope");
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::Missing(_))
+        ));
+    }
+
+    /// Several lanes publishing the first packages of a category at once: each may find
+    /// the destination directory missing and another make it in between.
+    #[test]
+    fn lanes_racing_to_make_a_category_directory_all_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let lanes = 4;
+        let jobs: Vec<Vec<PublishJob>> = (0..lanes)
+            .map(|lane| {
+                (0..200)
+                    .map(|c| {
+                        let lease = dir.path().join(format!("staging/lease-{lane}-{c}"));
+                        let staged = lease.join(format!("cat-{c}/p{lane}.gpkg.tar"));
+                        fs::create_dir_all(staged.parent().unwrap()).unwrap();
+                        fs::write(&staged, b"x").unwrap();
+                        let (sha256, size) = sha256_file(&staged).unwrap();
+                        PublishJob {
+                            staged,
+                            dest: dir.path().join(format!("binhost/cat-{c}/p{lane}.gpkg.tar")),
+                            size,
+                            sha256,
+                            lease_dir: lease,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = std::sync::Barrier::new(lanes);
+        std::thread::scope(|s| {
+            for lane in &jobs {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    for job in lane {
+                        assert_eq!(verify_and_publish(job).unwrap().how, Published::Now);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Staging and binhost on different filesystems (`/tmp` and `/dev/shm` here): the
+    /// verified file is copied under a hidden name, synced and renamed.
+    #[test]
+    fn across_filesystems_the_file_is_copied_then_renamed() {
+        use std::os::unix::fs::MetadataExt;
+        let staging = tempfile::tempdir().unwrap();
+        // In CI a skip is a failure.
+        let skip = |why: &str| assert!(std::env::var_os("CI").is_none(), "{why}");
+        let Ok(binhost) = tempfile::tempdir_in("/dev/shm") else {
+            skip("no /dev/shm for a second filesystem");
+            eprintln!("SKIP: no /dev/shm for a second filesystem");
+            return;
+        };
+        let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+        if dev(staging.path()) == dev(binhost.path()) {
+            skip("the temporary directory and /dev/shm are one filesystem");
+            eprintln!("SKIP: /tmp and /dev/shm are one filesystem here");
+            return;
+        }
+        let job = staged_job(&staging.path().join("lease-1"), binhost.path());
+        let (staged, dest) = (job.staged.clone(), job.dest.clone());
+        assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
+        assert_eq!(fs::read(&dest).unwrap(), b"package bytes");
+        assert!(!staged.exists());
+        let names: Vec<_> = fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["foo-1.0.gpkg.tar"], "no temporary left");
+    }
+
+    #[test]
+    fn symbolic_links_are_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"not yours").unwrap();
+        let (sum, size) = sha256_file(&secret).unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        fs::create_dir_all(lease.join("app-misc")).unwrap();
+        // The file itself a link...
+        std::os::unix::fs::symlink(&secret, lease.join("app-misc/foo-1.0.gpkg.tar")).unwrap();
+        let job = PublishJob {
+            staged: lease.join("app-misc/foo-1.0.gpkg.tar"),
+            dest: dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar"),
+            size,
+            sha256: sum.clone(),
+            lease_dir: lease.clone(),
+        };
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::NotRegular(_))
+        ));
+        // ...or a directory on the way.
+        let lease2 = dir.path().join("staging/lease-2");
+        fs::create_dir_all(&lease2).unwrap();
+        std::os::unix::fs::symlink(dir.path(), lease2.join("app-misc")).unwrap();
+        let job2 = PublishJob {
+            staged: lease2.join("app-misc/secret"),
+            lease_dir: lease2,
+            ..job
+        };
+        assert!(matches!(
+            verify_and_publish(&job2),
+            Err(PublishError::NotRegular(_))
+        ));
+        assert_eq!(
+            fs::read(&secret).unwrap(),
+            b"not yours",
+            "nothing was moved"
+        );
+        assert!(!dir.path().join("binhost").exists());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        fs::create_dir_all(lease.join("app-misc")).unwrap();
+        let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+        let c = std::ffi::CString::new(staged.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let job = PublishJob {
+            staged,
+            dest: dir.path().join("binhost/app-misc/foo-1.0.gpkg.tar"),
+            size: 0,
+            sha256: "00".repeat(32),
+            lease_dir: lease,
+        };
+        // Opened without O_NONBLOCK this would wait for a writer forever.
+        assert!(matches!(
+            verify_and_publish(&job),
+            Err(PublishError::NotRegular(_))
+        ));
+    }
+
+    #[test]
+    fn join_inside_refuses_escapes() {
+        let base = Path::new("/s");
+        assert_eq!(
+            join_inside(base, "cat/foo-1.tbz2").unwrap(),
+            Path::new("/s/cat/foo-1.tbz2")
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "cat/../../x",
+            "cat//x",
+            "./cat/x",
+            "cat/x/",
+            "a\\b",
+        ] {
+            assert!(join_inside(base, bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex(&[0, 255, 16]), "00ff10");
+    }
+}

@@ -1,0 +1,229 @@
+//! Starting the orchestrator: open the state, start the actors, bind the HTTP server.
+//! `Orchestrator::start` is what the binary and the in-process tests both call (tests bind
+//! port 0 and read the port back).
+
+use crate::actors::orchestrator::circuit_breaker::{BreakerSettings, CircuitBreaker};
+use crate::actors::orchestrator::drone_registry::{DroneRegistry, RegistrySettings, Restore};
+use crate::actors::orchestrator::gateway_registration::{
+    self, GatewayRegistration, RegistrationSettings,
+};
+use crate::actors::orchestrator::lease_deadlines::LeaseDeadlines;
+use crate::actors::orchestrator::publish_hook::PublishHook;
+use crate::actors::orchestrator::queue::policy::FailurePolicy;
+use crate::actors::orchestrator::queue::{PackageQueue, Peers, QueueSettings};
+use crate::actors::orchestrator::store::{Store, StoreError};
+use crate::config::{ConfigError, OrchestratorConfig};
+use crate::http::orchestrator::{self as api_routes, AppState};
+use crate::orchestrator::metrics::Metrics;
+use crate::sys::clock::SharedClock;
+use actix::prelude::*;
+use actix_web::web;
+use parking_lot::Mutex;
+use slog::warn;
+use slog::{crit, info, Logger};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("start-up was interrupted: {0}")]
+    Interrupted(String),
+}
+
+pub struct Orchestrator {
+    pub server: actix_web::dev::Server,
+    pub handle: actix_web::dev::ServerHandle,
+    pub port: u16,
+    pub queue: Addr<PackageQueue>,
+    pub registry: Addr<DroneRegistry>,
+    pub breaker: Addr<CircuitBreaker>,
+    pub hook: Addr<PublishHook>,
+    /// Registers this orchestrator with its gateway (when `gateway` is set).
+    pub gateway_registration: Option<Addr<GatewayRegistration>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Orchestrator {
+    /// Starts everything on the current actix system. `handle_signals`: whether SIGTERM and
+    /// SIGINT stop the server (the binary), or not (tests).
+    pub async fn start(
+        cfg: OrchestratorConfig,
+        log: Logger,
+        handle_signals: bool,
+    ) -> Result<Orchestrator, StartError> {
+        Self::start_with_clock(cfg, log, handle_signals, crate::sys::clock::real()).await
+    }
+
+    /// As [`Orchestrator::start`], with the clock the breaker and the retry backoff use
+    /// (tests move a manual one forward instead of waiting).
+    pub async fn start_with_clock(
+        cfg: OrchestratorConfig,
+        log: Logger,
+        handle_signals: bool,
+        clock: SharedClock,
+    ) -> Result<Orchestrator, StartError> {
+        let tokens = cfg.tokens()?;
+        let addr = cfg.listen_addr()?;
+        for dir in [&cfg.state_dir, &cfg.staging_dir, &cfg.binhost_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let started = std::time::Instant::now();
+        let state_dir = cfg.state_dir.clone();
+        let (store, snapshot) = actix_web::rt::task::spawn_blocking(move || {
+            let store = Store::open(&state_dir)?;
+            let snap = store.load()?;
+            Ok::<_, StoreError>((store, snap))
+        })
+        .await
+        .map_err(|e| StartError::Interrupted(e.to_string()))??;
+        info!(log, "state loaded"; "path" => store.path().display().to_string(),
+              "packages" => snapshot.packages.len(), "ms" => started.elapsed().as_millis() as u64);
+
+        let slot = Arc::new(Mutex::new(Some(store)));
+        let state_dir = cfg.state_dir.clone();
+        let store_log = log.clone();
+        let store = SyncArbiter::start(1, move || match slot.lock().take() {
+            Some(s) => s,
+            // Only reached if the store thread had to be restarted.
+            None => match Store::open(&state_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    crit!(store_log, "cannot reopen the state database"; "error" => e.to_string());
+                    std::process::exit(1)
+                }
+            },
+        });
+
+        let metrics = Arc::new(Metrics::default());
+        let hook = PublishHook::new(
+            cfg.publish_command.clone(),
+            Duration::from_secs(cfg.publish_timeout_s),
+            log.clone(),
+        )
+        .start();
+        let with_leases: HashSet<String> = snapshot
+            .leases
+            .iter()
+            .filter(|l| l.phase != crate::domain::LeasePhase::Ended)
+            .map(|l| l.drone.clone())
+            .collect();
+        let drones = snapshot.drones.clone();
+        let settings = QueueSettings {
+            staging_dir: cfg.staging_dir.clone(),
+            binhost_dir: cfg.binhost_dir.clone(),
+            build_timeout: Duration::from_secs(cfg.leases.build_timeout_s),
+            upload_timeout: Duration::from_secs(cfg.leases.upload_timeout_s),
+            heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
+            policy: FailurePolicy {
+                build_failure_drones: cfg.policy.build_failure_drones,
+                max_infra_retries: cfg.policy.max_infra_retries,
+                infra_backoff: Duration::from_secs(cfg.policy.infra_backoff_s),
+            },
+            order: cfg.policy.order,
+            clock: clock.clone(),
+        };
+        let breaker_settings = BreakerSettings::from(&cfg.breaker);
+        let registry_settings = RegistrySettings {
+            heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
+            upload_target: cfg.effective_upload_target(),
+        };
+        // The queue's context first: the actors it tells things to need its address.
+        let queue_ctx = Context::<PackageQueue>::new();
+        let deadlines = LeaseDeadlines::new(queue_ctx.address().recipient()).start();
+        let breaker = CircuitBreaker::new(
+            breaker_settings,
+            clock,
+            Some(queue_ctx.address().recipient()),
+            log.clone(),
+        )
+        .with_metrics(metrics.clone())
+        .start();
+        let registry = DroneRegistry::new(
+            registry_settings,
+            queue_ctx.address(),
+            breaker.clone(),
+            log.clone(),
+        )
+        .start();
+        let peers = Peers {
+            store,
+            deadlines: deadlines.clone().recipient(),
+            disarm: deadlines.recipient(),
+            breaker: breaker.clone().recipient(),
+            drones: registry.clone().recipient(),
+            hook: hook.clone().recipient(),
+        };
+        let queue = queue_ctx.run(
+            PackageQueue::restore(settings, snapshot, peers, log.clone())
+                .with_metrics(metrics.clone()),
+        );
+        registry.do_send(Restore {
+            drones,
+            with_leases,
+        });
+
+        let admin_token = tokens.admin.clone();
+        let state = web::Data::new(AppState {
+            name: cfg.name.clone(),
+            queue: queue.clone(),
+            registry: registry.clone(),
+            breaker: breaker.clone(),
+            tokens,
+            max_submit_bytes: cfg.max_submit_bytes,
+            metrics: metrics.clone(),
+        });
+        let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        info!(log, "orchestrator listening"; "name" => &cfg.name, "addr" => format!("{}:{port}", addr.ip()),
+              "upload_target" => cfg.effective_upload_target(), "binhost_dir" => cfg.binhost_dir.display().to_string());
+        let gateway_registration = cfg.gateway.as_ref().map(|gateway| {
+            let (url, guess) =
+                gateway_registration::advertised_url(cfg.public_url.as_deref(), addr, port);
+            if let Some(guess) = guess {
+                warn!(log, "public_url is not set"; "detail" => guess);
+            }
+            let settings = RegistrationSettings {
+                gateway: gateway.clone(),
+                url,
+                name: cfg.name.clone(),
+                token: Some(admin_token),
+                every: gateway_registration::REREGISTER_EVERY,
+                retry: gateway_registration::RETRY_AFTER,
+            };
+            GatewayRegistration::new(settings, log.clone()).start()
+        });
+        Ok(Orchestrator {
+            handle: server.handle(),
+            server,
+            port,
+            queue,
+            registry,
+            breaker,
+            hook,
+            gateway_registration,
+            metrics,
+        })
+    }
+}

@@ -1,0 +1,356 @@
+//! Wire types of the HTTP API (SPEC §5), shared by the orchestrator, the drone, the CLI
+//! and the tests. Field names here are the contract; add fields, never rename them.
+
+use crate::domain::{DroneState, FailureKind, PackageState};
+use serde::{Deserialize, Serialize};
+
+/// A lease id, unique per claim for the lifetime of the orchestrator's state.
+pub type LeaseId = u64;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DroneCounts {
+    pub total: usize,
+    pub active: usize,
+    pub grounded: usize,
+    pub offline: usize,
+    #[serde(default)]
+    pub paused: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PackageCounts {
+    pub total: usize,
+    pub waiting: usize,
+    pub queued: usize,
+    pub building: usize,
+    pub uploading: usize,
+    pub built: usize,
+    pub failed: usize,
+    pub blocked: usize,
+}
+
+impl PackageCounts {
+    pub fn get(&self, state: PackageState) -> usize {
+        match state {
+            PackageState::Waiting => self.waiting,
+            PackageState::Queued => self.queued,
+            PackageState::Building => self.building,
+            PackageState::Uploading => self.uploading,
+            PackageState::Built => self.built,
+            PackageState::Failed => self.failed,
+            PackageState::Blocked => self.blocked,
+        }
+    }
+
+    /// Share of the set that has reached an end state (built, failed or blocked).
+    pub fn progress_pct(&self) -> f64 {
+        if self.total == 0 {
+            return 100.0;
+        }
+        let done = self.built + self.failed + self.blocked;
+        ((done as f64) * 1000.0 / (self.total as f64)).round() / 10.0
+    }
+
+    /// Nothing left to do: every package is built, failed or blocked.
+    pub fn is_done(&self) -> bool {
+        self.built + self.failed + self.blocked == self.total
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub name: String,
+    #[serde(flatten)]
+    pub counts: PackageCounts,
+    pub progress_pct: f64,
+    pub drones: DroneCounts,
+    /// Set while failures are treated as a fault of the swarm, not of its drones.
+    #[serde(default)]
+    pub central_fault: Option<CentralFault>,
+}
+
+/// Failures across the fleet that are not any one drone's fault (upload target down,
+/// orchestrator disk full, …).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CentralFault {
+    /// Unix seconds.
+    pub since: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PackageInfo {
+    pub atom: String,
+    pub state: PackageState,
+    pub drone: Option<String>,
+    pub attempts: u32,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PackageList {
+    pub packages: Vec<PackageInfo>,
+    /// How many packages matched before `limit`/`offset` were applied.
+    #[serde(default)]
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PackageLog {
+    pub atom: String,
+    pub state: PackageState,
+    pub reason: Option<String>,
+    pub log_tail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubmitResult {
+    pub format: crate::domain::package_set::SetFormat,
+    /// New packages stored.
+    pub added: usize,
+    /// Atoms already known to this orchestrator; left as they are.
+    pub existing: usize,
+    /// Portage lines that need no build (`[binary]`, `[blocks]`, …).
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RetryRequest {
+    #[serde(default)]
+    pub atoms: Vec<String>,
+    #[serde(default)]
+    pub state: Option<PackageState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetryResult {
+    /// Packages put back in the queue (or waiting for their dependencies).
+    pub retried: usize,
+    /// Dependents that were blocked and no longer are.
+    pub unblocked: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroneInfo {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub host: String,
+    pub state: DroneState,
+    pub slots: u32,
+    pub current: Vec<String>,
+    pub failures: u32,
+    /// Unix seconds until which the drone is grounded, if it is.
+    pub grounded_until: Option<u64>,
+    /// Unix seconds of the last heartbeat (or registration).
+    pub last_seen: Option<u64>,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub grounded_reason: Option<String>,
+    /// The breaker is half-open: the drone is on (or waiting for) its probe lease.
+    #[serde(default)]
+    pub probing: bool,
+    /// The drone's `restart_command` (empty: it did not say; the CLI uses its default).
+    #[serde(default)]
+    pub restart_command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroneList {
+    pub drones: Vec<DroneInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseView {
+    pub lease: LeaseId,
+    pub epoch: u64,
+    pub atom: String,
+    pub state: PackageState,
+    /// Seconds since the lease was made.
+    pub age_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroneQueue {
+    pub drone: String,
+    pub current: Vec<LeaseView>,
+    /// What the queue would hand out next, best first.
+    pub next: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroneLogs {
+    pub drone: String,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlAction {
+    Restart,
+    Pause,
+    Resume,
+    Unground,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlRequest {
+    pub action: ControlAction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlResult {
+    pub ok: bool,
+    pub drone: String,
+    pub action: ControlAction,
+}
+
+// ---- drone protocol ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterRequest {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default = "one")]
+    pub slots: u32,
+    #[serde(default)]
+    pub version: String,
+    /// argv the CLI runs over ssh to restart this drone when it does not answer over HTTP
+    /// (the drone's `restart_command`).
+    #[serde(default)]
+    pub restart_command: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterResponse {
+    pub name: String,
+    pub heartbeat_s: u64,
+    pub upload_target: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HeartbeatRequest {
+    #[serde(default)]
+    pub leases: Vec<LeaseId>,
+    #[serde(default)]
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DroneAction {
+    Restart,
+    Pause,
+    Resume,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroneCommand {
+    pub action: DroneAction,
+    pub lease: Option<LeaseId>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HeartbeatResponse {
+    pub commands: Vec<DroneCommand>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClaimRequest {
+    pub drone: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkAssignment {
+    pub lease: LeaseId,
+    pub epoch: u64,
+    pub atom: String,
+    pub category: String,
+    pub name: String,
+    pub version: String,
+    pub upload_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochBody {
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompleteRequest {
+    pub epoch: u64,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompleteResponse {
+    pub accepted: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+impl CompleteResponse {
+    /// Not accepted: the package was built already; nothing changed.
+    pub fn stale() -> Self {
+        CompleteResponse {
+            accepted: false,
+            stale: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailRequest {
+    pub epoch: u64,
+    pub kind: FailureKind,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ack {
+    pub ok: bool,
+    /// The lease had already ended; nothing changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+impl Ack {
+    /// Done as asked.
+    pub fn done() -> Self {
+        Ack {
+            ok: true,
+            stale: false,
+        }
+    }
+
+    /// The lease had already ended; nothing changed.
+    pub fn stale() -> Self {
+        Ack {
+            ok: true,
+            stale: true,
+        }
+    }
+}
