@@ -903,7 +903,7 @@ fn closed_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// A stand-in for `swarm-gateway` serving fixed answers in the shapes SPEC §5 names:
+/// A stand-in for `swarm-gateway` serving fixed answers in the shapes docs/contract.md §5 names:
 /// `/api/v1/orchestrators` (entries with `name` and `url`), merged `/api/v1/status` and
 /// `/api/v1/drones` (drones may name their `orchestrator`).
 async fn fake_gateway(

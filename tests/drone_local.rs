@@ -6,7 +6,7 @@
 mod common;
 
 use build_swarm::domain::PackageState;
-use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::sys::digest::sha256_file;
 use build_swarm::wire::orchestrator::ControlAction;
 use common::*;
 use std::process::Stdio;

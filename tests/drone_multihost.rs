@@ -6,7 +6,7 @@
 mod common;
 
 use build_swarm::client::ApiClient;
-use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::sys::digest::sha256_file;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

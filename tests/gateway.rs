@@ -207,7 +207,7 @@ async fn build_one(env: &DroneEnv, c: &ApiClient, w: &WorkAssignment) -> bool {
     matches!(c.complete(w.lease, &req).await, Ok(r) if r.accepted)
 }
 
-/// A drone as SPEC and issue 5 describe it: asks the gateway at start, when its
+/// A drone as docs/contract.md §1 describes it: asks the gateway at start, when its
 /// orchestrator has had no work for it for a second, and when its orchestrator stops
 /// answering; when the gateway does not answer, it keeps the orchestrator it has. After
 /// the pick it talks to the orchestrator directly.

@@ -6,7 +6,7 @@ mod common;
 
 use build_swarm::client::ClientError;
 use build_swarm::domain::{FailureKind, PackageState};
-use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::sys::digest::sha256_file;
 use build_swarm::wire::orchestrator::{
     CompleteRequest, FailRequest, HeartbeatRequest, RetryRequest, WorkAssignment,
 };

@@ -5,7 +5,7 @@
 mod common;
 
 use build_swarm::client::ApiClient;
-use build_swarm::orchestrator::publish::sha256_file;
+use build_swarm::sys::digest::sha256_file;
 use build_swarm::wire::orchestrator::{
     CompleteRequest, HeartbeatRequest, RegisterRequest, WorkAssignment,
 };

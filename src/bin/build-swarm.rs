@@ -1,4 +1,4 @@
-//! `build-swarm`: the operator CLI (SPEC §6). Everything is in [`build_swarm::cli`].
+//! `build-swarm`: the operator CLI (docs/contract.md §6). Everything is in [`build_swarm::cli`].
 
 #[actix_web::main]
 async fn main() {

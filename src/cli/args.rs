@@ -1,4 +1,4 @@
-//! The command line (SPEC §6), as clap sees it. `build-swarm NAME ACTION` is rewritten to
+//! The command line (docs/contract.md §6), as clap sees it. `build-swarm NAME ACTION` is rewritten to
 //! `build-swarm drone NAME ACTION` before parsing when NAME is not a command (command names
 //! win over drone names), so the drone commands appear in help, completions and the man
 //! page under `drone`.

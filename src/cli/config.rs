@@ -1,4 +1,4 @@
-//! Where the CLI finds the swarm and its token (SPEC §2, CLI).
+//! Where the CLI finds the swarm and its token (docs/contract.md §2, CLI).
 //!
 //! Four layers, first wins: flags (`--gateway`, `--orchestrator`, `--token`), the
 //! environment (`BUILD_SWARM_GATEWAY`, `BUILD_SWARM_ORCHESTRATOR`, `BUILD_SWARM_TOKEN`), the
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_GATEWAY: &str = "http://localhost:8090";
 pub const DEFAULT_ORCHESTRATOR: &str = "http://localhost:8080";
 pub const SYSTEM_CONFIG: &str = "/etc/build-swarm/cli.toml";
-/// The drone's own default `restart_command` (SPEC §2, drone keys).
+/// The drone's own default `restart_command` (docs/contract.md §2, drone keys).
 pub const DEFAULT_RESTART_COMMAND: [&str; 3] = ["rc-service", "swarm-drone", "restart"];
 
 pub const ENV_GATEWAY: &str = "BUILD_SWARM_GATEWAY";

@@ -1,4 +1,4 @@
-//! Which drone does the operator mean? Pure functions over the drone list (SPEC §6).
+//! Which drone does the operator mean? Pure functions over the drone list (docs/contract.md §6).
 //!
 //! Tiers, first one with any match decides (one match wins, several are ambiguous):
 //! 1. the exact name;

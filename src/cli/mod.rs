@@ -1,4 +1,4 @@
-//! `build-swarm`, the operator CLI (SPEC §6). The binary only calls [`run`].
+//! `build-swarm`, the operator CLI (docs/contract.md §6). The binary only calls [`run`].
 //!
 //! - [`args`] — the clap definition and the `build-swarm NAME ACTION` shorthand.
 //! - [`config`] — where the swarm and the token are found (flags, env, files, defaults).

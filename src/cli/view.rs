@@ -37,7 +37,7 @@ impl StatusView {
     pub fn done(&self) -> u64 {
         self.built + self.failed + self.blocked
     }
-    /// The set is finished (SPEC §4 end states cover every package).
+    /// The set is finished (docs/contract.md §4 end states cover every package).
     pub fn is_done(&self) -> bool {
         self.done() >= self.total
     }

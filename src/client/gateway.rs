@@ -1,4 +1,4 @@
-//! HTTP client for the gateway's API (SPEC §5, "Gateway"), used by the drone, the CLI, the
+//! HTTP client for the gateway's API (docs/contract.md §5, "Gateway"), used by the drone, the CLI, the
 //! orchestrator's registration and the tests. Built on [`ApiClient`], so errors are the
 //! same [`ClientError`]s; must run inside an actix system.
 //!

@@ -1,4 +1,4 @@
-//! HTTP client for the orchestrator's API (SPEC §5), used by the drone, the CLI, the
+//! HTTP client for the orchestrator's API (docs/contract.md §5), used by the drone, the CLI, the
 //! gateway and the tests. Must run inside an actix system (awc is single-threaded).
 
 pub mod gateway;

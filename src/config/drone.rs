@@ -1,4 +1,4 @@
-//! `swarm-drone --config FILE` (SPEC §2, drone keys).
+//! `swarm-drone --config FILE` (docs/contract.md §2, drone keys).
 
 use super::orchestrator::check_url;
 use super::{check_rsync_options, env_override, load_file, target_kind, ConfigError, TargetKind};
@@ -169,7 +169,7 @@ impl DroneConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::actors::orchestrator::drone_registry::check_drone_name(&self.name)
+        crate::domain::check_drone_name(&self.name)
             .map_err(|e| ConfigError::invalid("name", e.to_string()))?;
         if self.gateway.is_none() && self.orchestrator.is_none() {
             return Err(ConfigError::Missing {

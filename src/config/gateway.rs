@@ -1,4 +1,4 @@
-//! `swarm-gateway --config FILE` (SPEC §2, gateway keys).
+//! `swarm-gateway --config FILE` (docs/contract.md §2, gateway keys).
 //!
 //! How the gateway learns orchestrators: from `orchestrators` (polled in that order), and
 //! from orchestrators that register themselves (their `gateway` key). A registration must

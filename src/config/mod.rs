@@ -1,4 +1,4 @@
-//! Configuration files of every program (SPEC §2): TOML, every key defaulted except
+//! Configuration files of every program (docs/contract.md §2): TOML, every key defaulted except
 //! secrets, unknown keys refused, one clear message naming the key on any error.
 
 pub mod drone;
@@ -12,7 +12,7 @@ pub use orchestrator::OrchestratorConfig;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-/// Exit code for a refused configuration (SPEC §1).
+/// Exit code for a refused configuration (docs/contract.md §1).
 pub const EXIT_BAD_CONFIG: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]

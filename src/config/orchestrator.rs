@@ -1,4 +1,4 @@
-//! `swarm-orchestrator --config FILE` (SPEC §2, orchestrator keys).
+//! `swarm-orchestrator --config FILE` (docs/contract.md §2, orchestrator keys).
 
 use super::{env_override, load_file, ConfigError};
 use serde::Deserialize;

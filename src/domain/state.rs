@@ -1,9 +1,9 @@
-//! Package and drone states (SPEC §4) and failure kinds.
+//! Package and drone states (docs/contract.md §4) and failure kinds.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Where a package is in its life. Names are fixed by SPEC §4.
+/// Where a package is in its life. Names are fixed by docs/contract.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageState {
@@ -67,7 +67,7 @@ impl fmt::Display for PackageState {
     }
 }
 
-/// What a drone is doing, as shown to operators (SPEC §4).
+/// What a drone is doing, as shown to operators (docs/contract.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DroneState {

@@ -1,7 +1,7 @@
 //! Finding the one binary package a build just produced in PKGDIR. Never more than that
 //! one file is uploaded (seed bug #3: the whole 3.2 GB PKGDIR went up on every build).
 
-use crate::orchestrator::publish::sha256_file;
+use crate::sys::digest::sha256_file;
 use crate::wire::orchestrator::WorkAssignment;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -1,9 +1,11 @@
-//! The drone's building blocks that are not actors: filling in the build command, running a
-//! build under its timeouts, finding the one artifact it produced, building the rsync
-//! command line and reading rsync's exit codes. The drone's actors live in
-//! `crate::actors::drone`.
+//! `swarm-drone`: its start-up ([`startup`]) and the building blocks that are not actors:
+//! filling in the build command and running a build under its timeouts ([`build`]),
+//! finding the one artifact it produced ([`artifact`]), the rsync command line and exit
+//! codes ([`rsync`]), and reaping what a killed drone left running ([`leftovers`]). The
+//! drone's actors live in [`crate::actors::drone`].
 
 pub mod artifact;
 pub mod build;
 pub mod leftovers;
 pub mod rsync;
+pub mod startup;

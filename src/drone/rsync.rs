@@ -75,7 +75,7 @@ pub fn mux_spec(cfg: &UploadConfig, state_dir: &Path, target: &str) -> Option<Mu
         h.update([0u8]);
         h.update(o.as_bytes());
     }
-    let tag = crate::orchestrator::publish::hex(&h.finalize()[..6]);
+    let tag = crate::sys::digest::hex(&h.finalize()[..6]);
     let control_path = state_dir.join("ssh").join(format!("cm-{tag}"));
     let shown = control_path.display().to_string();
     if shown.len() > MAX_CONTROL_PATH

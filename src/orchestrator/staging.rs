@@ -1,5 +1,5 @@
 //! The orchestrator's staging directory: one upload directory per active lease
-//! (`staging_dir/lease-N`, SPEC §5 `upload_dir`), and the reuse of those directories.
+//! (`staging_dir/lease-N`, docs/contract.md §5 `upload_dir`), and the reuse of those directories.
 //!
 //! A drone's rsync lands a package as `<upload_dir>/<category>/<file>`, which would create
 //! two directories per package and free them again once the package is published.

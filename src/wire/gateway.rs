@@ -1,4 +1,4 @@
-//! Wire types of the gateway's HTTP API (SPEC §5, "Gateway"), shared by the gateway, the
+//! Wire types of the gateway's HTTP API (docs/contract.md §5, "Gateway"), shared by the gateway, the
 //! drone, the CLI and the tests. Field names here are the contract; add fields, never
 //! rename them.
 

@@ -1,4 +1,4 @@
-//! Wire types of the HTTP API (SPEC §5), shared by the orchestrator, the drone, the CLI
+//! Wire types of the HTTP API (docs/contract.md §5), shared by the orchestrator, the drone, the CLI
 //! and the tests. Field names here are the contract; add fields, never rename them.
 
 use crate::domain::{DroneState, FailureKind, PackageState};

@@ -4,8 +4,8 @@
 
 use build_swarm::client::ApiClient;
 use build_swarm::config::OrchestratorConfig;
-use build_swarm::orchestrator::publish::sha256_file;
 use build_swarm::orchestrator::Orchestrator;
+use build_swarm::sys::digest::sha256_file;
 use build_swarm::sys::logging::Capture;
 use build_swarm::wire::orchestrator::{CompleteRequest, RegisterRequest, WorkAssignment};
 use std::path::{Path, PathBuf};

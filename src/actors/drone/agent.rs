@@ -521,7 +521,7 @@ impl DroneAgent {
     }
 
     fn report_file(&self, lease: LeaseId, orchestrator: &str) -> PathBuf {
-        let tag: String = crate::orchestrator::publish::hex(
+        let tag: String = crate::sys::digest::hex(
             &<sha2::Sha256 as sha2::Digest>::digest(orchestrator.as_bytes())[..6],
         );
         self.pending_dir().join(format!("{tag}-lease-{lease}.json"))

@@ -110,14 +110,9 @@ pub struct UploadFinished {
     pub outcome: UploadOutcome,
 }
 
-/// How many uploads are running (tests, status).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct RunningUploads;
-
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Deadline {
+struct UploadDeadline {
     lease: LeaseId,
     generation: u64,
 }
@@ -359,7 +354,7 @@ impl Handler<StartUpload> for UploadSupervisor {
         let record = msg.record.clone();
         let generation = self.next_generation;
         self.next_generation += 1;
-        let timer = ctx.notify_later(Deadline { lease, generation }, msg.total_timeout);
+        let timer = ctx.notify_later(UploadDeadline { lease, generation }, msg.total_timeout);
         info!(self.log, "upload started"; "atom" => &msg.atom, "lease" => lease, "command" => argv.join(" "));
         self.running.insert(
             lease,
@@ -433,9 +428,9 @@ impl UploadSupervisor {
     }
 }
 
-impl Handler<Deadline> for UploadSupervisor {
+impl Handler<UploadDeadline> for UploadSupervisor {
     type Result = ();
-    fn handle(&mut self, msg: Deadline, _: &mut Self::Context) {
+    fn handle(&mut self, msg: UploadDeadline, _: &mut Self::Context) {
         let Some(run) = self.running.get_mut(&msg.lease) else {
             return;
         };
@@ -455,12 +450,5 @@ impl Handler<CancelUpload> for UploadSupervisor {
             run.killed = Some(Killed::Cancel);
             signal_group(run.pgid, libc::SIGKILL);
         }
-    }
-}
-
-impl Handler<RunningUploads> for UploadSupervisor {
-    type Result = usize;
-    fn handle(&mut self, _: RunningUploads, _: &mut Self::Context) -> usize {
-        self.running.len()
     }
 }

@@ -19,7 +19,7 @@ use crate::actors::orchestrator::queue::{
     CurrentByDrone, DroneSeen, PackageQueue, ReclaimDrone, RecordDrone,
 };
 use crate::actors::orchestrator::store::DroneRow;
-use crate::domain::DroneState;
+use crate::domain::{check_drone_name, DroneState};
 use crate::wire::orchestrator::{
     DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse, WorkAssignment,
 };
@@ -95,23 +95,6 @@ pub struct DroneRegistry {
     queue: Addr<PackageQueue>,
     breaker: Addr<CircuitBreaker>,
     log: Logger,
-}
-
-/// A drone name is shown in URLs and used on the command line: keep it plain.
-pub fn check_drone_name(name: &str) -> Result<(), RegistryError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "drone name `{}` is not valid: use 1-128 letters, digits, '-', '_' or '.'",
-            name.escape_default()
-        )))
-    }
 }
 
 impl DroneRegistry {
@@ -229,7 +212,7 @@ impl Handler<Register> for DroneRegistry {
     type Result = Result<RegisterResponse, RegistryError>;
     fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
         let r = msg.0;
-        check_drone_name(&r.name)?;
+        check_drone_name(&r.name).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         if r.slots == 0 || r.slots > 1024 {
             return Err(RegistryError::Invalid(format!(
                 "slots must be 1-1024, not {}",

@@ -4,7 +4,7 @@
 //! directory. Everything lives in one directory, kept afterwards for a look around.
 
 use crate::client::{ApiClient, ClientError};
-use crate::orchestrator::publish::hex;
+use crate::sys::digest::hex;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,4 +1,4 @@
-//! The gateway's HTTP API (SPEC §5, "Gateway"). Handlers are thin: check the token, ask the
+//! The gateway's HTTP API (docs/contract.md §5, "Gateway"). Handlers are thin: check the token, ask the
 //! [`OrchestratorDirectory`], and for the merged listings ask the healthy orchestrators
 //! directly, all at once, each with a timeout.
 //!

@@ -13,166 +13,52 @@
 //! nothing it waits on can wait on it. Answers that change state wait for their commit.
 
 pub mod commit;
+mod completion;
 pub mod error;
 pub mod graph;
 pub mod leases;
+pub mod messages;
 pub mod policy;
 pub mod publisher;
+mod reclaim;
 pub mod views;
 
 pub use error::QueueError;
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
+pub use messages::*;
 
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
-use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm, LeaseTimedOut};
+use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
 use crate::actors::orchestrator::messages::ForDrone;
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
-use crate::actors::orchestrator::store::{Commit, DroneRow, Snapshot, Store, Write};
+use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
-use crate::domain::{FailureKind, PackageSet, PackageState};
-use crate::orchestrator::metrics::{Metrics, QueueMetrics, ReclaimReason};
-use crate::orchestrator::publish::{PublishError, Published};
+use crate::domain::{FailureKind, PackageState};
+use crate::orchestrator::metrics::{Metrics, QueueMetrics};
 use crate::orchestrator::staging;
 use crate::sys::clock::SharedClock;
 use crate::wire::orchestrator::{
-    Ack, CompleteRequest, CompleteResponse, DroneAction, DroneCommand, DroneQueue, FailRequest,
-    LeaseId, PackageCounts, PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult,
-    WorkAssignment,
+    Ack, CompleteRequest, DroneAction, DroneCommand, LeaseId, PackageLog, RetryResult,
+    SubmitResult, WorkAssignment,
 };
 use actix::prelude::*;
 use commit::{CommitBatch, CommitError, Durable};
+use completion::VerifyMeta;
 use graph::PackageGraph;
 use leases::{Lease, LeasePhase, LeaseTable};
 use policy::{FailurePolicy, Verdict};
-use publisher::{Publisher, Verification};
+use publisher::Publisher;
 use slog::{crit, debug, info, warn, Logger};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Ended leases are remembered this long (a late completion can still be accepted).
 const ENDED_LEASE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often staging and old leases are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-// ---------------------------------------------------------------- messages
-
-#[derive(Message)]
-#[rtype(result = "Result<SubmitResult, QueueError>")]
-pub struct Submit(pub PackageSet);
-
-/// A drone asks for work (its session checked it may claim).
-#[derive(Message)]
-#[rtype(result = "Result<Option<WorkAssignment>, QueueError>")]
-pub struct ClaimPackage {
-    pub drone: String,
-    pub slots: u32,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<Ack, QueueError>")]
-pub struct MarkUploading {
-    pub lease: LeaseId,
-    pub epoch: u64,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<CompleteResponse, QueueError>")]
-pub struct Complete {
-    pub lease: LeaseId,
-    pub req: CompleteRequest,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<Ack, QueueError>")]
-pub struct Fail {
-    pub lease: LeaseId,
-    pub req: FailRequest,
-}
-
-/// The drone is gone (offline, or registered again): its active leases are reclaimed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReclaimDrone {
-    pub drone: String,
-    pub reason: String,
-}
-
-/// A heartbeat listed these leases. Active leases of the drone it did not list (and that
-/// are older than the heartbeat TTL) are reclaimed; the answer lists the leases the drone
-/// should stop working on.
-#[derive(Message)]
-#[rtype(result = "Vec<LeaseId>")]
-pub struct CheckLeases {
-    pub drone: String,
-    pub listed: Vec<LeaseId>,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<RetryResult, QueueError>")]
-pub struct Retry(pub RetryRequest);
-
-#[derive(Message)]
-#[rtype(result = "PackageCounts")]
-pub struct GetCounts;
-
-#[derive(Message)]
-#[rtype(result = "PackageList")]
-pub struct ListPackages {
-    pub state: Option<PackageState>,
-    pub search: Option<String>,
-    pub offset: usize,
-    pub limit: Option<usize>,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<PackageLog, QueueError>")]
-pub struct GetLog {
-    pub atom: String,
-}
-
-/// The atoms each drone holds a lease on.
-#[derive(Message)]
-#[rtype(result = "HashMap<String, Vec<String>>")]
-pub struct CurrentByDrone;
-
-#[derive(Message)]
-#[rtype(result = "DroneQueue")]
-pub struct DroneQueueView {
-    pub drone: String,
-}
-
-/// A drone registered or showed signs of life (it counts as another eligible drone for
-/// packages that failed elsewhere).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DroneSeen {
-    pub drone: String,
-}
-
-/// A drone's record changed (registry): written with the next batch.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecordDrone(pub DroneRow);
-
-/// One upload verified (sent by its lane's thread).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Verified {
-    job: u64,
-    outcome: Verification,
-}
-
-/// A lane is done; any of its jobs not reported failed with it.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LaneDone {
-    jobs: Vec<u64>,
-    failure: Option<String>,
-}
 
 // ---------------------------------------------------------------- the actor
 
@@ -198,15 +84,6 @@ pub struct Peers {
     pub breaker: Recipient<RecordOutcome>,
     pub drones: Recipient<ForDrone>,
     pub hook: Recipient<PackagesPublished>,
-}
-
-/// What the queue keeps of a completion while its upload is verified.
-struct VerifyMeta {
-    pkg: u32,
-    lease_id: LeaseId,
-    upload_dir: String,
-    req: CompleteRequest,
-    reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
 }
 
 pub struct PackageQueue {
@@ -599,123 +476,6 @@ impl PackageQueue {
         let staging_dir = self.settings.staging_dir.clone();
         actix_web::rt::task::spawn_blocking(move || staging::sweep(&staging_dir, &keep, min_age));
     }
-
-    // ------------------------------------------------------------ publishing
-
-    fn start_verifying(&mut self, ctx: &mut Context<Self>) {
-        let Some(lane) = self.publisher.next_lane() else {
-            return;
-        };
-        let jobs = lane.job_ids();
-        let me = ctx.address();
-        let lane_me = me.clone();
-        let work = actix_web::rt::task::spawn_blocking(move || {
-            lane.run(|job, outcome| lane_me.do_send(Verified { job, outcome }));
-        });
-        // The lane's end comes back as a message (an actor future per lane would sit in
-        // this actor's context, which actix polls whole on every message).
-        actix_web::rt::spawn(async move {
-            let failure = work.await.err().map(|e| e.to_string());
-            me.do_send(LaneDone { jobs, failure });
-        });
-    }
-
-    /// A completion's verification is done: record what it means and answer the drone
-    /// once the batch that records it is committed.
-    fn verified(&mut self, meta: VerifyMeta, v: Verification, ctx: &mut Context<Self>) {
-        let VerifyMeta {
-            pkg,
-            lease_id,
-            upload_dir,
-            req,
-            reply,
-        } = meta;
-        self.graph.packages[pkg as usize].publishing = false;
-        // Published (now or before): the upload directory is reused if nothing else is
-        // left in it, else removed. After a failed verification it is left for the sweep.
-        if v.reusable {
-            let category = self.graph.get(pkg).atom.category.clone();
-            self.publisher.keep(upload_dir, &category);
-            self.metrics.upload_dirs_kept(self.publisher.kept());
-        } else if v.published.is_ok() {
-            self.publisher.remove_later(upload_dir);
-        }
-        self.clean(ctx);
-        let drone = self
-            .leases
-            .get(lease_id)
-            .map(|l| l.drone.clone())
-            .unwrap_or_default();
-        let mut published = false;
-        let answer = match v.published {
-            Ok(how) if self.graph.get(pkg).state != PackageState::Built => {
-                // The rename is made durable with this batch, before the state that says
-                // the package is built.
-                if let Some(dir) = self.publisher.dest_dir(&req.path) {
-                    self.commit.push(Write::SyncDir(dir));
-                }
-                self.metrics.completed(lease_id, req.size);
-                // The completing lease is over; any other one on the package is
-                // cancelled: this artifact is the one.
-                self.end_lease(lease_id, false);
-                if let Some(other) = self.graph.get(pkg).lease {
-                    if let Some(d) = self.end_lease(other, true) {
-                        self.verdict(d, Outcome::Neutral);
-                    }
-                }
-                self.mark_built(pkg, &drone, &req);
-                info!(self.log, "published"; "atom" => &self.graph.get(pkg).atom_str,
-                      "drone" => &drone, "path" => &req.path, "size" => req.size,
-                      "how" => if how == Published::Now { "now" } else { "already there" });
-                self.verdict(drone, Outcome::Success);
-                published = true;
-                Ok(CompleteResponse {
-                    accepted: true,
-                    stale: false,
-                })
-            }
-            Ok(_) => Ok(CompleteResponse {
-                accepted: false,
-                stale: true,
-            }),
-            Err(e) => {
-                let reason = e.to_string();
-                warn!(self.log, "upload did not verify"; "atom" => &self.graph.get(pkg).atom_str,
-                      "drone" => &drone, "error" => &reason);
-                let current = self.graph.get(pkg).lease == Some(lease_id);
-                if self.leases.get(lease_id).is_some_and(Lease::is_active) {
-                    self.end_lease(lease_id, false);
-                }
-                if current {
-                    self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
-                }
-                self.infra_failure(drone, reason);
-                Err(QueueError::NotPublished { source: e })
-            }
-        };
-        let rx = self.durable(ctx);
-        let hook = self.peers.hook.clone();
-        actix_web::rt::spawn(async move {
-            let answer = after_commit(rx, answer).await;
-            // The hook runs only once the publish is recorded.
-            if published && answer.is_ok() {
-                hook.do_send(PackagesPublished);
-            }
-            let _ = reply.send(answer);
-        });
-    }
-
-    /// Ends `leases` of `drone` as infrastructure failures (the drone is gone or no
-    /// longer works on them).
-    fn reclaim(&mut self, drone: &str, leases: Vec<LeaseId>, reason: &str) {
-        for id in leases {
-            let Some(pkg) = self.leases.get(id).map(|l| l.pkg) else {
-                continue;
-            };
-            self.end_lease(id, false);
-            self.attempt_failed(pkg, FailureKind::Infra, drone, reason, "", false);
-        }
-    }
 }
 
 /// See [`PackageQueue::eligible`]; a free function so a claim can use it while it
@@ -876,234 +636,6 @@ impl Handler<Fail> for PackageQueue {
         });
         let rx = self.durable(ctx);
         answer_after(rx, res)
-    }
-}
-
-/// What a completion's checks found before any file work.
-enum Precheck {
-    /// Verify and publish the upload.
-    Verify { pkg: u32, upload_dir: String },
-    /// The package is built already (by this lease, answered before, or by another).
-    AlreadyBuilt { upload_dir: String },
-}
-
-impl PackageQueue {
-    fn precheck(&self, lease: LeaseId, req: &CompleteRequest) -> Result<Precheck, QueueError> {
-        let l = self.lookup_lease(lease, req.epoch)?;
-        let (pkg, upload_dir) = (l.pkg, l.upload_dir.clone());
-        let p = self.graph.get(pkg);
-        if p.state == PackageState::Built {
-            return Ok(Precheck::AlreadyBuilt { upload_dir });
-        }
-        publisher::check_artifact_path(&p.atom, &req.path)?;
-        if req.sha256.len() != 64 || !req.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(QueueError::BadChecksum);
-        }
-        if p.publishing {
-            return Err(QueueError::Busy(p.atom_str.clone()));
-        }
-        Ok(Precheck::Verify { pkg, upload_dir })
-    }
-}
-
-impl Handler<Complete> for PackageQueue {
-    type Result = ResponseFuture<Result<CompleteResponse, QueueError>>;
-    fn handle(&mut self, msg: Complete, ctx: &mut Self::Context) -> Self::Result {
-        let lease_id = msg.lease;
-        let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req) {
-            Err(e) => return Box::pin(async move { Err(e) }),
-            Ok(Precheck::AlreadyBuilt { upload_dir }) => {
-                // Nothing changes; this lease (if still active) is over.
-                if let Some(drone) = self.end_lease(lease_id, false) {
-                    self.verdict(drone, Outcome::Neutral);
-                }
-                // A retry after a lost answer may have uploaded again into a directory
-                // that was kept for reuse: it is no longer clean. If a later lease was
-                // given it by now (active or not), that lease owns it: its own check
-                // after a publish finds the stray, or the sweep removes it.
-                if self.publisher.forget(&upload_dir) {
-                    self.metrics.upload_dirs_kept(self.publisher.kept());
-                }
-                if !self.leases.upload_dir_given_since(&upload_dir, lease_id) {
-                    self.publisher.remove_later(upload_dir);
-                    self.clean(ctx);
-                }
-                let rx = self.durable(ctx);
-                return answer_after(rx, Ok(CompleteResponse::stale()));
-            }
-            Ok(Precheck::Verify { pkg, upload_dir }) => (pkg, upload_dir),
-        };
-        let req = msg.req;
-        let Some(job) = self
-            .publisher
-            .job(&upload_dir, &req.path, req.size, &req.sha256)
-        else {
-            // check_artifact_path refuses every path that could leave a directory.
-            let e = QueueError::NotPublished {
-                source: PublishError::Missing(PathBuf::from(&req.path)),
-            };
-            return Box::pin(async move { Err(e) });
-        };
-        self.graph.packages[pkg as usize].publishing = true;
-        let (reply, answer) = oneshot::channel();
-        let category = self.graph.get(pkg).atom.category.clone();
-        self.publisher.enqueue(
-            job,
-            category,
-            VerifyMeta {
-                pkg,
-                lease_id,
-                upload_dir,
-                req,
-                reply,
-            },
-        );
-        self.start_verifying(ctx);
-        Box::pin(async move {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(CommitError::QueueStopped.into()))
-        })
-    }
-}
-
-impl Handler<Verified> for PackageQueue {
-    type Result = ();
-    fn handle(&mut self, msg: Verified, ctx: &mut Self::Context) {
-        if let Some(meta) = self.publisher.reported(msg.job) {
-            self.verified(meta, msg.outcome, ctx);
-        }
-    }
-}
-
-impl Handler<LaneDone> for PackageQueue {
-    type Result = ();
-    fn handle(&mut self, msg: LaneDone, ctx: &mut Self::Context) {
-        // The lane queued each `Verified` before it ended, so they were handled before
-        // this: anything still unreported failed with the lane.
-        let why = msg.failure.unwrap_or_else(|| "not reported".into());
-        for meta in self.publisher.lane_done(msg.jobs) {
-            let outcome = Verification {
-                published: Err(PublishError::Io {
-                    path: PathBuf::from(&meta.req.path),
-                    source: std::io::Error::other(format!("verification lane failed: {why}")),
-                }),
-                reusable: false,
-            };
-            self.verified(meta, outcome, ctx);
-        }
-        self.start_verifying(ctx);
-    }
-}
-
-impl Handler<LeaseTimedOut> for PackageQueue {
-    type Result = ();
-    fn handle(&mut self, msg: LeaseTimedOut, ctx: &mut Self::Context) {
-        let Some(l) = self.leases.get(msg.lease) else {
-            return;
-        };
-        // A build deadline that fired just before the drone said `uploading` is late.
-        let current = matches!(
-            (msg.deadline, l.phase),
-            (DeadlineKind::Build, LeasePhase::Building)
-                | (DeadlineKind::Upload, LeasePhase::Uploading)
-        );
-        if !current || l.epoch != msg.epoch {
-            return;
-        }
-        let (pkg, drone) = (l.pkg, l.drone.clone());
-        let (reason, why) = match msg.deadline {
-            DeadlineKind::Build => (
-                format!(
-                    "no upload started within build_timeout_s ({} s)",
-                    msg.after.as_secs()
-                ),
-                ReclaimReason::BuildTimeout,
-            ),
-            DeadlineKind::Upload => (
-                format!(
-                    "upload not completed within upload_timeout_s ({} s)",
-                    msg.after.as_secs()
-                ),
-                ReclaimReason::UploadTimeout,
-            ),
-        };
-        warn!(self.log, "lease timed out, work reclaimed"; "atom" => &self.graph.get(pkg).atom_str,
-              "drone" => &drone, "lease" => msg.lease, "reason" => &reason);
-        self.metrics.reclaimed(why, 1);
-        self.end_lease(msg.lease, true);
-        self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", false);
-        self.infra_failure(drone, reason);
-        self.flush(ctx);
-    }
-}
-
-impl Handler<ReclaimDrone> for PackageQueue {
-    type Result = ();
-    fn handle(&mut self, msg: ReclaimDrone, ctx: &mut Self::Context) {
-        let leases = self.leases.active_of(&msg.drone);
-        if leases.is_empty() {
-            return;
-        }
-        self.active_drones.remove(&msg.drone);
-        self.metrics
-            .reclaimed(ReclaimReason::DroneLost, leases.len());
-        warn!(self.log, "reclaiming a drone's work"; "drone" => &msg.drone, "leases" => leases.len(), "reason" => &msg.reason);
-        self.reclaim(&msg.drone, leases, &msg.reason);
-        self.infra_failure(msg.drone, msg.reason);
-        self.flush(ctx);
-    }
-}
-
-impl Handler<CheckLeases> for PackageQueue {
-    type Result = MessageResult<CheckLeases>;
-    fn handle(&mut self, msg: CheckLeases, ctx: &mut Self::Context) -> Self::Result {
-        let listed: HashSet<LeaseId> = msg.listed.iter().copied().collect();
-        // Held here but no longer worked on by the drone.
-        let grace = self.settings.heartbeat_ttl;
-        let dropped: Vec<LeaseId> = self
-            .leases
-            .active_of(&msg.drone)
-            .into_iter()
-            .filter(|id| !listed.contains(id))
-            .filter(|id| {
-                self.leases
-                    .get(*id)
-                    .is_some_and(|l| l.created.elapsed() > grace)
-            })
-            .collect();
-        self.metrics
-            .reclaimed(ReclaimReason::Dropped, dropped.len());
-        let reason = "the drone no longer reports working on it";
-        for id in dropped {
-            warn!(self.log, "lease dropped by its drone, reclaimed"; "drone" => &msg.drone, "lease" => id);
-            self.reclaim(&msg.drone, vec![id], reason);
-            self.infra_failure(msg.drone.clone(), reason.to_string());
-        }
-        // Worked on by the drone but no longer wanted.
-        let mut stop = Vec::new();
-        for id in msg.listed {
-            match self.leases.get(id) {
-                None => stop.push(id),
-                Some(l) if l.drone != msg.drone => stop.push(id),
-                Some(l) if !l.is_active() => {
-                    let st = self.graph.get(l.pkg).state;
-                    // A reclaimed lease whose package is still wanted may finish: valid
-                    // work is never thrown away.
-                    if l.stop
-                        || matches!(
-                            st,
-                            PackageState::Built | PackageState::Failed | PackageState::Blocked
-                        )
-                    {
-                        stop.push(id);
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        self.flush(ctx);
-        MessageResult(stop)
     }
 }
 

@@ -452,7 +452,7 @@ pub fn simulated_upload(
         written = std::fs::write(&path, content.as_bytes());
     }
     written.map_err(io(format!("writing {}", path.display())))?;
-    let sha = build_swarm::orchestrator::publish::hex(&Sha256::digest(content.as_bytes()));
+    let sha = build_swarm::sys::digest::hex(&Sha256::digest(content.as_bytes()));
     Ok(format!(
         "{{\"epoch\":{},\"path\":\"{rel}\",\"size\":{},\"sha256\":\"{sha}\"}}",
         work.epoch,

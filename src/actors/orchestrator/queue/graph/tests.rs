@@ -1,0 +1,201 @@
+//! Tests of the parent module.
+
+use super::*;
+use crate::domain::parse_package_set_bytes;
+use std::time::Duration;
+
+fn graph(set: &str) -> PackageGraph {
+    let mut g = PackageGraph::new(ScheduleOrder::CriticalPath);
+    let set = parse_package_set_bytes(set.as_bytes()).unwrap();
+    g.submit(&set);
+    g
+}
+
+fn id(g: &PackageGraph, atom: &str) -> u32 {
+    g.find(atom).unwrap()
+}
+
+fn take(g: &mut PackageGraph) -> Option<String> {
+    let id = g.take_ready(Instant::now(), |_, _| true)?;
+    g.set_state(id, PackageState::Building);
+    Some(g.get(id).atom_str.clone())
+}
+
+fn policy() -> FailurePolicy {
+    FailurePolicy {
+        build_failure_drones: 2,
+        max_infra_retries: 3,
+        infra_backoff: Duration::from_secs(10),
+    }
+}
+
+/// a <- b <- d, a <- c <- d (a diamond), plus a lone e; estimates make a-c-d the
+/// critical path.
+const DIAMOND: &str = r#"{"packages": [
+    {"atom": "x/e-1", "estimate_s": 50},
+    {"atom": "x/a-1", "estimate_s": 10},
+    {"atom": "x/b-1", "deps": ["x/a-1"], "estimate_s": 1},
+    {"atom": "x/c-1", "deps": ["x/a-1"], "estimate_s": 30},
+    {"atom": "x/d-1", "deps": ["x/b-1", "x/c-1"], "estimate_s": 20}
+]}"#;
+
+#[test]
+fn critical_path_first_then_dependents_after_their_dependencies() {
+    let mut g = graph(DIAMOND);
+    assert_eq!(g.count(PackageState::Queued), 2);
+    assert_eq!(g.count(PackageState::Waiting), 3);
+    // a heads a 60 s chain (a, c, d); e is 50 s alone.
+    assert_eq!(g.get(id(&g, "x/a-1")).priority, 60_000);
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+    assert_eq!(take(&mut g), None, "b, c, d wait for a");
+    g.mark_built(id(&g, "x/a-1"), "x/a-1.gpkg.tar".into(), 1, "AB");
+    assert_eq!(g.get(id(&g, "x/a-1")).sha256.as_deref(), Some("ab"));
+    assert_eq!(
+        take(&mut g).as_deref(),
+        Some("x/c-1"),
+        "the longer chain first"
+    );
+    assert_eq!(take(&mut g).as_deref(), Some("x/b-1"));
+    assert_eq!(take(&mut g), None, "d waits for b and c");
+    g.mark_built(id(&g, "x/b-1"), "p".into(), 1, "00");
+    assert_eq!(take(&mut g), None);
+    g.mark_built(id(&g, "x/c-1"), "p".into(), 1, "00");
+    assert_eq!(take(&mut g).as_deref(), Some("x/d-1"));
+}
+
+#[test]
+fn fifo_order_ignores_estimates() {
+    let mut g = PackageGraph::new(ScheduleOrder::Fifo);
+    g.submit(&parse_package_set_bytes(DIAMOND.as_bytes()).unwrap());
+    assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+}
+
+#[test]
+fn a_failure_blocks_dependents_and_retry_unblocks_them() {
+    let mut g = graph(DIAMOND);
+    let a = id(&g, "x/a-1");
+    g.mark_failed(a, "broken".into());
+    for atom in ["x/b-1", "x/c-1", "x/d-1"] {
+        assert_eq!(g.get(id(&g, atom)).state, PackageState::Blocked, "{atom}");
+    }
+    let res = g
+        .retry(&RetryRequest {
+            atoms: vec!["=x/a-1".into()],
+            state: None,
+        })
+        .unwrap();
+    assert_eq!((res.retried, res.unblocked), (1, 3));
+    assert_eq!(g.get(a).state, PackageState::Queued);
+    assert_eq!(g.get(id(&g, "x/d-1")).state, PackageState::Waiting);
+    assert!(matches!(
+        g.retry(&RetryRequest {
+            atoms: vec!["x/zz-1".into()],
+            state: None
+        }),
+        Err(RetryError::Unknown(_))
+    ));
+    assert!(matches!(
+        g.retry(&RetryRequest::default()),
+        Err(RetryError::NothingNamed)
+    ));
+}
+
+#[test]
+fn a_late_set_raises_the_priority_of_what_it_depends_on() {
+    let mut g = graph(
+        r#"{"packages": [{"atom": "x/a-1", "estimate_s": 1}, {"atom": "x/z-1", "estimate_s": 5}]}"#,
+    );
+    let later = parse_package_set_bytes(
+        br#"{"packages": [{"atom": "x/a-1"}, {"atom": "x/big-1", "deps": ["x/a-1"], "estimate_s": 100}]}"#,
+    )
+    .unwrap();
+    let res = g.submit(&later);
+    assert_eq!((res.added, res.existing), (1, 1));
+    assert_eq!(g.get(id(&g, "x/a-1")).priority, 101_000);
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    assert_eq!(g.new_deps, vec![(2, 0)]);
+}
+
+#[test]
+fn the_policy_decides_between_requeue_and_failed_for_good() {
+    let mut g = graph(DIAMOND);
+    let a = id(&g, "x/a-1");
+    let now = Instant::now();
+    take(&mut g);
+    let v = g.attempt_failed(
+        &policy(),
+        a,
+        FailureKind::Build,
+        "d1",
+        "oops",
+        "tail",
+        true,
+        false,
+        now,
+    );
+    assert_eq!(v, Verdict::Retry);
+    assert_eq!(g.get(a).state, PackageState::Queued);
+    assert_eq!(g.get(a).log_tail.as_deref(), Some("tail"));
+    let v = g.attempt_failed(
+        &policy(),
+        a,
+        FailureKind::Build,
+        "d2",
+        "oops",
+        "",
+        true,
+        false,
+        now,
+    );
+    assert!(
+        matches!(v, Verdict::GiveUp(ref why) if why.contains("poison")),
+        "{v:?}"
+    );
+    assert_eq!(g.get(a).state, PackageState::Failed);
+    assert_eq!(g.get(id(&g, "x/d-1")).state, PackageState::Blocked);
+}
+
+#[test]
+fn a_backing_off_package_is_passed_over_until_its_time() {
+    let mut g = graph(r#"{"packages": [{"atom": "x/a-1"}]}"#);
+    let a = id(&g, "x/a-1");
+    let now = Instant::now();
+    g.get_mut(a).not_before = Some(now + Duration::from_secs(5));
+    assert_eq!(g.take_ready(now, |_, _| true), None);
+    assert_eq!(
+        g.take_ready(now + Duration::from_secs(6), |_, _| true),
+        Some(a)
+    );
+}
+
+#[test]
+fn restore_rebuilds_states_edges_and_the_ready_heap() {
+    let mut g = graph(DIAMOND);
+    g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00");
+    let rows: Vec<PackageRow> = (0..g.len() as u32).map(|i| g.get(i).row(i)).collect();
+    let deps = std::mem::take(&mut g.new_deps);
+    let (mut r, problems) = PackageGraph::restore(ScheduleOrder::CriticalPath, rows, deps);
+    assert!(problems.is_empty());
+    assert!(r.after_restore().is_empty());
+    assert_eq!(r.count(PackageState::Built), 1);
+    assert_eq!(r.get(id(&r, "x/d-1")).unbuilt, 2);
+    // e and c head 50 s each: set order decides.
+    assert_eq!(take(&mut r).as_deref(), Some("x/e-1"));
+    assert_eq!(take(&mut r).as_deref(), Some("x/c-1"));
+}
+
+#[test]
+fn ready_order_is_priority_then_set_order() {
+    let mut h = BinaryHeap::new();
+    for (priority, seq) in [(5, 2), (9, 3), (5, 1)] {
+        h.push(Ready {
+            priority,
+            seq: Reverse(seq),
+            id: seq as u32,
+        });
+    }
+    let order: Vec<u32> = std::iter::from_fn(|| h.pop().map(|r| r.id)).collect();
+    assert_eq!(order, vec![3, 1, 2]);
+}
