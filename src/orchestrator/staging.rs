@@ -1,23 +1,8 @@
 //! The orchestrator's staging directory: one upload directory per active lease
-//! (`staging_dir/lease-N`, docs/contract.md §5 `upload_dir`), and the reuse of those directories.
+//! (`staging_dir/lease-N`, docs/contract.md §5 `upload_dir`), the pool of emptied ones
+//! handed to later leases, and their removal (docs/design.md, "Upload directories").
 //!
-//! A drone's rsync lands a package as `<upload_dir>/<category>/<file>`, which would create
-//! two directories per package and free them again once the package is published.
-//! Creating and freeing inodes is the most expensive filesystem work per package: on ext4
-//! every removal evicts and truncates an inode, and without a journal each new inode is
-//! found by skipping every inode freed in the last minutes (`recently_deleted`). So the
-//! upload directory of a published package is not removed but reused: once its file has
-//! been renamed into the binhost it is checked to hold nothing but its empty category
-//! directory, kept in an [`UploadDirPool`] under that category, and handed to a later
-//! lease as that lease's `upload_dir` — a directory kept for the lease's category if there
-//! is one (no file work at all), else another whose category directory is renamed
-//! ([`CategorySwap`]) before the lease is handed out. A directory so belongs to one active
-//! lease at a time and keeps the name of the lease it was first made for. Directories of
-//! failed, cancelled or stale uploads may hold anything and are removed, never reused.
-//!
-//! All functions here do blocking file work: callers run them on a blocking thread (the
-//! package queue's verification lanes, its cleanup worker, the renames beside each
-//! commit, the periodic sweep).
+//! All functions here do blocking file work: callers run them on a blocking thread.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -1,24 +1,10 @@
-//! **UploadSupervisor** (drone side) — owns every rsync child. Each runs in its own
-//! process group; its `total_timeout_s` timer is a message carrying the upload's
-//! generation, and when it fires the whole group (rsync and its ssh) is killed and the
-//! upload reported as an infrastructure failure, so the orchestrator reclaims the work. A
-//! late timer for an upload that already ended does nothing. When rsync ends by itself, the
-//! group is killed too, so no rsync or ssh process outlives its upload.
+//! **UploadSupervisor** (drone side) — owns every rsync child, each in its own process
+//! group with a `total_timeout_s` timer message carrying the upload's generation: when it
+//! fires the whole group (rsync and its ssh) is killed and the upload reported as an
+//! infrastructure failure. With `[upload] reuse_connections` it also owns one ssh master
+//! connection per target (docs/design.md, "Uploads").
 //!
-//! With `[upload] reuse_connections` it also owns one ssh **master** connection per
-//! upload target (`ssh -M -N`, `ControlPath` in `state_dir/ssh/`, no `ControlPersist`, so
-//! it never daemonizes out of reach). The master runs in its own process group, not in any
-//! upload's, and is the drone's: uploads reach it as mux clients (`ControlMaster=no`), and
-//! killing an upload's group kills its rsync and its ssh client, whose session the master
-//! then closes. An upload goes over its own connection whenever the master is not up yet,
-//! has died (it is restarted with backoff) or already carries `MAX_SHARED_UPLOADS`. A
-//! failed or killed upload that went through the master also restarts the master (a hung
-//! connection must not hang the next upload too); an idle master is closed after
-//! `MASTER_IDLE`; `StopMasters` (drone shutdown) and [`kill_masters`] (before the drone
-//! re-executes itself) end them all, and each master dies with the drone even on `kill -9`
-//! (`PR_SET_PDEATHSIG`).
-//!
-//! Receives `StartUpload` and `CancelUpload` from the agent; sends `UploadFinished` back.
+//! Hears `StartUpload` and `CancelUpload` from the agent; tells it `UploadFinished`.
 
 use crate::drone::rsync::{
     bytes_sent, exit_reason, with_control_path, MuxSpec, MAX_SHARED_UPLOADS,

@@ -1,24 +1,9 @@
-//! **OrchestratorDirectory** (gateway) — owns the list of known orchestrators: the ones in
-//! the gateway's config (in config order), then the ones that registered themselves (in
-//! registration order); for each its health, the status of its last answered poll, and
-//! when and why its last poll failed.
+//! **OrchestratorDirectory** (gateway) — owns the list of known orchestrators (config
+//! order, then registration order), each one's health and last polled status. Polls them
+//! all every `poll_interval`; a poll result older than one already applied is dropped.
+//! `Pick` chooses as docs/design.md ("Gateway") says.
 //!
-//! Every `poll_interval` it polls every orchestrator's `GET /api/v1/status`, all at once,
-//! each with a timeout shorter than the interval. Each poll carries a sequence number per
-//! orchestrator, and a result older than one already applied is dropped, so a late answer
-//! never overwrites a newer one. An orchestrator is healthy once it answers, and unhealthy
-//! after `unhealthy_after` consecutive failed polls.
-//!
-//! Choosing (`Pick`, the seed's gateway bug was to pick the *emptiest* queue): among the
-//! healthy orchestrators, the one with the most claimable work (`queued`) at its last
-//! poll; ties go to the one with more work coming (`waiting`: packages whose dependencies
-//! are still being built), then to the first in order. When none has work, that is the
-//! first healthy one. An orchestrator whose latest poll failed (but not yet often enough
-//! to count as unhealthy) is chosen only when every other healthy one failed its latest
-//! poll too: its counts are stale and drones asking are likely to be asking because it
-//! stopped answering.
-//!
-//! Receives: `Register` from the registration endpoint, `Pick` and `List` from the
+//! Hears `RegisterOrchestrator` from the registration endpoint, `Pick` and `List` from the
 //! gateway's HTTP handlers. It never awaits anyone; its polls run as spawned futures.
 
 use crate::client::ApiClient;
@@ -54,7 +39,7 @@ pub enum DirectoryError {
 /// registration time change, and it is polled at once if it was not healthy).
 #[derive(Message)]
 #[rtype(result = "Result<Registered, DirectoryError>")]
-pub struct Register {
+pub struct RegisterOrchestrator {
     pub url: String,
     pub name: String,
 }
@@ -359,10 +344,10 @@ impl Actor for OrchestratorDirectory {
     }
 }
 
-impl Handler<Register> for OrchestratorDirectory {
+impl Handler<RegisterOrchestrator> for OrchestratorDirectory {
     type Result = Result<Registered, DirectoryError>;
 
-    fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RegisterOrchestrator, ctx: &mut Context<Self>) -> Self::Result {
         if crate::config::orchestrator::check_url("url", msg.url.trim()).is_err() {
             return Err(DirectoryError::Invalid(format!(
                 "`url`: `{}` is not a URL like http://orch.example:8080",

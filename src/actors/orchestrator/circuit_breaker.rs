@@ -1,21 +1,10 @@
-//! **CircuitBreaker** — owns every drone's failure count and breaker state, and the
-//! fleet-wide "central fault" flag.
+//! **CircuitBreaker** — owns every drone's failure count and grounding (closed, open for
+//! `cooloff_s`, half-open with one probe lease) and the fleet-wide central-fault flag
+//! (docs/design.md, "Failure policy").
 //!
-//! - A drone's `max_failures` consecutive failures open its breaker: it is grounded for
-//!   `cooloff_s`. Then it is half-open: exactly one probe lease; success closes the breaker
-//!   with a clean count, failure grounds it again. No exponential punishment.
-//! - Fleet guard: never more than `max_grounded_share` of the online drones grounded at
-//!   once. Past it the failures are a central fault (the upload target or the
-//!   orchestrator's disk, not the drones): shown in status and logs, the drones that were
-//!   grounded come back, failing drones back off for a jittered few seconds instead of
-//!   being grounded, and the first success anywhere clears the fault.
-//! - Build failures reach the breaker only once they are known to be the drone's fault
-//!   (the package then built elsewhere); the queue never reports failures of poison
-//!   packages, so a batch of broken packages grounds nobody.
-//!
-//! Receives: `RecordOutcome` from the queue, `MayClaim`/`ProbeUnused` from drone sessions,
+//! Hears `RecordOutcome` from the queue, `MayClaim`/`ProbeUnused` from drone sessions,
 //! `FleetSize` from the registry, `Unground` from the operator, `HealthReport` and
-//! `FaultReport` for reads. Sends `FaultChanged` to the queue (fire-and-forget); it never
+//! `FaultReport` for reads. Tells the queue `FaultChanged` (fire-and-forget); it never
 //! awaits anyone.
 
 use crate::domain::FailureKind;

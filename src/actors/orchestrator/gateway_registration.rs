@@ -1,21 +1,9 @@
-//! **GatewayRegistration** (orchestrator) — owns this orchestrator's registration with the
-//! gateway named by its `gateway` key: registers at start, then again every `every`
-//! (30 s in the orchestrator), so a gateway that restarted (and forgot its registrations)
-//! learns it again within that time. A failed attempt is retried after `retry` (5 s);
-//! failures are logged (a warning when registering stops working, then quietly at debug
-//! level), never fatal: drones that already know the orchestrator keep working without the
-//! gateway.
+//! **GatewayRegistration** (orchestrator) — owns this orchestrator's registration with its
+//! `gateway`: registers at start, then every `every` (30 s), so a restarted gateway learns
+//! it again; a failed attempt is retried after `retry` (5 s), never fatal. It registers
+//! `public_url`, or a URL derived from `listen` (docs/design.md, "Gateway").
 //!
-//! The registration carries the orchestrator's admin token: gateways accept registrations
-//! only with their own admin token, so a farm uses the same one on both.
-//!
-//! The URL it registers is `public_url` when set; otherwise it is derived from `listen`
-//! and the port actually bound: `http://IP:PORT` for a specific address, and
-//! `http://HOSTNAME:PORT` (this machine's host name) when listening on every address
-//! (`0.0.0.0` or `[::]`), which is logged as a warning because the gateway and the drones
-//! must be able to resolve that name — set `public_url` when they cannot.
-//!
-//! Receives no messages: it runs on its own timers, and stops with the actor system.
+//! Hears no messages: it runs on its own timers and stops with the actor system.
 
 use crate::client::gateway::GatewayClient;
 use crate::wire::gateway::OrchestratorRegistration;

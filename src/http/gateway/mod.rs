@@ -13,7 +13,7 @@
 
 use super::error::{json_error, path_error, query_error, ApiError};
 use crate::actors::gateway::orchestrator_directory::{
-    DirectoryError, List, OrchestratorDirectory, Pick, Register,
+    DirectoryError, List, OrchestratorDirectory, Pick, RegisterOrchestrator,
 };
 use crate::client::ApiClient;
 use crate::wire::gateway::*;
@@ -152,7 +152,7 @@ pub async fn register(
     let name = body.name.trim().to_string();
     let done = state
         .directory
-        .send(Register {
+        .send(RegisterOrchestrator {
             url: body.url,
             name: name.clone(),
         })
