@@ -1,5 +1,5 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.0 description of every orchestrator endpoint,
-//! hand-written beside this file and embedded in the binary. `tests/dashboard.rs` checks
+//! hand-written beside this file and embedded in the binary. `tests/it/dashboard.rs` checks
 //! that it validates, that it names every route registered in `routes`, and that its
 //! schemas use exactly the field names of `crate::wire::orchestrator`.
 

@@ -3,9 +3,7 @@
 //! its dependents are blocked), uploads with rsync, publishes, prints the summary and stops
 //! every process it started.
 
-mod common;
-
-use common::processes_matching;
+use crate::common::processes_matching;
 use std::time::Duration;
 
 const CLI: &str = env!("CARGO_BIN_EXE_build-swarm");

@@ -2,25 +2,19 @@
 //! packages never ground anyone, a broken drone is grounded and comes back through exactly
 //! one probe, and failures everywhere are a central fault rather than a grounded fleet.
 
-mod common;
-
-use build_swarm::client::ApiClient;
+use crate::common::*;
 use build_swarm::domain::{DroneState, FailureKind, PackageState};
 use build_swarm::sys::clock::ManualClock;
 use build_swarm::wire::orchestrator::{FailRequest, PackageCounts};
-use common::*;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An in-test drone speaking the drone protocol, with scripted failures.
-struct SimDrone {
-    name: String,
-    client: ApiClient,
-    staging: PathBuf,
+/// A simulated drone with scripted failures.
+struct ScriptedDrone {
+    sim: SimDrone,
     slots: usize,
     poison: Rc<HashSet<String>>,
     /// This drone's uploads fail.
@@ -30,44 +24,41 @@ struct SimDrone {
     built: Cell<usize>,
 }
 
-impl SimDrone {
+impl std::ops::Deref for ScriptedDrone {
+    type Target = SimDrone;
+    fn deref(&self) -> &SimDrone {
+        &self.sim
+    }
+}
+
+impl ScriptedDrone {
     /// Claims up to its slots and finishes each claim. Returns how many it claimed.
     async fn round(&self) -> usize {
         let mut n = 0;
         for _ in 0..self.slots {
-            let Some(w) = self.client.claim(&self.name).await.expect("claim") else {
+            let Some(w) = self.claim().await.expect("claim") else {
                 break;
             };
             n += 1;
-            let fail = |kind, reason: &str| FailRequest {
-                epoch: w.epoch,
-                kind,
-                reason: reason.into(),
-                log_tail: format!("{reason}\n"),
-            };
             if self.poison.contains(&w.atom) {
-                self.client
-                    .fail(w.lease, &fail(FailureKind::Build, "emake failed"))
+                let why = "emake failed";
+                self.fail(&w, FailureKind::Build, why, &format!("{why}\n"))
                     .await
                     .expect("fail");
                 continue;
             }
-            self.client
-                .uploading(w.lease, w.epoch)
-                .await
-                .expect("uploading");
             if self.broken_uploads.get() || self.central_outage.get() {
+                let why = "rsync exit 12: connection lost";
                 self.client
-                    .fail(
-                        w.lease,
-                        &fail(FailureKind::Infra, "rsync exit 12: connection lost"),
-                    )
+                    .uploading(w.lease, w.epoch)
+                    .await
+                    .expect("uploading");
+                self.fail(&w, FailureKind::Infra, why, &format!("{why}\n"))
                     .await
                     .expect("fail");
                 continue;
             }
-            let req = fake_upload(&self.staging, &w, &artifact_bytes(&w.atom));
-            let r = self.client.complete(w.lease, &req).await.expect("complete");
+            let r = self.upload_and_complete(&w).await.expect("complete");
             assert!(r.accepted, "{}", w.atom);
             self.built.set(self.built.get() + 1);
         }
@@ -78,7 +69,7 @@ impl SimDrone {
 struct Swarm {
     app: TestApp,
     clock: Arc<ManualClock>,
-    drones: Vec<SimDrone>,
+    drones: Vec<ScriptedDrone>,
     outage: Rc<Cell<bool>>,
 }
 
@@ -93,10 +84,8 @@ async fn swarm(n: usize, slots: usize, poison: HashSet<String>) -> Swarm {
     for i in 0..n {
         let name = format!("drone-{i}");
         app.register(&name, slots as u32).await;
-        drones.push(SimDrone {
-            name,
-            client: app.drone(),
-            staging: app.staging(),
+        drones.push(ScriptedDrone {
+            sim: app.sim_drone(&name),
             slots,
             poison: poison.clone(),
             broken_uploads: Cell::new(false),

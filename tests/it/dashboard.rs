@@ -6,12 +6,10 @@
 //! `scripts/install-deps`. Without them these tests print SKIPPED outside CI; with
 //! `CI=true` a missing one is a failure.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::domain::{DroneState, FailureKind, PackageState};
 use build_swarm::http::orchestrator::openapi::OPENAPI_JSON;
 use build_swarm::wire::orchestrator::*;
-use common::*;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -155,38 +153,6 @@ fn assert_counts_match(dom: &str, st: &Status) {
 
 // ---------------------------------------------------------------- (a) the page
 
-async fn claim(app: &TestApp, drone: &str) -> WorkAssignment {
-    app.drone()
-        .claim(drone)
-        .await
-        .expect("claim")
-        .expect("work to claim")
-}
-
-async fn fail_build(app: &TestApp, w: &WorkAssignment, why: &str) {
-    app.drone()
-        .fail(
-            w.lease,
-            &FailRequest {
-                epoch: w.epoch,
-                kind: FailureKind::Build,
-                reason: why.into(),
-                log_tail: format!("make: *** [all] Error 1\n{why}\n"),
-            },
-        )
-        .await
-        .expect("fail");
-}
-
-async fn complete(app: &TestApp, w: &WorkAssignment) -> CompleteRequest {
-    let d = app.drone();
-    d.uploading(w.lease, w.epoch).await.expect("uploading");
-    let req = fake_upload(&app.staging(), w, &artifact_bytes(&w.atom));
-    let resp = d.complete(w.lease, &req).await.expect("complete");
-    assert!(resp.accepted, "{resp:?}");
-    req
-}
-
 #[actix_web::test]
 async fn dashboard_in_headless_chromium_shows_the_api_counts_and_follows_a_completion() {
     let Some(chrome) = chromium() else {
@@ -201,14 +167,32 @@ async fn dashboard_in_headless_chromium_shows_the_api_counts_and_follows_a_compl
         .await
         .expect("submit");
     // pkg0 fails on both drones: poison, failed with a reason and a log tail.
-    let w = claim(&app, "drone-a").await;
+    let w = app.claim("drone-a").await;
     assert_eq!(w.atom, "app-misc/pkg0-1.0");
-    fail_build(&app, &w, "undefined reference to `frobnicate'").await;
-    let w = claim(&app, "drone-b").await;
+    app.fail(
+        &w,
+        FailureKind::Build,
+        "undefined reference to `frobnicate'",
+        &format!(
+            "make: *** [all] Error 1\n{}\n",
+            "undefined reference to `frobnicate'"
+        ),
+    )
+    .await;
+    let w = app.claim("drone-b").await;
     assert_eq!(w.atom, "app-misc/pkg0-1.0");
-    fail_build(&app, &w, "undefined reference to `frobnicate'").await;
+    app.fail(
+        &w,
+        FailureKind::Build,
+        "undefined reference to `frobnicate'",
+        &format!(
+            "make: *** [all] Error 1\n{}\n",
+            "undefined reference to `frobnicate'"
+        ),
+    )
+    .await;
     // drone-a builds pkg1.
-    let building = claim(&app, "drone-a").await;
+    let building = app.claim("drone-a").await;
     assert_eq!(building.atom, "app-misc/pkg1-1.0");
 
     let before = app.anon().status().await.expect("status");
@@ -256,7 +240,7 @@ async fn dashboard_in_headless_chromium_shows_the_api_counts_and_follows_a_compl
     assert!(hidden(&dom, "auth-banner"));
 
     // A package completes: a second load shows it.
-    complete(&app, &building).await;
+    assert!(app.upload_and_complete(&building).await.accepted);
     let after = app.anon().status().await.expect("status");
     assert_eq!((after.counts.built, after.counts.building), (1, 0));
     let dom = dump_dom(&chrome, &format!("{}/", app.url), 3000).await;
@@ -314,7 +298,7 @@ async fn the_gateway_serves_the_merged_dashboard() {
         .submit(chain_set(5).into_bytes())
         .await
         .expect("submit b");
-    claim(&b, "drone-on-b").await;
+    b.claim("drone-on-b").await;
     let mut cfg = build_swarm::config::GatewayConfig {
         listen: "127.0.0.1:0".into(),
         orchestrators: vec![a.url.clone(), b.url.clone()],
@@ -625,12 +609,18 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
         .expect("submit");
     let d = app.drone();
     let mut claim_requests = 0;
-    let w1 = claim(&app, "d1").await;
-    let w2 = claim(&app, "d1").await;
-    let w3 = claim(&app, "d1").await;
+    let w1 = app.claim("d1").await;
+    let w2 = app.claim("d1").await;
+    let w3 = app.claim("d1").await;
     claim_requests += 3;
     // d1: a build failure, a cancellation, then a success (its count is back to 0).
-    fail_build(&app, &w2, "compile error").await;
+    app.fail(
+        &w2,
+        FailureKind::Build,
+        "compile error",
+        &format!("make: *** [all] Error 1\n{}\n", "compile error"),
+    )
+    .await;
     d.fail(
         w3.lease,
         &FailRequest {
@@ -642,10 +632,11 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
     )
     .await
     .expect("cancel");
-    let done = complete(&app, &w1).await;
+    assert!(app.upload_and_complete(&w1).await.accepted);
+    let done_size = artifact_bytes(&w1.atom).len();
     // d2: two infrastructure failures in a row ground it (max_failures = 2).
     for _ in 0..2 {
-        let w = claim(&app, "d2").await;
+        let w = app.claim("d2").await;
         claim_requests += 1;
         d.fail(
             w.lease,
@@ -662,7 +653,7 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
     assert!(d.claim("d2").await.expect("claim").is_none(), "grounded");
     claim_requests += 1;
     // d1 takes one more and restarts: the lease is reclaimed (drone lost).
-    let _w6 = claim(&app, "d1").await;
+    let _w6 = app.claim("d1").await;
     claim_requests += 1;
     app.register("d1", 4).await;
 
@@ -674,7 +665,7 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
     assert_eq!(m.value("build_swarm_completions_total", &[]), 1.0);
     assert_eq!(
         m.value("build_swarm_upload_bytes_total", &[]),
-        done.size as f64
+        done_size as f64
     );
     assert_eq!(
         m.value("build_swarm_failures_total", &[("kind", "build")]),
@@ -791,8 +782,8 @@ async fn metrics_count_build_and_upload_timeouts_and_honour_the_read_token() {
         .await
         .expect("submit");
     // One lease never starts uploading, the other never finishes its upload.
-    let w1 = claim(&app, "d1").await;
-    let w2 = claim(&app, "d1").await;
+    let w1 = app.claim("d1").await;
+    let w2 = app.claim("d1").await;
     app.drone()
         .uploading(w2.lease, w2.epoch)
         .await
@@ -843,25 +834,17 @@ async fn metrics_count_leases_dropped_from_heartbeats_and_lost_with_their_drone(
         .await
         .expect("submit");
     let d = app.drone();
-    let w1 = claim(&app, "d1").await;
+    let w1 = app.claim("d1").await;
     // d1 reports the lease for longer than the TTL, then stops listing it.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        d.heartbeat(
-            "d1",
-            &HeartbeatRequest {
-                leases: vec![w1.lease],
-                log: vec![],
-            },
-        )
-        .await
-        .expect("heartbeat");
+        app.heartbeat("d1", vec![w1.lease], vec![]).await;
     }
     d.heartbeat("d1", &HeartbeatRequest::default())
         .await
         .expect("heartbeat");
     // d2 takes work and falls silent: offline after the TTL, its lease reclaimed.
-    let _w2 = claim(&app, "d2").await;
+    let _w2 = app.claim("d2").await;
     let url = format!("{}/metrics", app.url);
     let u = &url;
     wait_for(

@@ -1,21 +1,24 @@
 //! Test helpers: a real orchestrator on a real port (port 0) with a real SQLite file in a
 //! temporary directory, and clients for it.
-#![allow(dead_code)]
 
-use build_swarm::client::ApiClient;
+use build_swarm::client::{ApiClient, ClientError};
 use build_swarm::config::OrchestratorConfig;
+use build_swarm::domain::FailureKind;
 use build_swarm::orchestrator::Orchestrator;
 use build_swarm::sys::digest::sha256_file;
 use build_swarm::sys::logging::Capture;
-use build_swarm::wire::orchestrator::{CompleteRequest, RegisterRequest, WorkAssignment};
+use build_swarm::wire::orchestrator::{
+    Ack, CompleteRequest, CompleteResponse, DroneCommand, FailRequest, HeartbeatRequest, LeaseId,
+    RegisterRequest, RegisterResponse, SubmitResult, WorkAssignment,
+};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const ADMIN: &str = "admin-secret";
 pub const DRONE: &str = "drone-secret";
 
 pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
-    pub queue: actix::Addr<build_swarm::actors::orchestrator::queue::PackageQueue>,
     pub hook: actix::Addr<build_swarm::actors::orchestrator::publish_hook::PublishHook>,
     pub url: String,
     pub dir: tempfile::TempDir,
@@ -65,7 +68,6 @@ pub async fn spawn_app_with_clock(
     actix_web::rt::spawn(orch.server);
     TestApp {
         handle: orch.handle,
-        queue: orch.queue,
         hook: orch.hook,
         url,
         dir,
@@ -90,22 +92,143 @@ impl TestApp {
     pub fn binhost(&self) -> PathBuf {
         self.cfg.binhost_dir.clone()
     }
+    /// A simulated drone named `name` talking to this orchestrator.
+    pub fn sim_drone(&self, name: &str) -> SimDrone {
+        SimDrone::new(self.drone(), name, &self.staging())
+    }
+    /// Registers `name` (host `<name>.example`) with `slots` slots.
     pub async fn register(&self, name: &str, slots: u32) {
-        self.drone()
-            .register(&RegisterRequest {
-                name: name.into(),
-                aliases: vec![],
-                host: format!("{name}.example"),
-                slots,
-                version: "test".into(),
-                restart_command: vec![],
-            })
+        self.register_with(registration(name, slots)).await;
+    }
+    pub async fn register_with(&self, req: RegisterRequest) {
+        self.drone().register(&req).await.expect("register");
+    }
+    pub async fn submit(&self, set: &str) -> SubmitResult {
+        self.admin()
+            .submit(set.as_bytes().to_vec())
             .await
-            .expect("register");
+            .expect("submit")
+    }
+    /// `drone`'s claim, which must find work.
+    pub async fn claim(&self, drone: &str) -> WorkAssignment {
+        self.sim_drone(drone)
+            .claim()
+            .await
+            .expect("claim")
+            .expect("work to claim")
+    }
+    /// Says `uploading`, writes the artifact into the lease's upload directory and
+    /// completes: what a drone does after a successful build.
+    pub async fn upload_and_complete(&self, work: &WorkAssignment) -> CompleteResponse {
+        self.sim_drone("")
+            .upload_and_complete(work)
+            .await
+            .expect("complete")
+    }
+    pub async fn fail(
+        &self,
+        work: &WorkAssignment,
+        kind: FailureKind,
+        reason: &str,
+        log_tail: &str,
+    ) {
+        self.sim_drone("")
+            .fail(work, kind, reason, log_tail)
+            .await
+            .expect("fail");
+    }
+    /// A heartbeat of `drone` listing `leases`; returns the commands it got.
+    pub async fn heartbeat(
+        &self,
+        drone: &str,
+        leases: Vec<LeaseId>,
+        log: Vec<String>,
+    ) -> Vec<DroneCommand> {
+        self.sim_drone(drone)
+            .heartbeat(leases, log)
+            .await
+            .expect("heartbeat")
     }
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+/// A registration for a test drone `name` (host `<name>.example`).
+pub fn registration(name: &str, slots: u32) -> RegisterRequest {
+    RegisterRequest {
+        name: name.into(),
+        aliases: vec![],
+        host: format!("{name}.example"),
+        slots,
+        version: "test".into(),
+        restart_command: vec![],
+    }
+}
+
+/// A drone simulated by the test: the drone protocol from this side, with uploads written
+/// straight into the orchestrator's staging directory. Every suite's simulated drones are
+/// built on it.
+#[derive(Clone)]
+pub struct SimDrone {
+    pub name: String,
+    pub client: ApiClient,
+    pub staging: PathBuf,
+}
+
+impl SimDrone {
+    pub fn new(client: ApiClient, name: &str, staging: &Path) -> Self {
+        SimDrone {
+            name: name.into(),
+            client,
+            staging: staging.to_path_buf(),
+        }
+    }
+    pub async fn register(&self, slots: u32) -> Result<RegisterResponse, ClientError> {
+        self.client.register(&registration(&self.name, slots)).await
+    }
+    pub async fn claim(&self) -> Result<Option<WorkAssignment>, ClientError> {
+        self.client.claim(&self.name).await
+    }
+    pub async fn upload_and_complete(
+        &self,
+        work: &WorkAssignment,
+    ) -> Result<CompleteResponse, ClientError> {
+        self.client.uploading(work.lease, work.epoch).await?;
+        let req = fake_upload(&self.staging, work, &artifact_bytes(&work.atom));
+        self.client.complete(work.lease, &req).await
+    }
+    pub async fn fail(
+        &self,
+        work: &WorkAssignment,
+        kind: FailureKind,
+        reason: &str,
+        log_tail: &str,
+    ) -> Result<Ack, ClientError> {
+        let req = FailRequest {
+            epoch: work.epoch,
+            kind,
+            reason: reason.into(),
+            log_tail: log_tail.into(),
+        };
+        self.client.fail(work.lease, &req).await
+    }
+    pub async fn heartbeat(
+        &self,
+        leases: Vec<LeaseId>,
+        log: Vec<String>,
+    ) -> Result<Vec<DroneCommand>, ClientError> {
+        let req = HeartbeatRequest { leases, log };
+        Ok(self.client.heartbeat(&self.name, &req).await?.commands)
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// What a drone would upload: writes the artifact into the lease's upload directory under
@@ -194,20 +317,36 @@ pub fn spawn_drone(config: &Path, env: &[(&str, &str)]) -> tokio::process::Child
         .expect("spawn swarm-drone")
 }
 
-/// Polls `cond` every 100 ms until it holds or `secs` pass.
+/// Polls `f` every 50 ms until it gives a value, or fails the test after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `cond` until it holds, or fails the test after `secs` seconds.
 pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let t0 = std::time::Instant::now();
-    while !cond().await {
-        assert!(
-            t0.elapsed().as_secs() < secs,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(what, Duration::from_secs(secs), || {
+        let c = cond();
+        async move { c.await.then_some(()) }
+    })
+    .await
 }
 
 /// Processes whose command line contains `needle` (from /proc).

@@ -3,11 +3,9 @@
 //! orchestrator's host with real rsync. Needs root (CI runs as root); outside root these
 //! tests say they were skipped, and with CI=true a skip is a failure.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::client::ApiClient;
 use build_swarm::sys::digest::sha256_file;
-use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

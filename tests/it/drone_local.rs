@@ -3,12 +3,10 @@
 //! that goes away for 20 s, operator control, start-up refusals. (The multi-host test over
 //! ssh in network namespaces is `tests/drone_multihost.rs`.)
 
-mod common;
-
+use crate::common::*;
 use build_swarm::domain::PackageState;
 use build_swarm::sys::digest::sha256_file;
 use build_swarm::wire::orchestrator::ControlAction;
-use common::*;
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -2,14 +2,10 @@
 //! restarted, the run still finishes with every package published exactly once; bad
 //! configuration is refused at start-up with one line naming the key and exit code 2.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::client::ApiClient;
 use build_swarm::sys::digest::sha256_file;
-use build_swarm::wire::orchestrator::{
-    CompleteRequest, HeartbeatRequest, RegisterRequest, WorkAssignment,
-};
-use common::*;
+use build_swarm::wire::orchestrator::{CompleteRequest, WorkAssignment};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,13 +14,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_swarm-orchestrator");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let cfg = format!(
@@ -64,45 +53,31 @@ fn start(config: &Path) -> Child {
 
 async fn wait_healthy(url: &str) {
     let c = ApiClient::with_timeout(url, None, Duration::from_secs(2));
-    let t0 = Instant::now();
-    while c.healthz().await.is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "orchestrator did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(20, "the orchestrator to come up", || async {
+        c.healthz().await.is_ok()
+    })
+    .await;
 }
 
 /// A drone that keeps its finished work until the orchestrator acknowledges it.
 async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bool>>) {
     let c = ApiClient::with_timeout(&url, Some(DRONE.into()), Duration::from_secs(3));
+    let sim = SimDrone::new(c.clone(), &name, &staging);
     let t0 = Instant::now();
     let mut registered = false;
     let mut held: Vec<(WorkAssignment, Option<CompleteRequest>)> = Vec::new();
     while !done.get() && t0.elapsed() < Duration::from_secs(120) {
         if !registered {
-            let req = RegisterRequest {
-                name: name.clone(),
-                aliases: vec![],
-                host: "localhost".into(),
-                slots: 2,
-                version: "sim".into(),
-                restart_command: vec![],
-            };
-            registered = c.register(&req).await.is_ok();
+            registered = sim.register(2).await.is_ok();
             if !registered {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         }
-        let hb = HeartbeatRequest {
-            leases: held.iter().map(|(w, _)| w.lease).collect(),
-            log: vec![],
-        };
-        match c.heartbeat(&name, &hb).await {
-            Ok(r) => {
-                for cmd in r.commands {
+        let leases = held.iter().map(|(w, _)| w.lease).collect();
+        match sim.heartbeat(leases, vec![]).await {
+            Ok(commands) => {
+                for cmd in commands {
                     held.retain(|(w, _)| Some(w.lease) != cmd.lease);
                 }
             }
@@ -110,7 +85,7 @@ async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bo
             Err(_) => {}
         }
         if held.len() < 2 {
-            match c.claim(&name).await {
+            match sim.claim().await {
                 Ok(Some(w)) => held.push((w, None)),
                 Ok(None) => {}
                 Err(_) => {}

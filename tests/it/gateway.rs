@@ -5,19 +5,17 @@
 //! The seed's bug: the gateway sent drones to the orchestrator with the *emptiest* queue, a
 //! backup with nothing to do, while the primary sat on 176 waiting packages.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::actors::orchestrator::gateway_registration::{
     GatewayRegistration, RegistrationSettings,
 };
 use build_swarm::client::gateway::{pick_orchestrator, GatewayClient};
-use build_swarm::client::{ApiClient, ClientError};
+use build_swarm::client::ApiClient;
 use build_swarm::config::GatewayConfig;
 use build_swarm::gateway::Gateway;
 use build_swarm::sys::logging::Capture;
 use build_swarm::wire::gateway::{OrchestratorEntry, OrchestratorRegistration};
-use build_swarm::wire::orchestrator::{RegisterRequest, WorkAssignment};
-use common::*;
+use build_swarm::wire::orchestrator::WorkAssignment;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,13 +27,6 @@ use std::time::{Duration, Instant};
 const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_swarm-gateway");
 
 // ---- helpers ----
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A gateway config for tests: loopback, port 0, 1 s polls, unhealthy after 2 failures.
 fn gateway_config(orchestrators: &[&str]) -> GatewayConfig {
@@ -80,24 +71,6 @@ async fn spawn_gateway(cfg: GatewayConfig) -> TestGateway {
 }
 
 /// Calls `f` every 50 ms until it gives `Some`; fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn entry(gw: &GatewayClient, url: &str) -> Option<OrchestratorEntry> {
     gw.orchestrators()
         .await
@@ -120,15 +93,6 @@ async fn wait_all_healthy(gw: &TestGateway, urls: &[&str]) {
         }
     })
     .await;
-}
-
-async fn submit(app: &TestApp, set: &str) {
-    let added = app
-        .admin()
-        .submit(set.as_bytes().to_vec())
-        .await
-        .expect("submit");
-    assert!(added.added > 0);
 }
 
 fn set_of(prefix: &str, n: usize) -> String {
@@ -182,29 +146,17 @@ impl DroneEnv {
     }
 }
 
-async fn register_drone(c: &ApiClient, name: &str) -> Result<(), ClientError> {
-    c.register(&RegisterRequest {
-        name: name.into(),
-        aliases: vec![],
-        host: "localhost".into(),
-        slots: 1,
-        version: "sim".into(),
-        restart_command: vec![],
-    })
-    .await
-    .map(|_| ())
-}
-
-async fn build_one(env: &DroneEnv, c: &ApiClient, w: &WorkAssignment) -> bool {
-    if c.uploading(w.lease, w.epoch).await.is_err() {
-        return false;
-    }
-    tokio::time::sleep(env.build_time).await;
+/// The simulated drone `name` talking to the orchestrator behind `c`.
+fn sim(env: &DroneEnv, c: &ApiClient, name: &str) -> SimDrone {
     let Some(staging) = env.stagings.get(c.base()) else {
         panic!("no staging for {}", c.base());
     };
-    let req = fake_upload(staging, w, &artifact_bytes(&w.atom));
-    matches!(c.complete(w.lease, &req).await, Ok(r) if r.accepted)
+    SimDrone::new(c.clone(), name, staging)
+}
+
+async fn build_one(env: &DroneEnv, c: &ApiClient, w: &WorkAssignment) -> bool {
+    tokio::time::sleep(env.build_time).await;
+    matches!(sim(env, c, "").upload_and_complete(w).await, Ok(r) if r.accepted)
 }
 
 /// A drone as docs/contract.md §1 describes it: asks the gateway at start, when its
@@ -226,7 +178,7 @@ async fn sim_drone(env: Rc<DroneEnv>, name: String) {
                         Some(DRONE.into()),
                         Duration::from_secs(2),
                     );
-                    if register_drone(&c, &name).await.is_ok() {
+                    if sim(&env, &c, &name).register(1).await.is_ok() {
                         env.trace
                             .borrow_mut()
                             .picks
@@ -268,7 +220,7 @@ async fn sim_drone(env: Rc<DroneEnv>, name: String) {
                 }
             }
             Err(e) if e.status() == Some(404) => {
-                let _ = register_drone(&c, &name).await;
+                let _ = sim(&env, &c, &name).register(1).await;
             }
             Err(_) => ask_gateway = true,
         }
@@ -287,7 +239,7 @@ async fn the_empty_backup_is_never_picked_and_every_package_is_built_on_the_prim
     let backup = spawn_app(|c| c.name = "backup".into()).await;
     let primary = spawn_app(|c| c.name = "primary".into()).await;
     let n = 40;
-    submit(&primary, &set_of("p", n)).await;
+    assert!(primary.submit(&set_of("p", n)).await.added > 0);
     // The backup is listed first: "first in the list" and "emptiest queue" both pick it.
     let gw = spawn_gateway(gateway_config(&[&backup.url, &primary.url])).await;
     wait_all_healthy(&gw, &[&backup.url, &primary.url]).await;
@@ -332,8 +284,8 @@ async fn the_primary_stopped_mid_run_sends_the_drones_to_the_backup_which_finish
     let backup = spawn_app(|c| c.name = "backup".into()).await;
     let primary = spawn_app(|c| c.name = "primary".into()).await;
     let (np, nb) = (60, 20);
-    submit(&primary, &set_of("p", np)).await;
-    submit(&backup, &set_of("b", nb)).await;
+    assert!(primary.submit(&set_of("p", np)).await.added > 0);
+    assert!(backup.submit(&set_of("b", nb)).await.added > 0);
     let gw = spawn_gateway(gateway_config(&[&backup.url, &primary.url])).await;
     wait_all_healthy(&gw, &[&backup.url, &primary.url]).await;
     assert_eq!(gw.client().pick().await.unwrap().url, primary.url);
@@ -433,7 +385,7 @@ file = "{}/gateway.log"
 async fn the_gateway_killed_mid_run_does_not_stop_the_drones() {
     let orch = spawn_app(|c| c.name = "only".into()).await;
     let n = 40;
-    submit(&orch, &set_of("p", n)).await;
+    assert!(orch.submit(&set_of("p", n)).await.added > 0);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_gateway_config(dir.path(), port, &[&orch.url]);
@@ -500,7 +452,7 @@ async fn an_orchestrator_with_gateway_set_registers_itself_and_shows_up() {
         c.gateway = Some(gw_url);
     })
     .await;
-    submit(&orch, &set_of("p", 3)).await;
+    assert!(orch.submit(&set_of("p", 3)).await.added > 0);
     let e = eventually(
         "the orchestrator listed, healthy",
         Duration::from_secs(10),
@@ -722,8 +674,8 @@ async fn an_orchestrator_is_unhealthy_after_failed_polls_and_healthy_again_when_
 async fn merged_status_and_drones_sum_over_orchestrators_and_name_them() {
     let a = spawn_app(|c| c.name = "alpha".into()).await;
     let b = spawn_app(|c| c.name = "beta".into()).await;
-    submit(&a, &set_of("a", 5)).await;
-    submit(&b, &set_of("b", 3)).await;
+    assert!(a.submit(&set_of("a", 5)).await.added > 0);
+    assert!(b.submit(&set_of("b", 3)).await.added > 0);
     a.register("da1", 2).await;
     a.register("da2", 1).await;
     b.register("db1", 1).await;
@@ -842,7 +794,7 @@ async fn merged_status_and_drones_sum_over_orchestrators_and_name_them() {
 #[actix_web::test]
 async fn a_read_token_is_sent_to_orchestrators_and_guards_the_listings_but_not_the_pick() {
     let orch = spawn_app(|c| c.auth.read_token = Some("reader".into())).await;
-    submit(&orch, &set_of("p", 2)).await;
+    assert!(orch.submit(&set_of("p", 2)).await.added > 0);
     let mut cfg = gateway_config(&[&orch.url]);
     cfg.auth.read_token = Some("reader".into());
     let gw = spawn_gateway(cfg).await;

@@ -2,24 +2,15 @@
 //! file: the drone protocol, dependency order, reclaims, stale completions, concurrency,
 //! authentication and input validation.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::client::ClientError;
 use build_swarm::domain::{FailureKind, PackageState};
 use build_swarm::sys::digest::sha256_file;
 use build_swarm::wire::orchestrator::{
     CompleteRequest, FailRequest, HeartbeatRequest, RetryRequest, WorkAssignment,
 };
-use common::*;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-
-async fn submit(app: &TestApp, body: &str) -> build_swarm::wire::orchestrator::SubmitResult {
-    app.admin()
-        .submit(body.as_bytes().to_vec())
-        .await
-        .expect("submit")
-}
 
 async fn states(app: &TestApp) -> HashMap<String, PackageState> {
     app.anon()
@@ -30,18 +21,6 @@ async fn states(app: &TestApp) -> HashMap<String, PackageState> {
         .into_iter()
         .map(|p| (p.atom, p.state))
         .collect()
-}
-
-async fn build_and_complete(
-    app: &TestApp,
-    work: &WorkAssignment,
-) -> build_swarm::wire::orchestrator::CompleteResponse {
-    let d = app.drone();
-    d.uploading(work.lease, work.epoch)
-        .await
-        .expect("uploading");
-    let req = fake_upload(&app.staging(), work, &artifact_bytes(&work.atom));
-    d.complete(work.lease, &req).await.expect("complete")
 }
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
@@ -60,11 +39,8 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
 async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_category() {
     let app = spawn_app(|_| {}).await;
     app.register("drone-a", 1).await;
-    submit(
-        &app,
-        "app-misc/foo-1.0\napp-misc/bar-2.0\ndev-libs/qux-3.0\napp-misc/zap-4.0\n",
-    )
-    .await;
+    app.submit("app-misc/foo-1.0\napp-misc/bar-2.0\ndev-libs/qux-3.0\napp-misc/zap-4.0\n")
+        .await;
     let d = app.drone();
     let kept = || async { metric(&app, "build_swarm_upload_dirs_kept").await };
     let reused = || async { metric(&app, "build_swarm_upload_dirs_reused_total").await };
@@ -73,7 +49,7 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
     // category directory.
     let w1 = d.claim("drone-a").await.unwrap().expect("work");
     assert_eq!(w1.upload_dir, format!("lease-{}", w1.lease));
-    assert!(build_and_complete(&app, &w1).await.accepted);
+    assert!(app.upload_and_complete(&w1).await.accepted);
     wait_for(10, "the emptied upload directory to be kept", || async {
         kept().await == Some(1.0)
     })
@@ -98,7 +74,7 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
         "the directory of an active lease is never removed"
     );
     std::fs::remove_file(dir.join("app-misc/foo-1.0.gpkg.tar")).unwrap();
-    assert!(build_and_complete(&app, &w2).await.accepted);
+    assert!(app.upload_and_complete(&w2).await.accepted);
     wait_for(10, "kept again", || async { kept().await == Some(1.0) }).await;
 
     // A lease of another category gets it too, its category directory renamed before the
@@ -112,7 +88,7 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
     // Anything else left in an upload directory (here an rsync temporary of a killed
     // transfer) and it is removed, not reused.
     std::fs::write(dir.join("dev-libs/.qux-3.0.gpkg.tar.Zx81a"), b"half").unwrap();
-    assert!(build_and_complete(&app, &w3).await.accepted);
+    assert!(app.upload_and_complete(&w3).await.accepted);
     wait_for(
         10,
         "the upload directory with a stray file to be removed",
@@ -134,10 +110,10 @@ async fn an_emptied_upload_directory_is_reused_for_the_next_lease_of_its_categor
 async fn a_retried_completion_leaves_a_directory_a_later_lease_was_given() {
     let app = spawn_app(|_| {}).await;
     app.register("drone-a", 1).await;
-    submit(&app, "app-misc/foo-1.0\napp-misc/bar-2.0\n").await;
+    app.submit("app-misc/foo-1.0\napp-misc/bar-2.0\n").await;
     let d = app.drone();
     let w1 = d.claim("drone-a").await.unwrap().expect("work");
-    assert!(build_and_complete(&app, &w1).await.accepted);
+    assert!(app.upload_and_complete(&w1).await.accepted);
     wait_for(10, "the emptied upload directory to be kept", || async {
         metric(&app, "build_swarm_upload_dirs_kept").await == Some(1.0)
     })
@@ -165,7 +141,9 @@ async fn a_retried_completion_leaves_a_directory_a_later_lease_was_given() {
 async fn claim_upload_complete_publishes_the_verified_file() {
     let app = spawn_app(|_| {}).await;
     app.register("drone-a", 2).await;
-    let r = submit(&app, "=app-misc/foo-1.0\n# comment\ndev-libs/bar-2.1-r1\n").await;
+    let r = app
+        .submit("=app-misc/foo-1.0\n# comment\ndev-libs/bar-2.1-r1\n")
+        .await;
     assert_eq!(r.added, 2);
     let d = app.drone();
     let w = d.claim("drone-a").await.unwrap().expect("work");
@@ -178,7 +156,7 @@ async fn claim_upload_complete_publishes_the_verified_file() {
         states(&app).await["app-misc/foo-1.0"],
         PackageState::Building
     );
-    let resp = build_and_complete(&app, &w).await;
+    let resp = app.upload_and_complete(&w).await;
     assert!(resp.accepted && !resp.stale);
     let published = app.binhost().join("app-misc/foo-1.0.gpkg.tar");
     assert_eq!(
@@ -226,7 +204,7 @@ async fn build_failures_poison_a_package_and_block_its_dependents_until_retried(
         {"atom":"dev-libs/base-1"},
         {"atom":"app-misc/mid-1","deps":["dev-libs/base-1"]},
         {"atom":"app-misc/top-1","deps":["app-misc/mid-1"]}]}"#;
-    submit(&app, set).await;
+    app.submit(set).await;
     let d = app.drone();
     let fail = |w: &WorkAssignment| FailRequest {
         epoch: w.epoch,
@@ -299,7 +277,7 @@ async fn dependency_order_on_a_50_package_dag() {
         pkgs.push(serde_json::json!({"atom": atom, "deps": deps, "estimate_s": 10 + (i % 7)}));
     }
     let set = serde_json::json!({ "packages": pkgs }).to_string();
-    assert_eq!(submit(&app, &set).await.added, 50);
+    assert_eq!(app.submit(&set).await.added, 50);
     let d = app.drone();
     let mut built: HashSet<String> = HashSet::new();
     let mut rounds = 0;
@@ -325,7 +303,7 @@ async fn dependency_order_on_a_50_package_dag() {
             built.len()
         );
         for w in claimed {
-            assert!(build_and_complete(&app, &w).await.accepted);
+            assert!(app.upload_and_complete(&w).await.accepted);
             built.insert(w.atom.clone());
         }
     }
@@ -341,7 +319,7 @@ async fn critical_path_goes_first() {
         {"atom":"a/short-1","estimate_s":5},
         {"atom":"a/long-1","estimate_s":5},
         {"atom":"a/after-long-1","deps":["a/long-1"],"estimate_s":100}]}"#;
-    submit(&app, set).await;
+    app.submit(set).await;
     let w = app.drone().claim("d1").await.unwrap().unwrap();
     assert_eq!(w.atom, "a/long-1");
     app.stop().await;
@@ -351,17 +329,14 @@ async fn critical_path_goes_first() {
 async fn a_later_set_raises_the_priority_of_what_it_depends_on() {
     let app = spawn_app(|_| {}).await;
     app.register("d1", 1).await;
-    submit(
-        &app,
+    app.submit(
         r#"{"packages":[{"atom":"a/base-1","estimate_s":5},{"atom":"a/other-1","estimate_s":50}]}"#,
     )
     .await;
     // A long build that needs a/base-1 arrives later (dependencies name atoms of the same
     // set, so a/base-1 is in it again, as an existing package): a/base-1 now heads the
     // longest chain (5 + 1000 s against 50 s) and goes first, as it would in one set.
-    let r = submit(
-        &app,
-        r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/top-1","deps":["a/base-1"],"estimate_s":1000}]}"#,
+    let r = app.submit(r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/top-1","deps":["a/base-1"],"estimate_s":1000}]}"#,
     )
     .await;
     assert_eq!((r.added, r.existing), (1, 1));
@@ -374,21 +349,18 @@ async fn a_later_set_raises_the_priority_of_what_it_depends_on() {
 async fn heartbeat_ttl_reclaims_an_offline_drones_work() {
     let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
     app.register("d1", 1).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     let d = app.drone();
     let w = d.claim("d1").await.unwrap().unwrap();
     // Heartbeats keep it alive...
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        d.heartbeat(
+        app.heartbeat(
             "d1",
-            &HeartbeatRequest {
-                leases: vec![w.lease],
-                log: vec!["building app-misc/foo-1.0".into()],
-            },
+            vec![w.lease],
+            vec!["building app-misc/foo-1.0".into()],
         )
-        .await
-        .unwrap();
+        .await;
     }
     assert_eq!(
         states(&app).await["app-misc/foo-1.0"],
@@ -415,27 +387,19 @@ async fn heartbeat_ttl_reclaims_an_offline_drones_work() {
 async fn upload_deadline_reclaims_the_lease_and_tells_the_drone_to_stop() {
     let app = spawn_app(|c| c.leases.upload_timeout_s = 1).await;
     app.register("d1", 1).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     let d = app.drone();
     let w = d.claim("d1").await.unwrap().unwrap();
     d.uploading(w.lease, w.epoch).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Queued);
-    let hb = d
-        .heartbeat(
-            "d1",
-            &HeartbeatRequest {
-                leases: vec![w.lease],
-                log: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    let commands = app.heartbeat("d1", vec![w.lease], vec![]).await;
     assert!(
-        hb.commands.iter().any(|c| c.action
-            == build_swarm::wire::orchestrator::DroneAction::Cancel
-            && c.lease == Some(w.lease)),
-        "{hb:?}"
+        commands.iter().any(
+            |c| c.action == build_swarm::wire::orchestrator::DroneAction::Cancel
+                && c.lease == Some(w.lease)
+        ),
+        "{commands:?}"
     );
     app.stop().await;
 }
@@ -447,7 +411,7 @@ async fn upload_deadline_reclaims_the_lease_and_tells_the_drone_to_stop() {
 async fn stale_completions() {
     let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
     app.register("slow", 1).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     let d = app.drone();
     let w1 = d.claim("slow").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await; // "slow" goes offline
@@ -456,21 +420,12 @@ async fn stale_completions() {
     assert_eq!(w2.atom, w1.atom);
     assert!(w2.epoch > w1.epoch);
 
-    let resp = build_and_complete(&app, &w1).await;
+    let resp = app.upload_and_complete(&w1).await;
     assert!(resp.accepted, "valid work from a stale lease is accepted");
-    let hb = d
-        .heartbeat(
-            "fast",
-            &HeartbeatRequest {
-                leases: vec![w2.lease],
-                log: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    let commands = app.heartbeat("fast", vec![w2.lease], vec![]).await;
     assert!(
-        hb.commands.iter().any(|c| c.lease == Some(w2.lease)),
-        "{hb:?}"
+        commands.iter().any(|c| c.lease == Some(w2.lease)),
+        "{commands:?}"
     );
 
     let published = app.binhost().join("app-misc/foo-1.0.gpkg.tar");
@@ -491,7 +446,7 @@ async fn stale_completions() {
 #[actix_web::test]
 async fn concurrent_claims_never_hand_out_a_package_twice() {
     let app = spawn_app(|_| {}).await;
-    submit(&app, &chain_set(1000)).await;
+    app.submit(&chain_set(1000)).await;
     for i in 0..8 {
         app.register(&format!("c{i}"), 1000).await;
     }
@@ -632,7 +587,7 @@ async fn oversized_submissions_are_refused() {
 async fn a_completion_whose_path_escapes_is_refused() {
     let app = spawn_app(|_| {}).await;
     app.register("d1", 1).await;
-    submit(&app, "app-misc/foo-1.0\napp-misc/other-1.0\n").await;
+    app.submit("app-misc/foo-1.0\napp-misc/other-1.0\n").await;
     let d = app.drone();
     let w = d.claim("d1").await.unwrap().unwrap();
     let good = fake_upload(&app.staging(), &w, b"bytes");
@@ -664,7 +619,7 @@ async fn a_completion_whose_path_escapes_is_refused() {
 async fn control_commands_reach_the_drone_and_pause_stops_claims() {
     let app = spawn_app(|_| {}).await;
     app.register("drone-Titawin", 1).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     let admin = app.admin();
     admin
         .control(
@@ -721,7 +676,7 @@ async fn control_commands_reach_the_drone_and_pause_stops_claims() {
 #[actix_web::test]
 async fn one_event_gives_one_log_line() {
     let app = spawn_app(|_| {}).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let text = app.logs.text();
     assert_eq!(text.matches("package set added").count(), 1, "{text}");
@@ -734,10 +689,11 @@ async fn one_event_gives_one_log_line() {
 async fn state_survives_a_restart() {
     let app = spawn_app(|_| {}).await;
     app.register("d1", 2).await;
-    submit(&app, "app-misc/a-1\napp-misc/b-1\napp-misc/c-1\n").await;
+    app.submit("app-misc/a-1\napp-misc/b-1\napp-misc/c-1\n")
+        .await;
     let d = app.drone();
     let w1 = d.claim("d1").await.unwrap().unwrap();
-    build_and_complete(&app, &w1).await;
+    app.upload_and_complete(&w1).await;
     let w2 = d.claim("d1").await.unwrap().unwrap();
     assert_eq!(
         w2.upload_dir, w1.upload_dir,
@@ -752,7 +708,7 @@ async fn state_survives_a_restart() {
     assert_eq!(s["app-misc/a-1"], PackageState::Built);
     assert_eq!(s[&w2.atom], PackageState::Building);
     // The restored lease can still be finished by the live drone.
-    let resp = build_and_complete(&app, &w2).await;
+    let resp = app.upload_and_complete(&w2).await;
     assert!(resp.accepted);
     let w3 = app.drone().claim("d1").await.unwrap().unwrap();
     assert!(w3.lease > w2.lease, "lease ids are never reused");
@@ -765,7 +721,7 @@ async fn state_survives_a_restart() {
 async fn a_reclaimed_lease_can_still_complete_after_a_restart() {
     let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 1).await;
     app.register("slow", 1).await;
-    submit(&app, "app-misc/foo-1.0\n").await;
+    app.submit("app-misc/foo-1.0\n").await;
     let w = app.drone().claim("slow").await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await; // offline: reclaimed
     assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Queued);
@@ -774,7 +730,7 @@ async fn a_reclaimed_lease_can_still_complete_after_a_restart() {
     } = app;
     handle.stop(false).await;
     let app = spawn_app_in(dir, cfg).await;
-    let resp = build_and_complete(&app, &w).await;
+    let resp = app.upload_and_complete(&w).await;
     assert!(resp.accepted, "valid work survives the restart");
     assert_eq!(states(&app).await["app-misc/foo-1.0"], PackageState::Built);
     app.stop().await;
@@ -787,7 +743,7 @@ async fn a_late_valid_artifact_unblocks_dependents() {
     let app = spawn_app(|c| c.policy.build_failure_drones = 1).await;
     app.register("d1", 2).await;
     let set = r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/top-1","deps":["a/base-1"]}]}"#;
-    submit(&app, set).await;
+    app.submit(set).await;
     let d = app.drone();
     let w1 = d.claim("d1").await.unwrap().unwrap();
     // The same package, failed by an earlier attempt, is failed for good...
@@ -823,14 +779,14 @@ async fn publish_command_runs_after_publishing_and_is_coalesced() {
     let script = format!("echo run >> {}; sleep 0.5", marker.display());
     let app = spawn_app(|c| c.publish_command = vec!["sh".into(), "-c".into(), script]).await;
     app.register("d1", 8).await;
-    submit(&app, &chain_set(6)).await;
+    app.submit(&chain_set(6)).await;
     let d = app.drone();
     let mut works = Vec::new();
     while let Some(w) = d.claim("d1").await.unwrap() {
         works.push(w);
     }
     for w in &works {
-        assert!(build_and_complete(&app, w).await.accepted);
+        assert!(app.upload_and_complete(w).await.accepted);
     }
     let hook = app.hook.clone();
     wait_for(10, "the publish_command runs to finish", || {

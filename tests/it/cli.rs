@@ -7,13 +7,9 @@
 //! discovery is isolated: HOME and XDG_CONFIG_HOME point into a temporary directory, the
 //! BUILD_SWARM_* variables are removed, and `--orchestrator` skips gateway discovery.
 
-mod common;
-
+use crate::common::*;
 use build_swarm::domain::FailureKind;
-use build_swarm::wire::orchestrator::{
-    DroneAction, FailRequest, HeartbeatRequest, RegisterRequest,
-};
-use common::*;
+use build_swarm::wire::orchestrator::{DroneAction, FailRequest, RegisterRequest};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -117,32 +113,20 @@ impl Cli {
     }
 }
 
+/// Registers a drone with 2 slots, `aliases` and `host`.
 async fn register(app: &TestApp, name: &str, aliases: &[&str], host: &str) {
-    app.drone()
-        .register(&RegisterRequest {
-            name: name.into(),
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            host: host.into(),
-            slots: 2,
-            version: "test".into(),
-            restart_command: vec![],
-        })
-        .await
-        .expect("register");
+    app.register_with(RegisterRequest {
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        host: host.into(),
+        ..registration(name, 2)
+    })
+    .await;
 }
 
+/// A heartbeat listing no lease; the actions it got back.
 async fn heartbeat(app: &TestApp, name: &str, log: Vec<String>) -> Vec<DroneAction> {
-    app.drone()
-        .heartbeat(
-            name,
-            &HeartbeatRequest {
-                leases: vec![],
-                log,
-            },
-        )
+    app.heartbeat(name, vec![], log)
         .await
-        .expect("heartbeat")
-        .commands
         .into_iter()
         .map(|c| c.action)
         .collect()
