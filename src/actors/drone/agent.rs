@@ -1,11 +1,12 @@
-//! **DroneAgent** — the drone's centre. Owns the connection to its orchestrator
-//! (registration, heartbeats, claims), every job's state from claim to report, the results
-//! not yet acknowledged (kept on disk too, retried with backoff: a built package is never
-//! lost because the orchestrator blinked), and the paused/restarting flags.
+//! **DroneAgent** — the drone's centre. Owns the link to its orchestrator (a
+//! [`Connection`] state machine: registration, heartbeats, claims), every job's state from
+//! claim to report, the results not yet acknowledged (synced to disk by a [`PendingStore`]
+//! before they are sent, retried with backoff), and the paused/restarting flags. File work
+//! runs on blocking threads, never on the actor's.
 //!
-//! Receives `BuildFinished` from the build runner and `UploadFinished` from the upload
-//! supervisor; its own one-second `Tick` drives connecting, heartbeats, claims, report
-//! retries and restarts. `Shutdown` (SIGTERM) cancels everything.
+//! Hears `BuildFinished` from the build runner and `UploadFinished` from the upload
+//! supervisor; its own `Tick` drives connecting, heartbeats, claims, report retries and
+//! restarts. `Shutdown` (SIGTERM) cancels everything.
 
 use super::build_runner::{BuildFinished, BuildOutcome, BuildRunner, CancelBuild, StartBuild};
 use super::upload_supervisor::{
@@ -18,7 +19,9 @@ use crate::config::DroneConfig;
 use crate::domain::FailureKind;
 use crate::drone::artifact::Artifact;
 use crate::drone::build::{fill_placeholders, BuildSpec};
+use crate::drone::connection::{backoff, Connection, Link};
 use crate::drone::leftovers;
+use crate::drone::pending::{PendingResult, PendingStore, Report};
 use crate::drone::rsync::{mux_spec, upload_argv};
 use crate::sys::logging::LogTap;
 use crate::wire::orchestrator::{
@@ -26,19 +29,13 @@ use crate::wire::orchestrator::{
     WorkAssignment,
 };
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 use slog::{crit, debug, info, warn, Logger};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// After this many failed calls in a row, ask the gateway for another orchestrator.
-const FAILURES_BEFORE_GATEWAY: u32 = 3;
 /// A restart waits at most this long for results to be reported.
 const RESTART_GRACE: Duration = Duration::from_secs(30);
-/// Longest wait between retries of a report.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -56,25 +53,23 @@ struct Job {
     cancelled: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Report {
-    Complete(CompleteRequest),
-    Fail(FailRequest),
+/// A result waiting to be acknowledged.
+struct Outgoing {
+    result: PendingResult,
+    /// On disk (synced): it may be sent. A result is never sent before it is kept.
+    saved: bool,
+    attempts: u32,
+    in_flight: bool,
+    next_at: Instant,
 }
 
-/// A result waiting to be acknowledged; also written to `state_dir/pending/`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PendingReport {
-    orchestrator: String,
-    lease: LeaseId,
-    atom: String,
-    report: Report,
-    #[serde(skip)]
-    attempts: u32,
-    #[serde(skip)]
-    in_flight: bool,
-    #[serde(skip, default = "Instant::now")]
-    next_at: Instant,
+/// Results kept from before a restart, and what could not be read back.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Restored {
+    results: Vec<PendingResult>,
+    set_aside: Vec<crate::drone::pending::SetAside>,
+    reaped: Vec<String>,
 }
 
 #[derive(Message)]
@@ -109,17 +104,12 @@ pub struct DroneAgent {
     log: Logger,
     runner: Addr<BuildRunner>,
     uploader: Addr<UploadSupervisor>,
-    orch_url: Option<String>,
-    orch: Option<ApiClient>,
-    upload_target: Option<String>,
-    registered: bool,
-    connecting: bool,
-    next_connect: Instant,
-    connect_failures: u32,
-    heartbeat_every: Duration,
+    conn: Connection<ApiClient>,
+    store: PendingStore,
+    /// Results from before the restart are being read: claim nothing until they are.
+    restoring: bool,
     next_heartbeat: Instant,
     heartbeat_in_flight: bool,
-    call_failures: u32,
     claiming: bool,
     next_claim: Instant,
     no_work_since: Option<Instant>,
@@ -127,11 +117,7 @@ pub struct DroneAgent {
     restart_since: Option<Instant>,
     shutting_down: bool,
     jobs: HashMap<LeaseId, Job>,
-    reports: HashMap<LeaseId, PendingReport>,
-}
-
-fn backoff(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.min(5)).min(MAX_BACKOFF)
+    reports: HashMap<LeaseId, Outgoing>,
 }
 
 impl DroneAgent {
@@ -142,23 +128,17 @@ impl DroneAgent {
             let uploader = UploadSupervisor::new(ctx.address().recipient(), log.clone()).start();
             let now = Instant::now();
             DroneAgent {
-                orch_url: cfg.orchestrator.clone(),
+                conn: Connection::new(cfg.orchestrator.clone(), cfg.gateway.is_some(), now),
+                store: PendingStore::new(&cfg.state_dir),
+                restoring: true,
                 cfg,
                 token,
                 tap,
                 log: log.new(slog::o!("actor" => "agent")),
                 runner,
                 uploader,
-                orch: None,
-                upload_target: None,
-                registered: false,
-                connecting: false,
-                next_connect: now,
-                connect_failures: 0,
-                heartbeat_every: Duration::from_secs(10),
                 next_heartbeat: now,
                 heartbeat_in_flight: false,
-                call_failures: 0,
                 claiming: false,
                 next_claim: now,
                 no_work_since: None,
@@ -169,10 +149,6 @@ impl DroneAgent {
                 reports: HashMap::new(),
             }
         })
-    }
-
-    fn pending_dir(&self) -> PathBuf {
-        self.cfg.state_dir.join("pending")
     }
 
     fn busy_slots(&self) -> usize {
@@ -186,14 +162,14 @@ impl DroneAgent {
 
     /// Where to go: the orchestrator we have (or the configured one), else the gateway's pick.
     fn connect(&mut self, ctx: &mut Context<Self>) {
-        if self.connecting || self.shutting_down || Instant::now() < self.next_connect {
+        if self.shutting_down {
             return;
         }
-        self.connecting = true;
-        let current = self.orch_url.clone();
-        let gateway = self.cfg.gateway.clone();
-        let ask_gateway = current.is_none()
-            || (gateway.is_some() && self.connect_failures >= FAILURES_BEFORE_GATEWAY);
+        let Some(attempt) = self.conn.begin(Instant::now()) else {
+            return;
+        };
+        let gateway = self.cfg.gateway.clone().filter(|_| attempt.ask_gateway);
+        let current = attempt.current;
         let token = self.token.clone();
         let req = RegisterRequest {
             name: self.cfg.name.clone(),
@@ -204,70 +180,60 @@ impl DroneAgent {
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let fut = async move {
-            let url = match (ask_gateway, gateway) {
-                (true, Some(gw)) => match pick_orchestrator(&gw).await {
+            let url = match gateway {
+                Some(gw) => match pick_orchestrator(&gw).await {
                     Ok(choice) => choice.url,
                     Err(e) => match current {
                         Some(c) => c,
                         None => return Err(format!("asking the gateway: {e}")),
                     },
                 },
-                _ => current.ok_or_else(|| "no orchestrator or gateway configured".to_string())?,
+                None => {
+                    current.ok_or_else(|| "no orchestrator or gateway configured".to_string())?
+                }
             };
             let client = ApiClient::new(&url, Some(token));
             let resp = client.register(&req).await.map_err(|e| e.to_string())?;
             Ok((url, client, resp))
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            act.connecting = false;
-            match res {
-                Ok((url, client, resp)) => {
-                    let target = act.cfg.upload.target.clone().unwrap_or(resp.upload_target);
-                    if let Err(e) = act.cfg.check_target(&target) {
-                        crit!(act.log, "refusing to upload"; "error" => e.to_string());
-                        eprintln!("swarm-drone: {e}");
-                        std::process::exit(crate::config::EXIT_BAD_CONFIG);
-                    }
-                    info!(act.log, "registered"; "orchestrator" => &url, "upload_target" => &target,
-                          "heartbeat_s" => resp.heartbeat_s);
-                    if act.cfg.upload.reuse_connections
-                        && crate::config::target_kind(&target) == crate::config::TargetKind::Ssh
-                        && mux_spec(&act.cfg.upload, &act.cfg.state_dir, &target).is_none()
-                    {
-                        warn!(act.log, "upload.reuse_connections is on, but state_dir is too long (or has spaces or quotes) for an ssh control socket: every upload opens its own connection";
-                              "state_dir" => act.cfg.state_dir.display().to_string());
-                    }
-                    act.orch_url = Some(url);
-                    act.orch = Some(client);
-                    act.upload_target = Some(target);
-                    act.heartbeat_every = Duration::from_secs(resp.heartbeat_s.max(1));
-                    act.registered = true;
-                    act.connect_failures = 0;
-                    act.call_failures = 0;
-                    act.no_work_since = None;
-                    act.next_claim = Instant::now();
-                    act.tick(ctx);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok((url, client, resp)) => {
+                let target = act.cfg.upload.target.clone().unwrap_or(resp.upload_target);
+                if let Err(e) = act.cfg.check_target(&target) {
+                    crit!(act.log, "refusing to upload"; "error" => e.to_string());
+                    eprintln!("swarm-drone: {e}");
+                    std::process::exit(crate::config::EXIT_BAD_CONFIG);
                 }
-                Err(e) => {
-                    act.connect_failures += 1;
-                    act.next_connect = Instant::now() + backoff(act.connect_failures);
-                    warn!(act.log, "cannot register, will retry"; "error" => e, "attempt" => act.connect_failures);
+                info!(act.log, "registered"; "orchestrator" => &url, "upload_target" => &target,
+                      "heartbeat_s" => resp.heartbeat_s);
+                if act.cfg.upload.reuse_connections
+                    && crate::config::target_kind(&target) == crate::config::TargetKind::Ssh
+                    && mux_spec(&act.cfg.upload, &act.cfg.state_dir, &target).is_none()
+                {
+                    warn!(act.log, "upload.reuse_connections is on, but state_dir is too long (or has spaces or quotes) for an ssh control socket: every upload opens its own connection";
+                          "state_dir" => act.cfg.state_dir.display().to_string());
                 }
+                act.conn.registered(Link {
+                    url,
+                    client,
+                    upload_target: target,
+                    heartbeat_every: Duration::from_secs(resp.heartbeat_s.max(1)),
+                });
+                act.no_work_since = None;
+                act.next_claim = Instant::now();
+                act.tick(ctx);
+            }
+            Err(e) => {
+                let attempt = act.conn.register_failed(Instant::now());
+                warn!(act.log, "cannot register, will retry"; "error" => e, "attempt" => attempt);
             }
         }));
     }
 
     /// A call to the orchestrator failed to get through.
     fn unreachable(&mut self) {
-        self.call_failures += 1;
-        if self.call_failures >= FAILURES_BEFORE_GATEWAY
-            && self.cfg.gateway.is_some()
-            && self.registered
-        {
-            warn!(self.log, "orchestrator not answering, asking the gateway"; "failures" => self.call_failures);
-            self.registered = false;
-            self.connect_failures = FAILURES_BEFORE_GATEWAY;
-            self.call_failures = 0;
+        if self.conn.unreachable(Instant::now()) {
+            warn!(self.log, "orchestrator not answering, asking the gateway");
         }
     }
 
@@ -282,7 +248,7 @@ impl DroneAgent {
             return;
         }
         self.no_work_since = Some(Instant::now());
-        let current = self.orch_url.clone();
+        let current = self.conn.url().map(str::to_string);
         ctx.spawn(
             async move { pick_orchestrator(&gw).await }
                 .into_actor(self)
@@ -290,9 +256,7 @@ impl DroneAgent {
                     if let Ok(choice) = res {
                         if Some(&choice.url) != current.as_ref() && choice.queued > 0 {
                             info!(act.log, "moving to the orchestrator with work"; "orchestrator" => &choice.url, "queued" => choice.queued);
-                            act.orch_url = Some(choice.url);
-                            act.registered = false;
-                            act.next_connect = Instant::now();
+                            act.conn.move_to(choice.url, Instant::now());
                         }
                     }
                 }),
@@ -302,14 +266,15 @@ impl DroneAgent {
     // ------------------------------------------------------------ heartbeat
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if !self.registered || self.heartbeat_in_flight || Instant::now() < self.next_heartbeat {
+        if self.heartbeat_in_flight || Instant::now() < self.next_heartbeat {
             return;
         }
-        let (Some(client), Some(url)) = (self.orch.clone(), self.orch_url.clone()) else {
+        let Some(link) = self.conn.link() else {
             return;
         };
+        let (client, url) = (link.client.clone(), link.url.clone());
         self.heartbeat_in_flight = true;
-        self.next_heartbeat = Instant::now() + self.heartbeat_every;
+        self.next_heartbeat = Instant::now() + link.heartbeat_every;
         let mut leases: Vec<LeaseId> = self
             .jobs
             .iter()
@@ -319,8 +284,8 @@ impl DroneAgent {
         leases.extend(
             self.reports
                 .values()
-                .filter(|r| r.orchestrator == url)
-                .map(|r| r.lease),
+                .filter(|r| r.result.orchestrator == url)
+                .map(|r| r.result.lease),
         );
         leases.sort_unstable();
         leases.dedup();
@@ -335,7 +300,7 @@ impl DroneAgent {
             act.heartbeat_in_flight = false;
             match res {
                 Ok(resp) => {
-                    act.call_failures = 0;
+                    act.conn.answered();
                     for cmd in resp.commands {
                         match cmd.action {
                             DroneAction::Pause => {
@@ -360,7 +325,7 @@ impl DroneAgent {
                     act.tap.restore(lines);
                     if e.status() == Some(404) {
                         warn!(act.log, "the orchestrator does not know this drone, registering again");
-                        act.registered = false;
+                        act.conn.forgotten(Instant::now());
                     } else {
                         debug!(act.log, "heartbeat failed"; "error" => e.to_string());
                         act.unreachable();
@@ -373,8 +338,8 @@ impl DroneAgent {
     // ------------------------------------------------------------ claims and jobs
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
-        if !self.registered
-            || self.claiming
+        if self.claiming
+            || self.restoring
             || self.paused
             || self.restart_since.is_some()
             || self.shutting_down
@@ -383,9 +348,10 @@ impl DroneAgent {
         {
             return;
         }
-        let (Some(client), Some(target)) = (self.orch.clone(), self.upload_target.clone()) else {
+        let Some(link) = self.conn.link() else {
             return;
         };
+        let (client, target) = (link.client.clone(), link.upload_target.clone());
         self.claiming = true;
         let name = self.cfg.name.clone();
         let c = client.clone();
@@ -394,20 +360,20 @@ impl DroneAgent {
                 act.claiming = false;
                 match res {
                     Ok(Some(work)) => {
-                        act.call_failures = 0;
+                        act.conn.answered();
                         act.no_work_since = None;
                         act.start_job(work, client, target);
                         act.claim(ctx);
                     }
                     Ok(None) => {
-                        act.call_failures = 0;
+                        act.conn.answered();
                         act.no_work_since.get_or_insert_with(Instant::now);
                         act.next_claim = Instant::now() + act.cfg.idle_poll();
                         act.maybe_look_elsewhere(ctx);
                     }
                     Err(e) => {
                         if e.status() == Some(404) {
-                            act.registered = false;
+                            act.conn.forgotten(Instant::now());
                         } else {
                             act.unreachable();
                         }
@@ -502,67 +468,45 @@ impl DroneAgent {
 
     // ------------------------------------------------------------ reports
 
-    fn report(&mut self, lease: LeaseId, report: Report) {
+    /// A job ended: its result is kept on disk (on a blocking thread), then sent.
+    fn report(&mut self, lease: LeaseId, report: Report, ctx: &mut Context<Self>) {
         let Some(job) = self.jobs.get_mut(&lease) else {
             return;
         };
         job.phase = Phase::Reporting;
-        let pending = PendingReport {
+        let result = PendingResult {
             orchestrator: job.orch.base().to_string(),
             lease,
             atom: job.work.atom.clone(),
             report,
-            attempts: 0,
-            in_flight: false,
-            next_at: Instant::now(),
         };
-        self.persist(&pending);
-        self.reports.insert(lease, pending);
-    }
-
-    fn report_file(&self, lease: LeaseId, orchestrator: &str) -> PathBuf {
-        let tag: String = crate::sys::digest::hex(
-            &<sha2::Sha256 as sha2::Digest>::digest(orchestrator.as_bytes())[..6],
+        let (store, keep) = (self.store.clone(), result.clone());
+        let save = actix_web::rt::task::spawn_blocking(move || store.save(&keep));
+        ctx.spawn(save.into_actor(self).map(move |res, act, ctx| {
+            let err = match res {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = err {
+                // Still sent: kept in memory it is reported unless the drone stops first.
+                warn!(act.log, "cannot keep the result on disk (kept in memory)"; "lease" => lease, "error" => e);
+            }
+            if let Some(r) = act.reports.get_mut(&lease) {
+                r.saved = true;
+            }
+            act.tick(ctx);
+        }));
+        self.reports.insert(
+            lease,
+            Outgoing {
+                result,
+                saved: false,
+                attempts: 0,
+                in_flight: false,
+                next_at: Instant::now(),
+            },
         );
-        self.pending_dir().join(format!("{tag}-lease-{lease}.json"))
-    }
-
-    fn persist(&self, r: &PendingReport) {
-        let path = self.report_file(r.lease, &r.orchestrator);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(self.pending_dir())?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(r).unwrap_or_default())?;
-            std::fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
-            warn!(self.log, "cannot keep the result on disk (kept in memory)"; "path" => path.display().to_string(), "error" => e.to_string());
-        }
-    }
-
-    fn load_persisted(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.pending_dir()) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<PendingReport>(&b).ok())
-            {
-                Some(r) => {
-                    info!(self.log, "result from before the restart will be reported"; "atom" => &r.atom, "lease" => r.lease);
-                    self.reports.insert(r.lease, r);
-                }
-                None => {
-                    warn!(self.log, "unreadable pending result, set aside"; "path" => path.display().to_string());
-                    let _ = std::fs::rename(&path, path.with_extension("bad"));
-                }
-            }
-        }
     }
 
     fn send_reports(&mut self, ctx: &mut Context<Self>) {
@@ -570,8 +514,8 @@ impl DroneAgent {
         let due: Vec<LeaseId> = self
             .reports
             .values()
-            .filter(|r| !r.in_flight && r.next_at <= now)
-            .map(|r| r.lease)
+            .filter(|r| r.saved && !r.in_flight && r.next_at <= now)
+            .map(|r| r.result.lease)
             .collect();
         for lease in due {
             let Some(r) = self.reports.get_mut(&lease) else {
@@ -580,9 +524,9 @@ impl DroneAgent {
             r.in_flight = true;
             let client = match self.jobs.get(&lease) {
                 Some(j) => j.orch.clone(),
-                None => ApiClient::new(&r.orchestrator, Some(self.token.clone())),
+                None => ApiClient::new(&r.result.orchestrator, Some(self.token.clone())),
             };
-            let report = r.report.clone();
+            let report = r.result.report.clone();
             let fut = async move {
                 match &report {
                     Report::Complete(req) => client
@@ -609,17 +553,18 @@ impl DroneAgent {
             return;
         };
         r.in_flight = false;
+        let atom = r.result.atom.clone();
         let done = match &res {
             Ok((accepted, stale)) => {
-                match (&r.report, accepted, stale) {
+                match (&r.result.report, accepted, stale) {
                     (Report::Complete(c), true, _) => {
-                        info!(self.log, "reported: published"; "atom" => &r.atom, "lease" => lease, "path" => &c.path)
+                        info!(self.log, "reported: published"; "atom" => &atom, "lease" => lease, "path" => &c.path)
                     }
                     (_, _, true) => {
-                        debug!(self.log, "result no longer needed (stale), dropped"; "atom" => &r.atom, "lease" => lease)
+                        debug!(self.log, "result no longer needed (stale), dropped"; "atom" => &atom, "lease" => lease)
                     }
                     (Report::Fail(f), _, _) => {
-                        info!(self.log, "reported failure"; "atom" => &r.atom, "lease" => lease, "kind" => f.kind.as_str())
+                        info!(self.log, "reported failure"; "atom" => &atom, "lease" => lease, "kind" => f.kind.as_str())
                     }
                     _ => {}
                 }
@@ -634,20 +579,26 @@ impl DroneAgent {
             {
                 r.attempts += 1;
                 r.next_at = Instant::now() + backoff(r.attempts);
-                warn!(self.log, "cannot report yet, keeping the result"; "atom" => &r.atom, "lease" => lease,
+                warn!(self.log, "cannot report yet, keeping the result"; "atom" => &atom, "lease" => lease,
                       "error" => e.to_string(), "retry_in_s" => backoff(r.attempts).as_secs());
                 false
             }
             Err(e) => {
-                warn!(self.log, "result refused by the orchestrator"; "atom" => &r.atom, "lease" => lease, "error" => e.to_string());
+                warn!(self.log, "result refused by the orchestrator"; "atom" => &atom, "lease" => lease, "error" => e.to_string());
                 true
             }
         };
         if done {
-            let orchestrator = r.orchestrator.clone();
+            let orchestrator = r.result.orchestrator.clone();
             self.reports.remove(&lease);
             self.jobs.remove(&lease);
-            let _ = std::fs::remove_file(self.report_file(lease, &orchestrator));
+            let store = self.store.clone();
+            let log = self.log.clone();
+            actix_web::rt::task::spawn_blocking(move || {
+                if let Err(e) = store.remove(lease, &orchestrator) {
+                    warn!(log, "cannot remove a reported result from disk (it will be reported again, as stale)"; "lease" => lease, "error" => e.to_string());
+                }
+            });
             self.next_claim = Instant::now();
             self.tick(ctx);
         }
@@ -659,7 +610,7 @@ impl DroneAgent {
             self.send_reports(ctx);
             return;
         }
-        if !self.registered {
+        if !self.conn.is_registered() {
             self.connect(ctx);
         }
         self.heartbeat(ctx);
@@ -692,14 +643,53 @@ impl Actor for DroneAgent {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        for what in leftovers::reap(&self.cfg.state_dir) {
-            warn!(self.log, "killed a process group left running by a previous run of this drone"; "what" => what);
-        }
-        self.load_persisted();
+        // Leftovers of an earlier run are killed and its results read back before the
+        // first claim, on a blocking thread.
+        let (state_dir, store, me) = (
+            self.cfg.state_dir.clone(),
+            self.store.clone(),
+            ctx.address(),
+        );
+        actix_web::rt::task::spawn_blocking(move || {
+            let reaped = leftovers::reap(&state_dir);
+            let (results, set_aside) = store.load();
+            me.do_send(Restored {
+                results,
+                set_aside,
+                reaped,
+            });
+        });
         // Ticks at least as often as the drone polls for work when idle.
         let every = self.cfg.idle_poll().min(Duration::from_millis(500));
         ctx.run_interval(every, |act, ctx| act.tick(ctx));
         ctx.notify(Tick);
+    }
+}
+
+impl Handler<Restored> for DroneAgent {
+    type Result = ();
+    fn handle(&mut self, msg: Restored, ctx: &mut Self::Context) {
+        for what in msg.reaped {
+            warn!(self.log, "killed a process group left running by a previous run of this drone"; "what" => what);
+        }
+        for bad in msg.set_aside {
+            warn!(self.log, "unreadable pending result, set aside"; "path" => bad.path.display().to_string(), "error" => bad.error);
+        }
+        for r in msg.results {
+            info!(self.log, "result from before the restart will be reported"; "atom" => &r.atom, "lease" => r.lease);
+            self.reports.insert(
+                r.lease,
+                Outgoing {
+                    result: r,
+                    saved: true,
+                    attempts: 0,
+                    in_flight: false,
+                    next_at: Instant::now(),
+                },
+            );
+        }
+        self.restoring = false;
+        self.tick(ctx);
     }
 }
 
@@ -766,7 +756,7 @@ impl Handler<BuildFinished> for DroneAgent {
                 fail(FailureKind::Cancelled, "cancelled".into(), String::new())
             }
         };
-        self.report(lease, report);
+        self.report(lease, report, ctx);
         self.tick(ctx);
     }
 }
@@ -801,7 +791,7 @@ impl Handler<UploadFinished> for DroneAgent {
                 log_tail: String::new(),
             }),
         };
-        self.report(lease, report);
+        self.report(lease, report, ctx);
         self.tick(ctx);
     }
 }
@@ -824,8 +814,8 @@ impl Handler<GetStatus> for DroneAgent {
     type Result = MessageResult<GetStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         MessageResult(AgentStatus {
-            orchestrator: self.orch_url.clone(),
-            registered: self.registered,
+            orchestrator: self.conn.url().map(str::to_string),
+            registered: self.conn.is_registered(),
             paused: self.paused,
             jobs: self.jobs.len(),
             busy: self.busy_slots(),
