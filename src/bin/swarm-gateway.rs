@@ -1,6 +1,6 @@
 //! `swarm-gateway --config FILE`: knows every orchestrator and sends drones where the work is.
 
-use build_swarm::config::{GatewayConfig, EXIT_BAD_CONFIG};
+use build_swarm::config::{DaemonConfig, GatewayConfig, EXIT_BAD_CONFIG};
 use build_swarm::gateway::{Gateway, GatewayStartError};
 use build_swarm::sys::logging;
 use clap::Parser;
@@ -21,22 +21,10 @@ struct Args {
     check: bool,
 }
 
-fn load(args: &Args) -> Result<GatewayConfig, build_swarm::config::ConfigError> {
-    match &args.config {
-        Some(path) => GatewayConfig::load(path),
-        None => {
-            let mut cfg = GatewayConfig::default();
-            cfg.apply_env();
-            cfg.validate()?;
-            Ok(cfg)
-        }
-    }
-}
-
 #[actix_web::main]
 async fn main() {
     let args = Args::parse();
-    let cfg = match load(&args) {
+    let cfg = match GatewayConfig::load_or_defaults(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("swarm-gateway: {e}");

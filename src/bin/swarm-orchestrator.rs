@@ -1,6 +1,6 @@
 //! `swarm-orchestrator --config FILE`: hosts the actor system and serves the HTTP API.
 
-use build_swarm::config::{OrchestratorConfig, EXIT_BAD_CONFIG};
+use build_swarm::config::{DaemonConfig, OrchestratorConfig, EXIT_BAD_CONFIG};
 use build_swarm::orchestrator::{Orchestrator, StartError};
 use build_swarm::sys::logging;
 use clap::Parser;
@@ -26,22 +26,10 @@ struct Args {
     check: bool,
 }
 
-fn load(args: &Args) -> Result<OrchestratorConfig, build_swarm::config::ConfigError> {
-    match &args.config {
-        Some(path) => OrchestratorConfig::load(path),
-        None => {
-            let mut cfg = OrchestratorConfig::default();
-            cfg.apply_env();
-            cfg.validate()?;
-            Ok(cfg)
-        }
-    }
-}
-
 #[actix_web::main]
 async fn main() {
     let args = Args::parse();
-    let cfg = match load(&args) {
+    let cfg = match OrchestratorConfig::load_or_defaults(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("swarm-orchestrator: {e}");

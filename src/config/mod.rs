@@ -68,6 +68,51 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Con
     })
 }
 
+/// What the orchestrator's and the gateway's configurations share: both daemons run on
+/// their defaults (plus the environment) when no file is named.
+pub trait DaemonConfig: Default + Sized {
+    fn load(path: &Path) -> Result<Self, ConfigError>;
+    fn apply_env(&mut self);
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// The named file, else the defaults with the environment applied, validated.
+    fn load_or_defaults(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(path) => Self::load(path),
+            None => {
+                let mut cfg = Self::default();
+                cfg.apply_env();
+                cfg.validate()?;
+                Ok(cfg)
+            }
+        }
+    }
+}
+
+impl DaemonConfig for OrchestratorConfig {
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        OrchestratorConfig::load(path)
+    }
+    fn apply_env(&mut self) {
+        OrchestratorConfig::apply_env(self)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        OrchestratorConfig::validate(self)
+    }
+}
+
+impl DaemonConfig for GatewayConfig {
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        GatewayConfig::load(path)
+    }
+    fn apply_env(&mut self) {
+        GatewayConfig::apply_env(self)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        GatewayConfig::validate(self)
+    }
+}
+
 /// Reads and parses a config file.
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

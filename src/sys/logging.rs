@@ -39,18 +39,20 @@ pub fn logger_to<W: Write + Send + 'static>(
 pub fn root_logger(level: &str, file: Option<&Path>, program: &'static str) -> io::Result<Logger> {
     let level = parse_level(level).unwrap_or(Level::Info);
     Ok(match file {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            logger_to(f, level, program)
-        }
+        Some(path) => logger_to(open_log_file(path)?, level, program),
         None => logger_to(io::stderr(), level, program),
     })
+}
+
+/// Opens a log file for appending, making its directory first.
+fn open_log_file(path: &Path) -> io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// The last log lines of a process, for a drone to send with its heartbeats. Each line
@@ -132,16 +134,7 @@ pub fn tapped_logger(
 ) -> io::Result<Logger> {
     let level = parse_level(level).unwrap_or(Level::Info);
     Ok(match file {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            logger_to(TeeWriter::new(f, tap), level, program)
-        }
+        Some(path) => logger_to(TeeWriter::new(open_log_file(path)?, tap), level, program),
         None => logger_to(TeeWriter::new(io::stderr(), tap), level, program),
     })
 }
