@@ -1,9 +1,13 @@
 //! Verifying an uploaded artifact and publishing it into the binhost. Blocking file work:
 //! callers run it on a blocking thread, never inside an actor's handler.
 //!
-//! A published file only ever appears complete under its final name: on the same
-//! filesystem it is renamed; across filesystems it is copied to a hidden temporary name
-//! in the destination directory, synced, then renamed.
+//! Exactly the verified bytes are published, and the published file belongs to the
+//! orchestrator (docs/design.md, "Publishing"): an upload the orchestrator's user owns
+//! with a single link is hashed through its descriptor, made read-only and renamed, and
+//! the renamed inode is checked to be the one hashed (a file swapped in meanwhile is
+//! removed again and refused); any other upload (another owner, or another hard link
+//! kept) is copied from its descriptor while it is hashed, into a new read-only file. A
+//! published file only ever appears complete under its final name.
 //!
 //! The rename itself (and the file's data) is made durable before the package is recorded
 //! as built: the package queue has the store `syncfs` the binhost's filesystem once per
@@ -35,6 +39,8 @@ pub enum PublishError {
     },
     #[error("{0} is a symbolic link or not a regular file; only regular files are published")]
     NotRegular(PathBuf),
+    #[error("{0} was replaced while it was being verified; nothing was published")]
+    Replaced(PathBuf),
     #[error("publishing {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -183,19 +189,122 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
             actual: meta.len(),
         });
     }
-    let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
-    if !sum.eq_ignore_ascii_case(&job.sha256) {
-        return Err(PublishError::Checksum {
-            path: job.staged.clone(),
-            expected: job.sha256.clone(),
-            actual: sum,
-        });
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let mine = meta.uid() == unsafe { libc::geteuid() } && meta.nlink() == 1;
+    if mine {
+        // Nobody else can write to it: hash it, then move this very inode.
+        let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
+        check_sum(job, sum)?;
+        make_read_only(&f).map_err(io_err(&job.staged))?;
+        install(dirs.innermost(), file_name, &mut f, &meta, &job.dest)?;
+    } else {
+        // Its owner (or whoever holds another link) could still change it: publish a copy
+        // of exactly the bytes that were hashed.
+        copy_verified(job, &mut f)?;
+        let _ = dirs.innermost().remove_file(file_name);
     }
-    install(dirs.innermost(), file_name, &mut f, &job.dest)?;
     Ok(Publication {
         how: Published::Now,
         dirs: Some(dirs),
     })
+}
+
+fn check_sum(job: &PublishJob, sum: String) -> Result<(), PublishError> {
+    if sum.eq_ignore_ascii_case(&job.sha256) {
+        Ok(())
+    } else {
+        Err(PublishError::Checksum {
+            path: job.staged.clone(),
+            expected: job.sha256.clone(),
+            actual: sum,
+        })
+    }
+}
+
+/// Published files are read-only (`0444`).
+fn make_read_only(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(0o444))
+}
+
+/// A hidden name in `to`'s directory for a file being written (unique in this process).
+fn partial_name(to: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let file_name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    to.with_file_name(format!(".{file_name}.partial-{}-{n}", std::process::id()))
+}
+
+/// Creates `to`'s directory when it is missing.
+fn make_parent(to: &Path) -> Result<(), PublishError> {
+    match to.parent() {
+        Some(parent) => fs::create_dir_all(parent).map_err(io_err(parent)),
+        None => Err(io_err(to)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no parent directory",
+        ))),
+    }
+}
+
+/// Copies what is left to read of `from` to a new read-only file at `to` (through a
+/// hidden temporary name), hashing exactly the bytes written; publishes only if they are
+/// the job's. Durable once `to`'s filesystem is synced.
+fn copy_verified(job: &PublishJob, from: &mut File) -> Result<(), PublishError> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let to = &job.dest;
+    let tmp = partial_name(to);
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&tmp)
+    };
+    let mut out = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_parent(to)?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(io_err(&tmp))?;
+    let mut copy = || -> io::Result<(String, u64)> {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = from.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            len += n as u64;
+        }
+        Ok((crate::sys::digest::hex(&h.finalize()), len))
+    };
+    let result = copy().map_err(io_err(&job.staged)).and_then(|(sum, len)| {
+        if len != job.size {
+            return Err(PublishError::Size {
+                path: job.staged.clone(),
+                expected: job.size,
+                actual: len,
+            });
+        }
+        check_sum(job, sum)?;
+        fs::rename(&tmp, to).map_err(io_err(to))
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Makes renames into `dir` durable.
@@ -216,33 +325,41 @@ pub fn sync_filesystem(f: &File) -> io::Result<()> {
     }
 }
 
-/// Moves the file `name` in `dir` (open as `verified`) to `to` so that `to` is never seen
-/// half-written. Sync `to`'s filesystem afterwards ([`sync_filesystem`]) to make the
-/// rename durable. Across filesystems the verified descriptor is what is copied.
-fn install(dir: &Dir, name: &OsStr, verified: &mut File, to: &Path) -> Result<(), PublishError> {
-    let parent = to.parent().ok_or_else(|| PublishError::Io {
-        path: to.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
-    })?;
+/// Moves the file `name` in `dir` (open as `verified`, described by `meta`) to `to` so
+/// that `to` is never seen half-written, and checks that what arrived is that very inode:
+/// a file renamed over `name` after it was opened is removed from `to` again and refused.
+/// Sync `to`'s filesystem afterwards ([`sync_filesystem`]) to make the rename durable.
+/// Across filesystems the verified descriptor is what is copied.
+fn install(
+    dir: &Dir,
+    name: &OsStr,
+    verified: &mut File,
+    meta: &fs::Metadata,
+    to: &Path,
+) -> Result<(), PublishError> {
+    use std::os::unix::fs::MetadataExt;
     // The destination directory usually exists already: create it only when missing.
     // (Then always try again: another verification lane may have made it in between.)
     let mut renamed = dir.rename_out(name, to);
     if matches!(&renamed, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        make_parent(to)?;
         renamed = dir.rename_out(name, to);
     }
     match renamed {
-        Ok(()) => {}
+        Ok(()) => {
+            let arrived = fs::symlink_metadata(to).map_err(io_err(to))?;
+            if (arrived.dev(), arrived.ino()) != (meta.dev(), meta.ino()) {
+                let _ = fs::remove_file(to);
+                return Err(PublishError::Replaced(to.to_path_buf()));
+            }
+        }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let file_name = to
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
+            let tmp = partial_name(to);
             let mut copy = || -> io::Result<()> {
                 io::Seek::seek(verified, io::SeekFrom::Start(0))?;
                 let mut out = File::create(&tmp)?;
                 io::copy(verified, &mut out)?;
+                make_read_only(&out)?;
                 out.sync_all()?;
                 fs::rename(&tmp, to)
             };
@@ -473,6 +590,89 @@ mod tests {
             verify_and_publish(&job),
             Err(PublishError::NotRegular(_))
         ));
+    }
+
+    #[test]
+    fn a_file_with_another_link_is_published_as_a_copy_the_link_cannot_change() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        let job = staged_job(&lease, &dir.path().join("binhost"));
+        let kept = dir.path().join("staging/kept");
+        fs::hard_link(&job.staged, &kept).unwrap();
+        assert_eq!(verify_and_publish(&job).unwrap().how, Published::Now);
+        fs::write(&kept, b"evil bytes!!!").unwrap();
+        assert_eq!(fs::read(&job.dest).unwrap(), b"package bytes");
+        let meta = fs::metadata(&job.dest).unwrap();
+        assert_eq!(meta.nlink(), 1);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert!(!job.staged.exists());
+    }
+
+    #[test]
+    fn a_published_file_is_read_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let job = staged_job(
+            &dir.path().join("staging/lease-1"),
+            &dir.path().join("binhost"),
+        );
+        verify_and_publish(&job).unwrap();
+        let mode = fs::metadata(&job.dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444);
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_verified_one_is_refused_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = dir.path().join("staging/lease-1");
+        let job = staged_job(&lease, &dir.path().join("binhost"));
+        let cat = Dir::open(&lease.join("app-misc")).unwrap();
+        let name = OsStr::new("foo-1.0.gpkg.tar");
+        let mut verified = cat.open_file(name).unwrap();
+        let meta = verified.metadata().unwrap();
+        // Swapped after it was opened and hashed.
+        let other = lease.join("app-misc/other");
+        fs::write(&other, b"other bytes!!").unwrap();
+        fs::rename(&other, &job.staged).unwrap();
+        let e = install(&cat, name, &mut verified, &meta, &job.dest).unwrap_err();
+        assert!(matches!(e, PublishError::Replaced(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("replaced while it was being verified"),
+            "{e}"
+        );
+        assert!(!job.dest.exists(), "nothing under the final name");
+    }
+
+    #[test]
+    fn an_upload_owned_by_another_user_is_published_as_the_orchestrators_copy() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root: this test must not skip there"
+            );
+            eprintln!("skipped: needs root to give a staged file another owner");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let job = staged_job(
+            &dir.path().join("staging/lease-1"),
+            &dir.path().join("binhost"),
+        );
+        std::os::unix::fs::chown(&job.staged, Some(65534), Some(65534)).unwrap();
+        verify_and_publish(&job).unwrap();
+        let meta = fs::metadata(&job.dest).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "owned by the orchestrator"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert_eq!(fs::read(&job.dest).unwrap(), b"package bytes");
+        assert!(!job.staged.exists());
     }
 
     #[test]

@@ -803,3 +803,74 @@ async fn publish_command_runs_after_publishing_and_is_coalesced() {
     assert!((1..=2).contains(&runs), "6 publications, {runs} runs");
     app.stop().await;
 }
+
+/// An artifact swapped for other bytes (renamed over it) while the orchestrator verifies
+/// it is never published with those bytes: either the verified file is published, or the
+/// completion is refused and nothing stays under the final name.
+#[actix_web::test]
+async fn a_file_swapped_during_verification_is_never_published() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    for (i, delay_ms) in [20u64, 150, 600].into_iter().enumerate() {
+        app.submit(&format!("app-misc/big{i}-1.0\n")).await;
+        let w = app.claim("d1").await;
+        let d = app.drone();
+        d.uploading(w.lease, w.epoch).await.expect("uploading");
+        // Large enough that hashing it takes a while.
+        let good = vec![b'g'; 32 << 20];
+        let req = fake_upload(&app.staging(), &w, &good);
+        let staged = app.staging().join(&w.upload_dir).join(&req.path);
+        let evil = staged.with_file_name("evil");
+        std::fs::write(&evil, vec![b'e'; good.len()]).expect("write");
+        let swap = async {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            std::fs::rename(&evil, &staged).expect("swap");
+        };
+        let (resp, ()) = futures_util::future::join(d.complete(w.lease, &req), swap).await;
+        let published = app.binhost().join(&req.path);
+        match resp {
+            Ok(r) if r.accepted => assert_eq!(
+                sha256_file(&published).expect("published").0,
+                req.sha256,
+                "published with other bytes (swap after {delay_ms} ms)"
+            ),
+            other => {
+                let text = format!("{other:?}");
+                assert!(
+                    text.contains("replaced while it was being verified")
+                        || text.contains("checksum mismatch"),
+                    "{text}"
+                );
+                assert!(!published.exists(), "nothing under the final name");
+            }
+        }
+    }
+}
+
+/// A hard link to the upload kept in staging cannot change the published package.
+#[actix_web::test]
+async fn a_kept_hard_link_cannot_change_the_published_package() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit("app-misc/foo-1.0\n").await;
+    let w = app.claim("d1").await;
+    let d = app.drone();
+    d.uploading(w.lease, w.epoch).await.expect("uploading");
+    let req = fake_upload(&app.staging(), &w, b"the real package");
+    let kept = app.staging().join("kept");
+    std::fs::hard_link(app.staging().join(&w.upload_dir).join(&req.path), &kept).expect("link");
+    let resp = d.complete(w.lease, &req).await.expect("complete");
+    assert!(resp.accepted);
+    std::fs::write(&kept, b"something else!").expect("write through the link");
+    let published = app.binhost().join(&req.path);
+    assert_eq!(
+        std::fs::read(&published).expect("read"),
+        b"the real package"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&published)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o222, 0, "read-only");
+}
