@@ -3,7 +3,7 @@
 //! whole group is killed on `build_timeout_s`, after `build_idle_timeout_s` without output,
 //! or on cancel; and once the build exits, anything it left running is killed too.
 
-use crate::sys::process::{group_command, signal_group, tail_utf8};
+use crate::sys::process::{group_command, guard_group, signal_group, tail_utf8};
 use crate::wire::orchestrator::WorkAssignment;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,9 @@ pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (
         }
     };
     let pid = child.id().unwrap_or(0);
+    // If the drone dies (even by SIGKILL), the build's whole group dies with it; the
+    // leftover record below is the second line, for a guard that died too.
+    let _guard = guard_group(pid).ok();
     if let Some(path) = &spec.record {
         let _ = crate::drone::leftovers::record(path, pid, &spec.argv.join(" "));
     }

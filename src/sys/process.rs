@@ -55,6 +55,44 @@ pub fn group_command(argv: &[String]) -> Result<Command, ProcessError> {
     Ok(cmd)
 }
 
+/// The name a group guard's `sh` runs as (`$0`), to find it in a process list.
+pub const GUARD_NAME: &str = "swarm-group-guard";
+
+/// Kills a process group if this process dies first, however it dies (`kill -9` too): a
+/// small `sh` in a group of its own waits on a pipe that only this process holds open;
+/// when the pipe closes while the guard still lives, it kills the group. Dropping the
+/// guard dismisses it (the guard is killed before its pipe closes).
+pub struct GroupGuard {
+    /// Declared first: dropped (and so killed) before the pipe below closes.
+    _guard: Child,
+    _pipe: tokio::process::ChildStdin,
+}
+
+/// Starts a guard for the process group `pgid` (see [`GroupGuard`]).
+pub fn guard_group(pgid: u32) -> io::Result<GroupGuard> {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"read _ ; kill -s KILL -- "-$1" 2>/dev/null"#,
+        GUARD_NAME,
+        &pgid.to_string(),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .process_group(0)
+    .kill_on_drop(true);
+    let mut guard = cmd.spawn()?;
+    let pipe = guard
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("the guard has no pipe"))?;
+    Ok(GroupGuard {
+        _guard: guard,
+        _pipe: pipe,
+    })
+}
+
 #[derive(Debug)]
 pub struct Finished {
     pub status: ExitStatus,

@@ -6,6 +6,7 @@
 use crate::common::*;
 use build_swarm::domain::PackageState;
 use build_swarm::sys::digest::sha256_file;
+use build_swarm::sys::process::GUARD_NAME;
 use build_swarm::wire::orchestrator::ControlAction;
 use std::process::Stdio;
 use std::time::Duration;
@@ -393,6 +394,18 @@ async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
         !processes_matching(marker).is_empty()
     })
     .await;
+    // The first line of defence, the group's guard, dies too (as if it had been killed
+    // with the drone): the restart is the second line.
+    let pgid = process_group_of(processes_matching(marker)[0].0);
+    let guard = format!("{GUARD_NAME} {pgid}");
+    wait_for(10, "the build's guard", || async {
+        !processes_matching(&guard).is_empty()
+    })
+    .await;
+    for (pid, _) in processes_matching(&guard) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
     drone.kill().await.unwrap(); // SIGKILL: no chance to clean up
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -411,5 +424,67 @@ async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
             .is_ok_and(|log| log.contains("left running by a previous run"))
     })
     .await;
+    app.stop().await;
+}
+
+/// The process group `pid` is in (from /proc).
+fn process_group_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command name in parentheses: state, ppid, pgrp.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    rest.split(' ')
+        .nth(2)
+        .and_then(|p| p.parse().ok())
+        .expect("pgrp")
+}
+
+/// A drone killed with SIGKILL leaves no build and no rsync running behind it.
+#[actix_web::test]
+async fn a_killed_drones_build_and_upload_die_with_it() {
+    if !require_rsync() {
+        return;
+    }
+    let app = spawn_app(|_| {}).await;
+    app.submit("app-misc/hangs-1.0\napp-misc/slow-1.0\n").await;
+    // One build hangs; the other's upload crawls at 1 KiB/s.
+    let cfg = drone_config(
+        app.dir.path(),
+        "d1",
+        &app.url,
+        "",
+        "[upload]\nrsync_options = [\"--bwlimit=1\"]\n",
+    );
+    // A hang no other run of this test shares (a failed run may leave its own behind).
+    let hang = (300_000 + std::process::id() % 100_000).to_string();
+    let env = [
+        ("STANDIN_SILENT", "hangs"),
+        ("STANDIN_SECONDS", "0.1"),
+        ("STANDIN_HANG", hang.as_str()),
+        ("STANDIN_KB", "4096"),
+    ];
+    let mut drone = spawn_drone(&cfg, &env);
+    let build = &format!("sleep {hang}");
+    let staging = app.staging().display().to_string();
+    let upload = || {
+        processes_matching("--bwlimit=1")
+            .into_iter()
+            .filter(|(_, cmd)| cmd.starts_with("rsync") && cmd.contains(&staging))
+            .collect::<Vec<_>>()
+    };
+    wait_for(30, "a build and an upload running", || async {
+        !processes_matching(build).is_empty() && !upload().is_empty()
+    })
+    .await;
+    drone.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        processes_matching(build).is_empty(),
+        "the build outlived its drone"
+    );
+    assert!(
+        upload().is_empty(),
+        "rsync outlived its drone: {:?}",
+        upload()
+    );
     app.stop().await;
 }

@@ -9,7 +9,7 @@
 use crate::drone::rsync::{
     bytes_sent, exit_reason, with_control_path, MuxSpec, MAX_SHARED_UPLOADS,
 };
-use crate::sys::process::{group_command, signal_group, tail_utf8};
+use crate::sys::process::{group_command, guard_group, signal_group, tail_utf8};
 use crate::wire::orchestrator::LeaseId;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -334,6 +334,8 @@ impl Handler<StartUpload> for UploadSupervisor {
             }
         };
         let pgid = child.id().unwrap_or(0);
+        // rsync and its ssh die with the drone, however it dies.
+        let guard = guard_group(pgid).ok();
         if let Some(path) = &msg.record {
             let _ = crate::drone::leftovers::record(path, pgid, "rsync");
         }
@@ -358,6 +360,7 @@ impl Handler<StartUpload> for UploadSupervisor {
         ctx.spawn(child.wait_with_output().into_actor(self).map(move |res, act, ctx| {
             // rsync is done: nothing of its group (ssh) may stay behind.
             signal_group(pgid, libc::SIGKILL);
+            drop(guard);
             if let Some(path) = &record {
                 crate::drone::leftovers::forget(path);
             }
