@@ -16,6 +16,7 @@ use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::orchestrator::{self as api_routes, AppState};
 use crate::orchestrator::metrics::Metrics;
 use crate::sys::clock::SharedClock;
+use crate::sys::stall::StallWatch;
 use actix::prelude::*;
 use actix_web::web;
 use parking_lot::Mutex;
@@ -142,13 +143,15 @@ impl Orchestrator {
             clock: clock.clone(),
         };
         let breaker_settings = BreakerSettings::from(&cfg.breaker);
+        let stall = StallWatch::start();
         let registry_settings = RegistrySettings {
             heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
             upload_target: cfg.effective_upload_target(),
+            stall: stall.clone(),
         };
         // The queue's context first: the actors it tells things to need its address.
         let queue_ctx = Context::<PackageQueue>::new();
-        let deadlines = LeaseDeadlines::new(queue_ctx.address().recipient()).start();
+        let deadlines = LeaseDeadlines::new(queue_ctx.address().recipient(), stall).start();
         let breaker = CircuitBreaker::new(
             breaker_settings,
             clock,

@@ -1,9 +1,11 @@
 //! Operating-system helpers every program uses: child processes in their own process
 //! groups ([`process`]), file checksums ([`digest`]), directory-relative file calls ([`dirfd`]), the slog set-up
-//! ([`logging`]) and clocks that tests can drive ([`clock`]).
+//! ([`logging`]), clocks that tests can drive ([`clock`]) and noticing that this process
+//! itself stood still ([`stall`]).
 
 pub mod clock;
 pub mod digest;
 pub mod dirfd;
 pub mod logging;
 pub mod process;
+pub mod stall;

@@ -307,3 +307,71 @@ async fn the_binary_logs_each_event_once() {
     assert_eq!(log.matches("orchestrator listening").count(), 1, "{log}");
     assert_eq!(log.matches("package set added").count(), 1, "{log}");
 }
+
+/// An orchestrator stopped (SIGSTOP) for more than three heartbeat TTLs and then continued
+/// reclaims nothing and counts no failure: its drones were fine, it was the one away.
+#[actix_web::test]
+async fn an_orchestrator_that_stood_still_reclaims_nothing_when_it_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port); // heartbeat_ttl_s = 3
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = start(&config);
+    wait_healthy(&url).await;
+    let admin = ApiClient::new(&url, Some(ADMIN.into()));
+    admin
+        .submit(b"app-misc/a-1\napp-misc/b-1\n".to_vec())
+        .await
+        .unwrap();
+    let client = ApiClient::with_timeout(&url, Some(DRONE.into()), Duration::from_secs(1));
+    let sim = SimDrone::new(client, "d1", &dir.path().join("staging"));
+    sim.register(2).await.unwrap();
+    let w1 = sim.claim().await.unwrap().expect("work");
+    let w2 = sim.claim().await.unwrap().expect("work");
+    let done = Rc::new(Cell::new(false));
+    // The drone heartbeats every 0.75 s throughout (they fail while it stands still).
+    let beats = async {
+        while !done.get() {
+            let _ = sim.heartbeat(vec![w1.lease, w2.lease], vec![]).await;
+            tokio::time::sleep(Duration::from_millis(750)).await;
+        }
+    };
+    let pid = child.id() as i32;
+    let stall = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        // Several TTLs after it continues.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        done.set(true);
+    };
+    futures_util::future::join(beats, stall).await;
+    for w in [&w1, &w2] {
+        let r = sim.upload_and_complete(w).await.expect("complete");
+        assert!(r.accepted && !r.stale, "{} was taken away: {r:?}", w.atom);
+    }
+    let metrics = metrics_text(&url).await;
+    assert!(
+        metrics.contains("build_swarm_lease_reclaims_total{reason=\"drone_lost\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("build_swarm_failures_total{kind=\"infra\"} 0"),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The orchestrator's `/metrics` text.
+async fn metrics_text(url: &str) -> String {
+    let mut resp = awc::Client::default()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let body = resp.body().limit(16 << 20).await.expect("body");
+    String::from_utf8_lossy(&body).into_owned()
+}

@@ -80,6 +80,8 @@ pub struct Restore {
 pub struct RegistrySettings {
     pub heartbeat_ttl: Duration,
     pub upload_target: String,
+    /// Shared with the sessions (see [`crate::sys::stall`]).
+    pub stall: std::sync::Arc<crate::sys::stall::StallWatch>,
 }
 
 struct Entry {
@@ -121,6 +123,7 @@ impl DroneRegistry {
             queue: self.queue.clone(),
             breaker: self.breaker.clone(),
             registry: ctx.address().recipient(),
+            stall: self.settings.stall.clone(),
             log_cap: self.log_cap.clone(),
         };
         let addr = DroneSession::new(

@@ -97,6 +97,8 @@ pub struct SessionPeers {
     pub queue: Addr<PackageQueue>,
     pub breaker: Addr<CircuitBreaker>,
     pub registry: Recipient<SessionChanged>,
+    /// Tells whether this process stood still lately (then a silence is not the drone's).
+    pub stall: std::sync::Arc<crate::sys::stall::StallWatch>,
     /// The byte limit of each log ring, kept up to date by the registry
     /// ([`log_ring_bytes`] of the number of drones).
     pub log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -116,7 +118,8 @@ pub struct DroneSession {
 }
 
 impl DroneSession {
-    /// `online`: whether the drone counts as alive until its first heartbeat deadline.
+    /// `summary.online`: whether the drone counts as alive until its first heartbeat
+    /// deadline (a restored drone that holds leases does).
     pub fn new(summary: SessionSummary, ttl: Duration, peers: SessionPeers, log: Logger) -> Self {
         let log = log.new(slog::o!("actor" => "drone_session", "drone" => summary.name.clone()));
         DroneSession {
@@ -143,6 +146,17 @@ impl DroneSession {
         let was_online = self.summary.online;
         self.summary.online = true;
         self.summary.last_seen_unix = Some(crate::sys::clock::unix_now());
+        self.arm_deadline(ctx);
+        if !was_online {
+            info!(self.log, "drone is back online");
+        }
+        self.changed();
+    }
+}
+
+impl DroneSession {
+    /// The drone is offline unless it is heard from within the TTL from now.
+    fn arm_deadline(&mut self, ctx: &mut Context<Self>) {
         self.generation += 1;
         if let Some(h) = self.deadline.take() {
             ctx.cancel_future(h);
@@ -153,10 +167,6 @@ impl DroneSession {
             },
             self.ttl,
         ));
-        if !was_online {
-            info!(self.log, "drone is back online");
-        }
-        self.changed();
     }
 }
 
@@ -174,8 +184,19 @@ impl Actor for DroneSession {
 
 impl Handler<HeartbeatExpired> for DroneSession {
     type Result = ();
-    fn handle(&mut self, msg: HeartbeatExpired, _: &mut Self::Context) {
+    fn handle(&mut self, msg: HeartbeatExpired, ctx: &mut Self::Context) {
         if msg.generation != self.generation || !self.summary.online {
+            return;
+        }
+        // The orchestrator itself stood still: the silence is not the drone's.
+        if let Some(len) = self
+            .peers
+            .stall
+            .stalled_within(self.ttl, std::time::Instant::now())
+        {
+            info!(self.log, "the orchestrator stood still; the drone gets a fresh TTL";
+                  "stall_s" => len.as_secs());
+            self.arm_deadline(ctx);
             return;
         }
         warn!(self.log, "no heartbeat within the TTL, drone is offline"; "ttl_s" => self.ttl.as_secs());

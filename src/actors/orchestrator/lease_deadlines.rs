@@ -5,14 +5,20 @@
 //! Receives `Arm` / `Disarm` from the package queue. When a deadline passes it sends
 //! `LeaseTimedOut` back to the queue, which reclaims the work. Every arming gets a fresh
 //! generation and the timer carries it, so a late timer for a lease that was re-armed or
-//! already ended does nothing.
+//! already ended does nothing. A deadline that comes due while (or just after) the
+//! orchestrator itself stood still moves back by the time it stood still.
 
+use crate::sys::stall::StallWatch;
 use crate::wire::orchestrator::LeaseId;
 use actix::prelude::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// A stall of the orchestrator that ended this recently still excuses a deadline.
+const STALL_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadlineKind {
@@ -76,6 +82,7 @@ struct Due {
 /// leases that was a measurable share of the orchestrator's CPU.)
 pub struct LeaseDeadlines {
     queue: Recipient<LeaseTimedOut>,
+    stall: Arc<StallWatch>,
     armed: HashMap<LeaseId, Armed>,
     due: BinaryHeap<Reverse<Due>>,
     /// The scheduled wake-up and when it fires.
@@ -84,9 +91,10 @@ pub struct LeaseDeadlines {
 }
 
 impl LeaseDeadlines {
-    pub fn new(queue: Recipient<LeaseTimedOut>) -> Self {
+    pub fn new(queue: Recipient<LeaseTimedOut>, stall: Arc<StallWatch>) -> Self {
         LeaseDeadlines {
             queue,
+            stall,
             armed: HashMap::new(),
             due: BinaryHeap::new(),
             wake: None,
@@ -116,6 +124,7 @@ impl LeaseDeadlines {
 
     fn fire(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let mut postponed = Vec::new();
         while let Some(Reverse(first)) = self.due.peek() {
             if first.at > now {
                 break;
@@ -124,6 +133,18 @@ impl LeaseDeadlines {
                 break;
             };
             if self.armed.get(&d.lease).map(|a| a.generation) != Some(d.generation) {
+                continue;
+            }
+            // Time the orchestrator stood still is not the drone's: the deadline moves
+            // back by that long.
+            if let Some(len) = self
+                .stall
+                .stalled_within(STALL_WINDOW, std::time::Instant::now())
+            {
+                postponed.push(Due {
+                    at: now + len.max(Duration::from_secs(1)),
+                    ..d
+                });
                 continue;
             }
             if let Some(a) = self.armed.remove(&d.lease) {
@@ -135,6 +156,7 @@ impl LeaseDeadlines {
                 });
             }
         }
+        self.due.extend(postponed.into_iter().map(Reverse));
         // Stale entries pile up when leases end long before their deadlines.
         if self.due.len() > 2 * self.armed.len() + 1024 {
             let armed = &self.armed;
@@ -216,7 +238,7 @@ mod tests {
         tokio::time::pause();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Sink(seen.clone()).start();
-        let sup = LeaseDeadlines::new(sink.recipient()).start();
+        let sup = LeaseDeadlines::new(sink.recipient(), Arc::new(StallWatch::unstarted())).start();
         let arm = |lease, secs| Arm {
             lease,
             epoch: 1,
