@@ -304,6 +304,7 @@ impl PackageQueue {
         for d in self
             .graph
             .get(id)
+            .tries
             .failed_on
             .iter()
             .filter(|d| *d != builder)
@@ -486,13 +487,13 @@ fn eligible(
     p: &graph::Package,
     drone: &str,
 ) -> bool {
-    if !p.failed_on.iter().any(|d| d == drone) {
+    if !p.tries.failed_on.iter().any(|d| d == drone) {
         return true;
     }
     let horizon = ttl * 2;
     !active
         .iter()
-        .any(|(d, t)| t.elapsed() < horizon && !p.failed_on.contains(d))
+        .any(|(d, t)| t.elapsed() < horizon && !p.tries.failed_on.contains(d))
 }
 
 /// Waits for durability, then answers `value`.

@@ -2,7 +2,6 @@
 //! back to the queue (and when), or has it failed for good? docs/design.md ("Failure
 //! policy") has the reasoning; this is the rule, unit-tested without the queue.
 
-use super::graph::Package;
 use crate::domain::FailureKind;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -22,6 +21,26 @@ pub struct FailurePolicy {
     pub infra_backoff: Duration,
 }
 
+/// What the policy counts of a package's attempts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attempts {
+    /// Attempts that ended without an artifact (cancelled ones not counted).
+    pub attempts: u32,
+    /// Of those, infrastructure failures outside a central fault.
+    pub infra_failures: u32,
+    /// Drones its build failed on.
+    pub failed_on: Vec<String>,
+    /// Not handed out before this (backoff after infrastructure failures).
+    pub not_before: Option<Instant>,
+}
+
+impl Attempts {
+    /// A fresh start (the operator retried it).
+    pub fn clear(&mut self) {
+        *self = Attempts::default();
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Back to the queue (maybe after a backoff, set in `not_before`).
@@ -37,7 +56,7 @@ impl FailurePolicy {
     #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &self,
-        p: &mut Package,
+        p: &mut Attempts,
         kind: FailureKind,
         drone: &str,
         reason: &str,
@@ -96,16 +115,6 @@ impl FailurePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::orchestrator::ScheduleOrder;
-    use crate::domain::parse_package_set_bytes;
-    use crate::domain::PackageSet;
-
-    fn package() -> super::super::graph::PackageGraph {
-        let set: PackageSet = parse_package_set_bytes(b"=x/a-1\n").unwrap();
-        let mut g = super::super::graph::PackageGraph::new(ScheduleOrder::CriticalPath);
-        g.submit(&set);
-        g
-    }
 
     fn policy() -> FailurePolicy {
         FailurePolicy {
@@ -117,8 +126,7 @@ mod tests {
 
     #[test]
     fn build_failures_on_enough_drones_make_a_poison_package() {
-        let mut g = package();
-        let p = g.get_mut(0);
+        let p = &mut Attempts::default();
         let now = Instant::now();
         let pol = policy();
         assert_eq!(
@@ -138,8 +146,7 @@ mod tests {
             matches!(v, Verdict::GiveUp(ref w) if w.contains("too many build failures")),
             "{v:?}"
         );
-        let mut g = package();
-        let p = g.get_mut(0);
+        let p = &mut Attempts::default();
         pol.judge(p, FailureKind::Build, "d1", "x", true, false, now);
         let v = pol.judge(p, FailureKind::Build, "d2", "x", true, false, now);
         assert!(
@@ -150,8 +157,7 @@ mod tests {
 
     #[test]
     fn infra_failures_back_off_doubling_and_give_up_past_the_limit() {
-        let mut g = package();
-        let p = g.get_mut(0);
+        let p = &mut Attempts::default();
         let now = Instant::now();
         let pol = policy();
         assert_eq!(
@@ -175,8 +181,7 @@ mod tests {
 
     #[test]
     fn the_backoff_is_capped() {
-        let mut g = package();
-        let p = g.get_mut(0);
+        let p = &mut Attempts::default();
         p.infra_failures = 30;
         let pol = FailurePolicy {
             max_infra_retries: 100,
@@ -189,8 +194,7 @@ mod tests {
 
     #[test]
     fn a_central_fault_and_a_cancel_use_up_no_retry() {
-        let mut g = package();
-        let p = g.get_mut(0);
+        let p = &mut Attempts::default();
         let now = Instant::now();
         let pol = policy();
         for _ in 0..10 {

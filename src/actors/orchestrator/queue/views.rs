@@ -51,7 +51,7 @@ pub fn list(
                 atom: p.atom_str.clone(),
                 state: p.state,
                 drone: p.drone.clone(),
-                attempts: p.attempts,
+                attempts: p.tries.attempts,
                 reason: p.reason.clone(),
             });
         }

@@ -4,7 +4,7 @@
 //!
 //! Every package whose row changed is remembered in `dirty` until the commit batch takes it.
 
-use super::policy::{FailurePolicy, Verdict};
+use super::policy::{Attempts, FailurePolicy, Verdict};
 use crate::actors::orchestrator::store::PackageRow;
 use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{Atom, FailureKind, PackageSet, PackageState};
@@ -28,15 +28,14 @@ pub struct Package {
     pub atom_str: String,
     pub seq: u64,
     pub state: PackageState,
-    pub attempts: u32,
-    pub infra_failures: u32,
+    /// What the failure policy counts.
+    pub tries: Attempts,
     pub reason: Option<String>,
     pub log_tail: Option<String>,
     pub estimate_s: Option<f64>,
     pub priority: u64,
     pub epoch: u64,
     pub drone: Option<String>,
-    pub failed_on: Vec<String>,
     pub path: Option<String>,
     pub size: Option<u64>,
     pub sha256: Option<String>,
@@ -48,8 +47,6 @@ pub struct Package {
     pub lease: Option<LeaseId>,
     /// A completion is being verified; another one must wait.
     pub publishing: bool,
-    /// Not handed out before this (backoff after infrastructure failures).
-    pub not_before: Option<Instant>,
 }
 
 impl Package {
@@ -59,15 +56,13 @@ impl Package {
             atom_str,
             seq,
             state,
-            attempts: 0,
-            infra_failures: 0,
+            tries: Attempts::default(),
             reason: None,
             log_tail: None,
             estimate_s: None,
             priority: 0,
             epoch: 0,
             drone: None,
-            failed_on: Vec::new(),
             path: None,
             size: None,
             sha256: None,
@@ -76,7 +71,6 @@ impl Package {
             unbuilt: 0,
             lease: None,
             publishing: false,
-            not_before: None,
         }
     }
 
@@ -87,15 +81,15 @@ impl Package {
             atom: self.atom_str.clone(),
             seq: self.seq,
             state: self.state,
-            attempts: self.attempts,
-            infra_failures: self.infra_failures,
+            attempts: self.tries.attempts,
+            infra_failures: self.tries.infra_failures,
             reason: self.reason.clone(),
             log_tail: self.log_tail.clone(),
             estimate_s: self.estimate_s,
             priority: self.priority,
             epoch: self.epoch,
             drone: self.drone.clone(),
-            failed_on: self.failed_on.clone(),
+            failed_on: self.tries.failed_on.clone(),
             path: self.path.clone(),
             size: self.size,
             sha256: self.sha256.clone(),
@@ -196,15 +190,15 @@ impl PackageGraph {
             g.by_atom.insert(row.atom.clone(), g.packages.len() as u32);
             g.counts[row.state.index()] += 1;
             let mut p = Package::new(atom, row.atom, row.seq, row.state);
-            p.attempts = row.attempts;
-            p.infra_failures = row.infra_failures;
+            p.tries.attempts = row.attempts;
+            p.tries.infra_failures = row.infra_failures;
+            p.tries.failed_on = row.failed_on;
             p.reason = row.reason;
             p.log_tail = row.log_tail;
             p.estimate_s = row.estimate_s;
             p.priority = row.priority;
             p.epoch = row.epoch;
             p.drone = row.drone;
-            p.failed_on = row.failed_on;
             p.path = row.path;
             p.size = row.size;
             p.sha256 = row.sha256;
@@ -333,7 +327,7 @@ impl PackageGraph {
             if p.state != PackageState::Queued {
                 continue; // stale heap entry
             }
-            let backing_off = p.not_before.is_some_and(|t| t > now);
+            let backing_off = p.tries.not_before.is_some_and(|t| t > now);
             if !backing_off && may_take(r.id, p) {
                 found = Some(r.id);
                 break;
@@ -380,7 +374,15 @@ impl PackageGraph {
             p.log_tail = Some(tail_str(log_tail, LOG_TAIL_BYTES).to_string());
         }
         let reason = tail_str(reason, REASON_BYTES).to_string();
-        let verdict = policy.judge(p, kind, drone, &reason, backoff, central_fault, now);
+        let verdict = policy.judge(
+            &mut p.tries,
+            kind,
+            drone,
+            &reason,
+            backoff,
+            central_fault,
+            now,
+        );
         p.reason = Some(format!("{kind}: {reason}"));
         p.drone = None;
         match &verdict {
@@ -416,7 +418,7 @@ impl PackageGraph {
     /// become ready, and what it had blocked (a late valid completion) is free again.
     pub fn mark_built(&mut self, id: u32, path: String, size: u64, sha256: &str) {
         let p = self.get_mut(id);
-        p.not_before = None;
+        p.tries.not_before = None;
         p.path = Some(path);
         p.size = Some(size);
         p.sha256 = Some(sha256.to_ascii_lowercase());
@@ -456,7 +458,7 @@ impl PackageGraph {
     /// The central fault is over: what waited out a backoff because of it may go now.
     pub fn end_backoffs(&mut self) {
         for p in &mut self.packages {
-            p.not_before = None;
+            p.tries.not_before = None;
         }
     }
 
@@ -629,10 +631,7 @@ impl PackageGraph {
                 continue;
             }
             let p = self.get_mut(id);
-            p.failed_on.clear();
-            p.not_before = None;
-            p.infra_failures = 0;
-            p.attempts = 0;
+            p.tries.clear();
             p.reason = None;
             self.requeue(id);
             retried += 1;

@@ -162,7 +162,7 @@ fn a_backing_off_package_is_passed_over_until_its_time() {
     let mut g = graph(r#"{"packages": [{"atom": "x/a-1"}]}"#);
     let a = id(&g, "x/a-1");
     let now = Instant::now();
-    g.get_mut(a).not_before = Some(now + Duration::from_secs(5));
+    g.get_mut(a).tries.not_before = Some(now + Duration::from_secs(5));
     assert_eq!(g.take_ready(now, |_, _| true), None);
     assert_eq!(
         g.take_ready(now + Duration::from_secs(6), |_, _| true),
