@@ -1,10 +1,8 @@
 //! `swarm-orchestrator --config FILE`: hosts the actor system and serves the HTTP API.
 
-use build_swarm::config::{DaemonConfig, OrchestratorConfig, EXIT_BAD_CONFIG};
+use build_swarm::config::{configure_daemon, DaemonArgs, OrchestratorConfig, EXIT_BAD_CONFIG};
 use build_swarm::orchestrator::{Orchestrator, StartError};
-use build_swarm::sys::logging;
 use clap::Parser;
-use std::path::PathBuf;
 
 /// jemalloc, not glibc's malloc: less CPU per request and less memory held under load
 /// (BENCHMARKS.md §2 and §3 measured both).
@@ -18,38 +16,17 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "build-swarm orchestrator: package queue, drone sessions, HTTP API"
 )]
 struct Args {
-    /// TOML configuration file (every key has a default except the tokens).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[actix_web::main]
 async fn main() {
     let args = Args::parse();
-    let cfg = match OrchestratorConfig::load_or_defaults(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("swarm-orchestrator: {e}");
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
-    };
-    if args.check {
-        println!("configuration is valid");
+    let Some((cfg, log)) =
+        configure_daemon::<OrchestratorConfig>("swarm-orchestrator", &args.daemon)
+    else {
         return;
-    }
-    let log = match logging::root_logger(
-        &cfg.log.level,
-        cfg.log.file.as_deref(),
-        "swarm-orchestrator",
-    ) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("swarm-orchestrator: cannot open log file: {e}");
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
     };
     let orch = match Orchestrator::start(cfg, log.clone(), true).await {
         Ok(o) => o,

@@ -74,6 +74,7 @@ pub trait DaemonConfig: Default + Sized {
     fn load(path: &Path) -> Result<Self, ConfigError>;
     fn apply_env(&mut self);
     fn validate(&self) -> Result<(), ConfigError>;
+    fn log(&self) -> &orchestrator::LogConfig;
 
     /// The named file, else the defaults with the environment applied, validated.
     fn load_or_defaults(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -99,6 +100,9 @@ impl DaemonConfig for OrchestratorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         OrchestratorConfig::validate(self)
     }
+    fn log(&self) -> &orchestrator::LogConfig {
+        &self.log
+    }
 }
 
 impl DaemonConfig for GatewayConfig {
@@ -111,6 +115,43 @@ impl DaemonConfig for GatewayConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         GatewayConfig::validate(self)
     }
+    fn log(&self) -> &orchestrator::LogConfig {
+        &self.log
+    }
+}
+
+/// `--config FILE` and `--check`, as the orchestrator and the gateway take them.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// TOML configuration file (without one: the defaults and the environment).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// A daemon's start: its configuration (a refused one is one line on stderr and exit
+/// 2), `--check` answered (then `None`), and its root logger.
+pub fn configure_daemon<C: DaemonConfig>(
+    program: &'static str,
+    args: &DaemonArgs,
+) -> Option<(C, slog::Logger)> {
+    let cfg = C::load_or_defaults(args.config.as_deref()).unwrap_or_else(|e| {
+        eprintln!("{program}: {e}");
+        std::process::exit(EXIT_BAD_CONFIG)
+    });
+    if args.check {
+        println!("configuration is valid");
+        return None;
+    }
+    let log =
+        crate::sys::logging::root_logger(&cfg.log().level, cfg.log().file.as_deref(), program)
+            .unwrap_or_else(|e| {
+                eprintln!("{program}: cannot open log file: {e}");
+                std::process::exit(EXIT_BAD_CONFIG)
+            });
+    Some((cfg, log))
 }
 
 /// Reads and parses a config file.
