@@ -37,3 +37,46 @@ pub fn serve<T: Send + Sync + 'static>(
     }
     Ok((server.run(), port))
 }
+
+/// A request body that must be a JSON object. serde reads a struct from a JSON array too
+/// (`[]` would be an empty heartbeat); every request body of both APIs is an object, so
+/// anything else is refused (400) before a handler sees it. Unknown fields are ignored, so
+/// newer clients can send fields an older server does not know.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(JsonObject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonObject;
+    use crate::wire::orchestrator::HeartbeatRequest;
+
+    #[test]
+    fn only_json_objects_are_request_bodies() {
+        let ok: JsonObject<HeartbeatRequest> =
+            serde_json::from_str(r#"{"leases": [3], "log": [], "later": {"x": 1}}"#).unwrap();
+        assert_eq!(ok.0.leases, vec![3]);
+        for bad in ["[]", "[[[[", "1", "\"x\"", "null", "{{{{"] {
+            let e = serde_json::from_str::<JsonObject<HeartbeatRequest>>(bad).unwrap_err();
+            assert!(!e.to_string().is_empty(), "{bad}");
+        }
+        // Without the wrapper serde takes an array for the struct.
+        assert!(serde_json::from_str::<HeartbeatRequest>("[]").is_ok());
+    }
+}

@@ -874,3 +874,31 @@ async fn a_kept_hard_link_cannot_change_the_published_package() {
         .mode();
     assert_eq!(mode & 0o222, 0, "read-only");
 }
+
+/// Every JSON body of the drone protocol must be an object: an array, a number, a string
+/// or `null` is a 400 naming the problem, never an empty heartbeat or claim.
+#[actix_web::test]
+async fn request_bodies_that_are_not_json_objects_are_refused() {
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    let http = awc::Client::default();
+    for (path, body) in [
+        ("/api/v1/drones/d1/heartbeat", "[]"),
+        ("/api/v1/drones/d1/heartbeat", "[[[[[[[["),
+        ("/api/v1/work/claim", "[\"d1\"]"),
+        ("/api/v1/drones/register", "null"),
+        ("/api/v1/work/1/fail", "17"),
+    ] {
+        let mut resp = http
+            .post(format!("{}{path}", app.url))
+            .insert_header(("Authorization", format!("Bearer {DRONE}")))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 400, "{path} {body}");
+        let text = String::from_utf8_lossy(&resp.body().await.expect("body")).into_owned();
+        assert!(text.contains("invalid JSON body"), "{path} {body}: {text}");
+    }
+    app.stop().await;
+}

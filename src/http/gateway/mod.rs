@@ -12,6 +12,7 @@
 //! - `POST /api/v1/orchestrators/register` (admin token) `{"url","name"}`
 
 use super::error::{json_error, path_error, query_error, ApiError};
+use super::JsonObject;
 use crate::actors::gateway::orchestrator_directory::{
     DirectoryError, List, OrchestratorDirectory, Pick, RegisterOrchestrator,
 };
@@ -140,7 +141,7 @@ pub async fn list(
 pub async fn register(
     req: HttpRequest,
     state: GwState,
-    body: web::Json<OrchestratorRegistration>,
+    body: web::Json<JsonObject<OrchestratorRegistration>>,
 ) -> Result<web::Json<RegistrationResult>, ApiError> {
     if !state.accept_registrations {
         return Err(ApiError::Forbidden(
@@ -148,7 +149,7 @@ pub async fn register(
         ));
     }
     authorize_admin(&req, &state)?;
-    let body = body.into_inner();
+    let body = body.into_inner().0;
     let name = body.name.trim().to_string();
     let done = state
         .directory
@@ -184,6 +185,31 @@ async fn fetch<T>(
     }
 }
 
+/// Asks every healthy orchestrator of `entries` at once, each within the fetch timeout;
+/// an unhealthy one answers an empty error.
+async fn ask_healthy<T, F, Fut>(
+    state: &GatewayState,
+    entries: &[OrchestratorEntry],
+    ask: F,
+) -> Vec<Result<T, String>>
+where
+    F: Fn(ApiClient) -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::client::ClientError>>,
+{
+    join_all(entries.iter().map(|e| {
+        let c = client(state, &e.url);
+        let base = c.base().to_string();
+        let answer = e.healthy.then(|| ask(c));
+        async move {
+            match answer {
+                Some(fut) => fetch(state.fetch_timeout, &base, fut).await,
+                None => Err(String::new()),
+            }
+        }
+    }))
+    .await
+}
+
 fn add_drones(sum: &mut DroneCounts, d: &DroneCounts) {
     sum.total += d.total;
     sum.active += d.active;
@@ -206,19 +232,7 @@ fn add_counts(sum: &mut PackageCounts, c: &PackageCounts) {
 pub async fn status(req: HttpRequest, state: GwState) -> Result<web::Json<MergedStatus>, ApiError> {
     authorize_read(&req, &state)?;
     let entries = state.directory.send(List).await?;
-    let timeout = state.fetch_timeout;
-    let answers = join_all(entries.iter().map(|e| {
-        let c = client(&state, &e.url);
-        let healthy = e.healthy;
-        async move {
-            if healthy {
-                fetch(timeout, c.base(), c.status()).await
-            } else {
-                Err(String::new())
-            }
-        }
-    }))
-    .await;
+    let answers = ask_healthy(&state, &entries, |c| async move { c.status().await }).await;
     let mut counts = PackageCounts::default();
     let mut drones = DroneCounts::default();
     let mut orchestrators = Vec::with_capacity(entries.len());
@@ -275,18 +289,9 @@ pub async fn status(req: HttpRequest, state: GwState) -> Result<web::Json<Merged
 pub async fn drones(req: HttpRequest, state: GwState) -> Result<HttpResponse, ApiError> {
     authorize_read(&req, &state)?;
     let entries = state.directory.send(List).await?;
-    let timeout = state.fetch_timeout;
-    let answers = join_all(entries.iter().map(|e| {
-        let c = client(&state, &e.url);
-        let healthy = e.healthy;
-        async move {
-            if healthy {
-                fetch(timeout, c.base(), c.get::<Value>("/api/v1/drones")).await
-            } else {
-                Err(String::new())
-            }
-        }
-    }))
+    let answers = ask_healthy(&state, &entries, |c| async move {
+        c.get::<Value>("/api/v1/drones").await
+    })
     .await;
     let mut drones: Vec<Value> = Vec::new();
     let mut errors: Vec<OrchestratorFailure> = Vec::new();

@@ -7,6 +7,7 @@ use crate::actors::orchestrator::drone_session::{Control, GetLogs, Heartbeat};
 use crate::actors::orchestrator::queue::DroneQueueView;
 use crate::http::auth::{authorize, Role};
 use crate::http::error::ApiError;
+use crate::http::JsonObject;
 use crate::wire::orchestrator::{
     ControlAction, ControlRequest, ControlResult, DroneInfo, DroneList, DroneLogs, DroneQueue,
     HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
@@ -74,12 +75,12 @@ pub async fn control(
     req: HttpRequest,
     state: State,
     name: web::Path<String>,
-    body: web::Json<ControlRequest>,
+    body: web::Json<JsonObject<ControlRequest>>,
 ) -> Result<web::Json<ControlResult>, ApiError> {
     authorize(&req, &state.tokens, Role::Admin)?;
     let name = name.into_inner();
     let session = state.registry.send(Lookup { name: name.clone() }).await??;
-    let action = body.action;
+    let action = body.into_inner().0.action;
     match action {
         ControlAction::Unground => {
             state
@@ -101,11 +102,11 @@ pub async fn control(
 pub async fn register(
     req: HttpRequest,
     state: State,
-    body: web::Json<RegisterRequest>,
+    body: web::Json<JsonObject<RegisterRequest>>,
 ) -> Result<web::Json<RegisterResponse>, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     Ok(web::Json(
-        state.registry.send(Register(body.into_inner())).await??,
+        state.registry.send(Register(body.into_inner().0)).await??,
     ))
 }
 
@@ -113,7 +114,7 @@ pub async fn heartbeat(
     req: HttpRequest,
     state: State,
     name: web::Path<String>,
-    body: web::Json<HeartbeatRequest>,
+    body: web::Json<JsonObject<HeartbeatRequest>>,
 ) -> Result<web::Json<HeartbeatResponse>, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let session = state
@@ -122,7 +123,7 @@ pub async fn heartbeat(
             name: name.into_inner(),
         })
         .await??;
-    let b = body.into_inner();
+    let b = body.into_inner().0;
     Ok(web::Json(
         session
             .send(Heartbeat {

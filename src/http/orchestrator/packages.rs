@@ -5,6 +5,7 @@ use crate::actors::orchestrator::queue::{GetLog, ListPackages, Retry, Submit};
 use crate::domain::{parse_package_set_bytes, PackageState};
 use crate::http::auth::{authorize, Role};
 use crate::http::error::ApiError;
+use crate::http::JsonObject;
 use crate::wire::orchestrator::{PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult};
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
@@ -76,11 +77,11 @@ pub async fn submit(
 pub async fn retry(
     req: HttpRequest,
     state: State,
-    body: web::Json<RetryRequest>,
+    body: web::Json<JsonObject<RetryRequest>>,
 ) -> Result<web::Json<RetryResult>, ApiError> {
     authorize(&req, &state.tokens, Role::Admin)?;
     Ok(web::Json(
-        state.queue.send(Retry(body.into_inner())).await??,
+        state.queue.send(Retry(body.into_inner().0)).await??,
     ))
 }
 

@@ -5,6 +5,7 @@ use crate::actors::orchestrator::drone_registry::ClaimFor;
 use crate::actors::orchestrator::queue::{Complete, Fail, MarkUploading};
 use crate::http::auth::{authorize, Role};
 use crate::http::error::ApiError;
+use crate::http::JsonObject;
 use crate::wire::orchestrator::{
     Ack, ClaimRequest, CompleteRequest, CompleteResponse, EpochBody, FailRequest, LeaseId,
 };
@@ -13,14 +14,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 pub async fn claim(
     req: HttpRequest,
     state: State,
-    body: web::Json<ClaimRequest>,
+    body: web::Json<JsonObject<ClaimRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let _timer = state.metrics.claim_latency.start_timer();
     let claimed = state
         .registry
         .send(ClaimFor {
-            drone: body.into_inner().drone,
+            drone: body.into_inner().0.drone,
         })
         .await??;
     Ok(match claimed {
@@ -36,12 +37,12 @@ pub async fn uploading(
     req: HttpRequest,
     state: State,
     lease: web::Path<LeaseId>,
-    body: web::Json<EpochBody>,
+    body: web::Json<JsonObject<EpochBody>>,
 ) -> Result<web::Json<Ack>, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let msg = MarkUploading {
         lease: lease.into_inner(),
-        epoch: body.epoch,
+        epoch: body.into_inner().0.epoch,
     };
     Ok(web::Json(state.queue.send(msg).await??))
 }
@@ -50,12 +51,12 @@ pub async fn complete(
     req: HttpRequest,
     state: State,
     lease: web::Path<LeaseId>,
-    body: web::Json<CompleteRequest>,
+    body: web::Json<JsonObject<CompleteRequest>>,
 ) -> Result<web::Json<CompleteResponse>, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let msg = Complete {
         lease: lease.into_inner(),
-        req: body.into_inner(),
+        req: body.into_inner().0,
     };
     Ok(web::Json(state.queue.send(msg).await??))
 }
@@ -64,12 +65,12 @@ pub async fn fail(
     req: HttpRequest,
     state: State,
     lease: web::Path<LeaseId>,
-    body: web::Json<FailRequest>,
+    body: web::Json<JsonObject<FailRequest>>,
 ) -> Result<web::Json<Ack>, ApiError> {
     authorize(&req, &state.tokens, Role::Drone)?;
     let msg = Fail {
         lease: lease.into_inner(),
-        req: body.into_inner(),
+        req: body.into_inner().0,
     };
     Ok(web::Json(state.queue.send(msg).await??))
 }

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 /// what its lane took with it.
 pub const VERIFY_LANES: usize = 4;
 
+/// Longest `path` a completion may name (docs/contract.md §5).
+pub const MAX_PATH: usize = 1024;
+
 /// A completion's `path` that cannot be this package's artifact.
 #[derive(Debug, thiserror::Error)]
 #[error("path `{path}` refused: {why} (expected `{category}/{pf}.gpkg.tar` or `{category}/{name}/{pf}-N.gpkg.tar`)")]
@@ -41,6 +44,9 @@ pub fn check_artifact_path(atom: &Atom, path: &str) -> Result<(), PathRefused> {
             pf: pf.clone(),
         })
     };
+    if path.len() > MAX_PATH {
+        return refuse("it is longer than 1024 bytes");
+    }
     if join_inside(Path::new("/"), path).is_none() {
         return refuse("it must be a plain relative path without `..`");
     }
@@ -325,6 +331,7 @@ mod tests {
             "app-misc/foo/foo-1.0-r1-x.gpkg.tar",
             "app-misc/foo/foo-1.0-r1-.gpkg.tar",
             "app-misc",
+            &format!("app-misc/foo/foo-1.0-r1-{}.gpkg.tar", "1".repeat(1100)),
         ] {
             assert!(check_artifact_path(&a, bad).is_err(), "{bad}");
         }
