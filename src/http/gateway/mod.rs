@@ -10,6 +10,9 @@
 //! - `GET /api/v1/drones` — every drone of every healthy orchestrator, each naming its
 //!   orchestrator
 //! - `POST /api/v1/orchestrators/register` (admin token) `{"url","name"}`
+//! - `GET /api/v1/openapi.json` — this API's OpenAPI document ([`openapi`])
+
+pub mod openapi;
 
 use super::error::{json_error, path_error, query_error, ApiError};
 use super::JsonObject;
@@ -73,7 +76,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orchestrators", web::get().to(list))
             .route("/orchestrators/register", web::post().to(register))
             .route("/status", web::get().to(status))
-            .route("/drones", web::get().to(drones)),
+            .route("/drones", web::get().to(drones))
+            .route("/openapi.json", web::get().to(openapi::openapi)),
     )
     .default_service(web::to(not_found));
 }
