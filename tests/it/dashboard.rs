@@ -1363,3 +1363,60 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         }
     }
 }
+
+/// schemathesis fuzzes both daemons from their own OpenAPI documents (a bounded number of
+/// examples per operation): no server error, no status code, content type or response
+/// body the document does not describe.
+#[actix_web::test]
+async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
+    let Some(python) = find_program(&["python3"]) else {
+        return skip("python3");
+    };
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit("app-misc/foo-1.0\napp-misc/bar-2.0\n").await;
+    let mut cfg = build_swarm::config::GatewayConfig {
+        listen: "127.0.0.1:0".into(),
+        orchestrators: vec![app.url.clone()],
+        poll_interval_s: 1,
+        ..Default::default()
+    };
+    cfg.auth.admin_token = Some(ADMIN.into());
+    let gw = build_swarm::gateway::Gateway::start(
+        cfg,
+        build_swarm::sys::logging::Capture::default().logger(slog::Level::Info),
+        false,
+    )
+    .await
+    .expect("gateway starts");
+    let gw_url = format!("http://127.0.0.1:{}", gw.port);
+    actix_web::rt::spawn(gw.server);
+    for base in [&app.url, &gw_url] {
+        let out = tokio::process::Command::new(&python)
+            .args(["-m", "schemathesis.cli", "run"])
+            .arg(format!("{base}/api/v1/openapi.json"))
+            .args(["--header", &format!("Authorization: Bearer {ADMIN}")])
+            .args(["--max-examples", "10", "--generation-deterministic", "--workers", "1"])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("python3 runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if said.contains("No module named schemathesis") {
+            return skip("the Python package schemathesis");
+        }
+        assert!(out.status.success(), "schemathesis against {base}:\n{said}");
+        assert!(said.contains("Tested"), "{said}");
+    }
+    app.stop().await;
+}
