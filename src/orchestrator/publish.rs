@@ -272,6 +272,11 @@ fn copy_verified(job: &PublishJob, from: &mut File) -> Result<(), PublishError> 
             make_parent(to)?;
             create()
         }
+        // Left by an earlier run of this process that had the same pid: nobody writes it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+            create()
+        }
         other => other,
     }
     .map_err(io_err(&tmp))?;
@@ -346,13 +351,25 @@ fn install(
         renamed = dir.rename_out(name, to);
     }
     match renamed {
-        Ok(()) => {
-            let arrived = fs::symlink_metadata(to).map_err(io_err(to))?;
-            if (arrived.dev(), arrived.ino()) != (meta.dev(), meta.ino()) {
-                let _ = fs::remove_file(to);
-                return Err(PublishError::Replaced(to.to_path_buf()));
+        Ok(()) => match fs::symlink_metadata(to) {
+            Ok(arrived) if (arrived.dev(), arrived.ino()) == (meta.dev(), meta.ino()) => {}
+            // Something else arrived (a file or a directory renamed over the upload), or
+            // it cannot be told: it does not stay under the final name.
+            arrived => {
+                let removed = match arrived {
+                    Ok(m) if m.is_dir() => fs::remove_dir_all(to),
+                    Ok(_) => fs::remove_file(to),
+                    Err(e) => Err(e),
+                };
+                return match removed {
+                    Ok(()) => Err(PublishError::Replaced(to.to_path_buf())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        Err(PublishError::Replaced(to.to_path_buf()))
+                    }
+                    Err(e) => Err(io_err(to)(e)),
+                };
             }
-        }
+        },
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let tmp = partial_name(to);
             let mut copy = || -> io::Result<()> {
@@ -643,6 +660,15 @@ mod tests {
             "{e}"
         );
         assert!(!job.dest.exists(), "nothing under the final name");
+        // A directory renamed over it does not stay under the final name either.
+        let job = staged_job(&lease, &dir.path().join("binhost"));
+        let mut verified = cat.open_file(name).unwrap();
+        let meta = verified.metadata().unwrap();
+        fs::remove_file(&job.staged).unwrap();
+        fs::create_dir_all(job.staged.join("inside")).unwrap();
+        let e = install(&cat, name, &mut verified, &meta, &job.dest).unwrap_err();
+        assert!(matches!(e, PublishError::Replaced(_)), "{e}");
+        assert!(!job.dest.exists(), "no directory under the final name");
     }
 
     #[test]

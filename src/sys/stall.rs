@@ -14,6 +14,14 @@ pub const BEAT: Duration = Duration::from_millis(200);
 /// A gap between beats longer than this is a stall.
 pub const STALL: Duration = Duration::from_secs(2);
 
+/// One stall: when it began (an id: the same for every deadline it excuses) and how long
+/// this process stood still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    pub start_ms: u64,
+    pub len: Duration,
+}
+
 #[derive(Debug)]
 pub struct StallWatch {
     base: Instant,
@@ -72,16 +80,22 @@ impl StallWatch {
     }
 
     /// Was this process stalled within `window` before `now` (or is it only now waking
-    /// from a stall the watch thread has not noted yet)? Returns how long it stood still.
-    pub fn stalled_within(&self, window: Duration, now: Instant) -> Option<Duration> {
+    /// from a stall the watch thread has not noted yet)? Returns that stall.
+    pub fn stalled_within(&self, window: Duration, now: Instant) -> Option<Stall> {
         let now_ms = self.ms(now);
         let last = self.last_beat_ms.load(Ordering::SeqCst);
         if last != u64::MAX && last != 0 && now_ms.saturating_sub(last) > STALL.as_millis() as u64 {
-            return Some(Duration::from_millis(now_ms - last));
+            return Some(Stall {
+                start_ms: last,
+                len: Duration::from_millis(now_ms - last),
+            });
         }
         let end = self.stall_end_ms.load(Ordering::SeqCst);
-        (end != 0 && now_ms.saturating_sub(end) <= window.as_millis() as u64)
-            .then(|| Duration::from_millis(self.stall_len_ms.load(Ordering::SeqCst)))
+        let len = self.stall_len_ms.load(Ordering::SeqCst);
+        (end != 0 && now_ms.saturating_sub(end) <= window.as_millis() as u64).then(|| Stall {
+            start_ms: end - len,
+            len: Duration::from_millis(len),
+        })
     }
 }
 
@@ -101,10 +115,12 @@ mod tests {
         // The process stops for 40 s: before the watch thread runs again, a deadline
         // that fires already sees the silence.
         let resumed = t0 + BEAT * 10 + Duration::from_secs(40);
-        assert!(w.stalled_within(window, resumed).is_some());
+        let before_noted = w.stalled_within(window, resumed).unwrap();
         w.beat(resumed);
-        let len = w.stalled_within(window, resumed).unwrap();
-        assert!(len >= Duration::from_secs(40), "{len:?}");
+        let noted = w.stalled_within(window, resumed).unwrap();
+        assert!(noted.len >= Duration::from_secs(40), "{noted:?}");
+        // The same stall, whether the watch thread noted it yet or not.
+        assert_eq!(before_noted.start_ms, noted.start_ms);
         // Remembered for `window`, then forgotten.
         let mut t = resumed;
         while t < resumed + Duration::from_secs(21) {

@@ -109,6 +109,8 @@ pub struct DroneSession {
     ttl: Duration,
     generation: u64,
     deadline: Option<SpawnHandle>,
+    /// The orchestrator's stall (its start) this drone was last given a fresh TTL for.
+    excused_stall: Option<u64>,
     commands: VecDeque<DroneCommand>,
     log_lines: VecDeque<String>,
     /// What `log_lines` costs, counted as text plus `LOG_LINE_OVERHEAD` per line.
@@ -127,6 +129,7 @@ impl DroneSession {
             ttl,
             generation: 0,
             deadline: None,
+            excused_stall: None,
             commands: VecDeque::new(),
             log_lines: VecDeque::new(),
             log_bytes: 0,
@@ -188,14 +191,16 @@ impl Handler<HeartbeatExpired> for DroneSession {
         if msg.generation != self.generation || !self.summary.online {
             return;
         }
-        // The orchestrator itself stood still: the silence is not the drone's.
-        if let Some(len) = self
+        // The orchestrator itself stood still: the silence is not the drone's (one fresh
+        // TTL per stall).
+        let stall = self
             .peers
             .stall
-            .stalled_within(self.ttl, std::time::Instant::now())
-        {
+            .stalled_within(self.ttl, std::time::Instant::now());
+        if let Some(stall) = stall.filter(|s| Some(s.start_ms) != self.excused_stall) {
             info!(self.log, "the orchestrator stood still; the drone gets a fresh TTL";
-                  "stall_s" => len.as_secs());
+                  "stall_s" => stall.len.as_secs());
+            self.excused_stall = Some(stall.start_ms);
             self.arm_deadline(ctx);
             return;
         }

@@ -74,6 +74,8 @@ struct Due {
     at: Instant,
     lease: LeaseId,
     generation: u64,
+    /// The stall (its start) this deadline was already moved back for.
+    excused: Option<u64>,
 }
 
 /// One timer for all leases: the deadlines are kept in a heap and a single wake-up is
@@ -136,13 +138,14 @@ impl LeaseDeadlines {
                 continue;
             }
             // Time the orchestrator stood still is not the drone's: the deadline moves
-            // back by that long.
-            if let Some(len) = self
+            // back by that long, once per stall.
+            let stall = self
                 .stall
-                .stalled_within(STALL_WINDOW, std::time::Instant::now())
-            {
+                .stalled_within(STALL_WINDOW, std::time::Instant::now());
+            if let Some(stall) = stall.filter(|s| Some(s.start_ms) != d.excused) {
                 postponed.push(Due {
-                    at: now + len.max(Duration::from_secs(1)),
+                    at: (d.at + stall.len).max(now + Duration::from_secs(1)),
+                    excused: Some(stall.start_ms),
                     ..d
                 });
                 continue;
@@ -190,6 +193,7 @@ impl Handler<Arm> for LeaseDeadlines {
             at: Instant::now() + msg.after,
             lease: msg.lease,
             generation,
+            excused: None,
         }));
         if self.due.len() > 2 * self.armed.len() + 1024 {
             let armed = &self.armed;

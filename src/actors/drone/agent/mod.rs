@@ -459,7 +459,8 @@ impl DroneAgent {
             return;
         };
         let busy = self.busy_slots() > 0;
-        let reporting = self.reports.values().any(|r| r.in_flight)
+        // A result not on disk yet would be lost by the exec: always wait for its save.
+        let reporting = self.reports.values().any(|r| r.in_flight || !r.saved)
             || (!self.reports.is_empty() && since.elapsed() < RESTART_GRACE);
         if busy || reporting {
             return;
@@ -514,14 +515,23 @@ impl Actor for DroneAgent {
             self.store.clone(),
             ctx.address(),
         );
-        actix_web::rt::task::spawn_blocking(move || {
+        let work = actix_web::rt::task::spawn_blocking(move || {
             let reaped = leftovers::reap(&state_dir);
             let (results, set_aside) = store.load();
-            me.do_send(Restored {
+            Restored {
                 results,
                 set_aside,
                 reaped,
+            }
+        });
+        actix_web::rt::spawn(async move {
+            // Even if reading them back failed, the drone goes on working.
+            let restored = work.await.unwrap_or_else(|_| Restored {
+                results: Vec::new(),
+                set_aside: Vec::new(),
+                reaped: vec!["(reading the previous run's state failed)".into()],
             });
+            me.do_send(restored);
         });
         // Ticks at least as often as the drone polls for work when idle.
         let every = self.cfg.idle_poll().min(Duration::from_millis(500));

@@ -30,6 +30,8 @@ pub struct Batch {
     /// Writes other than package and lease rows (edges, prunes, directory syncs).
     pub extra: Vec<Write>,
     waiters: Vec<Waiter>,
+    /// It records a publish: the publish hook runs once it is committed.
+    publishes: bool,
 }
 
 #[derive(Default)]
@@ -37,12 +39,18 @@ pub struct CommitBatch {
     extra: Vec<Write>,
     waiters: Vec<Waiter>,
     in_flight: bool,
+    publishes: bool,
 }
 
 impl CommitBatch {
     /// A write to go with the next batch.
     pub fn push(&mut self, w: Write) {
         self.extra.push(w);
+    }
+
+    /// The next batch records a publish.
+    pub fn note_publish(&mut self) {
+        self.publishes = true;
     }
 
     pub fn in_flight(&self) -> bool {
@@ -74,7 +82,12 @@ impl CommitBatch {
         if self.in_flight {
             return None;
         }
-        if pkgs.is_empty() && leases.is_empty() && self.extra.is_empty() && !other_work {
+        if pkgs.is_empty()
+            && leases.is_empty()
+            && self.extra.is_empty()
+            && !other_work
+            && !self.publishes
+        {
             for w in self.waiters.drain(..) {
                 let _ = w.send(Ok(()));
             }
@@ -86,15 +99,17 @@ impl CommitBatch {
             leases,
             extra: std::mem::take(&mut self.extra),
             waiters: std::mem::take(&mut self.waiters),
+            publishes: std::mem::take(&mut self.publishes),
         })
     }
 
-    /// The batch is on disk: its waiters hear so.
-    pub fn succeeded(&mut self, batch: Batch) {
+    /// The batch is on disk: its waiters hear so. Returns whether it recorded a publish.
+    pub fn succeeded(&mut self, batch: Batch) -> bool {
         self.in_flight = false;
         for w in batch.waiters {
             let _ = w.send(Ok(()));
         }
+        batch.publishes
     }
 
     /// The batch failed: its waiters hear why; its rows are handed back to be marked dirty
@@ -102,6 +117,7 @@ impl CommitBatch {
     /// ahead of anything newer.
     pub fn failed(&mut self, batch: Batch, error: CommitError) -> (Vec<u32>, Vec<LeaseId>) {
         self.in_flight = false;
+        self.publishes |= batch.publishes;
         for w in batch.waiters {
             let _ = w.send(Err(error.clone()));
         }
@@ -164,6 +180,18 @@ mod tests {
         let batch = c.begin(vec![1], vec![7], false).unwrap();
         assert_eq!(batch.extra.len(), 2);
         assert!(matches!(batch.extra[0], Write::Deps(ref d) if d == &[(1, 0)]));
+    }
+
+    #[test]
+    fn a_publish_is_announced_by_the_batch_that_commits_it_even_after_a_failure() {
+        let mut c = CommitBatch::default();
+        c.note_publish();
+        let batch = c.begin(vec![1], vec![], false).unwrap();
+        c.failed(batch, CommitError::QueueStopped);
+        let batch = c.begin(vec![1], vec![], false).unwrap();
+        assert!(c.succeeded(batch), "the retry carries the publish");
+        let batch = c.begin(vec![2], vec![], false).unwrap();
+        assert!(!c.succeeded(batch));
     }
 
     #[test]

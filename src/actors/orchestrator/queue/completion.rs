@@ -6,7 +6,6 @@ use super::leases::Lease;
 use super::publisher::{self, Verification};
 use super::{after_commit, answer_after, Complete, PackageQueue, QueueError};
 use crate::actors::orchestrator::circuit_breaker::Outcome;
-use crate::actors::orchestrator::publish_hook::PackagesPublished;
 use crate::actors::orchestrator::store::Write;
 use crate::domain::{FailureKind, PackageState};
 use crate::orchestrator::publish::{PublishError, Published};
@@ -135,15 +134,14 @@ impl PackageQueue {
                 Err(QueueError::NotPublished { source: e })
             }
         };
+        if published {
+            // The hook runs once the batch recording this publish is committed (a retried
+            // batch included).
+            self.commit.note_publish();
+        }
         let rx = self.durable(ctx);
-        let hook = self.peers.hook.clone();
         actix_web::rt::spawn(async move {
-            let answer = after_commit(rx, answer).await;
-            // The hook runs only once the publish is recorded.
-            if published && answer.is_ok() {
-                hook.do_send(PackagesPublished);
-            }
-            let _ = reply.send(answer);
+            let _ = reply.send(after_commit(rx, answer).await);
         });
     }
 }

@@ -432,7 +432,9 @@ impl PackageQueue {
             };
             match res {
                 Ok(()) => {
-                    act.commit.succeeded(batch);
+                    if act.commit.succeeded(batch) {
+                        act.peers.hook.do_send(PackagesPublished);
+                    }
                     act.flush(ctx);
                 }
                 Err(e) => {
