@@ -223,6 +223,28 @@ impl SimDrone {
     }
 }
 
+/// Runs `program --config FILE --check` on `text` with the token variables unset except
+/// `admin_token` (as `BUILD_SWARM_ADMIN_TOKEN`); its exit code and standard error.
+pub fn check_config(program: &str, text: &str, admin_token: Option<&str>) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .env_remove("BUILD_SWARM_DRONE_TOKEN");
+    match admin_token {
+        Some(t) => cmd.env("BUILD_SWARM_ADMIN_TOKEN", t),
+        None => cmd.env_remove("BUILD_SWARM_ADMIN_TOKEN"),
+    };
+    let out = cmd.output().expect("run the program");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

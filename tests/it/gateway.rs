@@ -818,23 +818,6 @@ async fn a_read_token_is_sent_to_orchestrators_and_guards_the_listings_but_not_t
 
 // ---- configuration ----
 
-fn check_config(text: &str, env_token: Option<&str>) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.toml");
-    std::fs::write(&path, text).unwrap();
-    let mut cmd = std::process::Command::new(GATEWAY_BIN);
-    cmd.arg("--config").arg(&path).arg("--check");
-    match env_token {
-        Some(t) => cmd.env("BUILD_SWARM_ADMIN_TOKEN", t),
-        None => cmd.env_remove("BUILD_SWARM_ADMIN_TOKEN"),
-    };
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn bad_config_is_refused_with_one_line_naming_the_key() {
     let ok = "orchestrators = [\"http://orch-a:8080\", \"http://orch-b:8080\"]\n";
@@ -863,15 +846,15 @@ fn bad_config_is_refused_with_one_line_naming_the_key() {
         ("this is not toml".to_string(), "line 1"),
     ];
     for (text, key) in cases {
-        let (code, err) = check_config(&text, None);
+        let (code, err) = check_config(GATEWAY_BIN, &text, None);
         assert_eq!(code, 2, "{text}: {err}");
         assert!(err.contains(key), "{key} not named in: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    assert_eq!(check_config(ok, None).0, 0);
+    assert_eq!(check_config(GATEWAY_BIN, ok, None).0, 0);
     // No orchestrators but the token from the environment: registrations can teach it.
-    let (code, err) = check_config("", Some("from-env"));
+    let (code, err) = check_config(GATEWAY_BIN, "", Some("from-env"));
     assert_eq!(code, 0, "{err}");
     let out = std::process::Command::new(GATEWAY_BIN)
         .args(["--config", "/nonexistent/g.toml"])

@@ -240,24 +240,6 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
     );
 }
 
-fn run_with_config(text: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .arg("--check")
-        .env_remove("BUILD_SWARM_ADMIN_TOKEN")
-        .env_remove("BUILD_SWARM_DRONE_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn bad_config_is_refused_with_one_line_naming_the_key() {
     let tokens = "[auth]\nadmin_token = \"a\"\ndrone_token = \"d\"\n";
@@ -273,14 +255,17 @@ fn bad_config_is_refused_with_one_line_naming_the_key() {
         ("this is not toml".to_string(), "line 1"),
     ];
     for (text, key) in cases {
-        let (code, err) = run_with_config(&text);
+        let (code, err) = check_config(BIN, &text, None);
         assert_eq!(code, 2, "{text}: {err}");
         assert!(err.contains(key), "{key} not named in: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    let (code, err) =
-        run_with_config(&format!("missing = 1\n{tokens}").replace("missing = 1\n", ""));
+    let (code, err) = check_config(
+        BIN,
+        &format!("missing = 1\n{tokens}").replace("missing = 1\n", ""),
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let out = Command::new(BIN)
         .args(["--config", "/nonexistent/o.toml"])
