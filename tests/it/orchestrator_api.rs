@@ -902,3 +902,87 @@ async fn request_bodies_that_are_not_json_objects_are_refused() {
     }
     app.stop().await;
 }
+
+/// With the state database's filesystem full, a change the store cannot write answers 503
+/// and changes nothing (what status and the package list show is what is on disk; no
+/// lease id is used up); once there is room again everything works.
+#[actix_web::test]
+async fn a_change_the_state_database_cannot_take_changes_nothing() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root: this test must not skip there"
+        );
+        eprintln!("skipped: needs root to mount a small filesystem for state_dir");
+        return;
+    }
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mount a tmpfs");
+    let state_dir = mnt.path().join("state");
+    let app = spawn_app(|c| c.state_dir = state_dir.clone()).await;
+    app.register("d1", 4).await;
+    app.submit("app-misc/a-1.0\napp-misc/b-1.0\n").await;
+    let w = app.claim("d1").await;
+    // Fill the filesystem.
+    let filler = mnt.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let before = app.anon().status().await.expect("status");
+    let big: String = (0..2000)
+        .map(|i| format!("app-misc/big{i}-1.0\n"))
+        .collect();
+    let err = app
+        .admin()
+        .submit(big.clone().into_bytes())
+        .await
+        .expect_err("the store is full");
+    assert_eq!(err.status(), Some(503), "{err}");
+    // What is shown is what is on disk, also once the committed state is read back.
+    let settled = || async {
+        app.anon()
+            .status()
+            .await
+            .ok()
+            .filter(|s| s.counts == before.counts)
+    };
+    eventually("the committed state back", Duration::from_secs(10), settled).await;
+    let list = app.anon().packages(None).await.expect("list");
+    assert_eq!(list.total, 2, "no package of the refused set appears");
+    // A claim that cannot be written is refused and uses up no lease id.
+    let claimed = app.drone().claim("d1").await;
+    let claim_failed = claimed.is_err();
+    if claim_failed {
+        eventually("the committed state back", Duration::from_secs(10), settled).await;
+    }
+    std::fs::remove_file(&filler).expect("make room");
+    // Room again: the same set goes in (a moment after a refusal it may still answer 503).
+    let added = eventually("the submit accepted", Duration::from_secs(10), || {
+        let body = big.clone().into_bytes();
+        let admin = app.admin();
+        async move { admin.submit(body).await.ok() }
+    })
+    .await;
+    assert_eq!(added.added, 2000);
+    if claim_failed {
+        let next = app.claim("d1").await;
+        assert_eq!(
+            next.lease,
+            w.lease + 1,
+            "the refused claim used no lease id"
+        );
+    }
+    app.stop().await;
+    let _ = std::process::Command::new("umount")
+        .arg(mnt.path())
+        .status();
+}

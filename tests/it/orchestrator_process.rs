@@ -333,6 +333,9 @@ async fn an_orchestrator_that_stood_still_reclaims_nothing_when_it_continues() {
         done.set(true);
     };
     futures_util::future::join(beats, stall).await;
+    // Completions verify and commit: more than the heartbeats' 1 s on a loaded machine.
+    let patient = ApiClient::with_timeout(&url, Some(DRONE.into()), Duration::from_secs(20));
+    let sim = SimDrone::new(patient, "d1", &dir.path().join("staging"));
     for w in [&w1, &w2] {
         let r = sim.upload_and_complete(w).await.expect("complete");
         assert!(r.accepted && !r.stale, "{} was taken away: {r:?}", w.atom);

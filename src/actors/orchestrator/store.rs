@@ -3,7 +3,7 @@
 //!
 //! Start-up reads the snapshot with [`Store::load`] before the actor starts. Then it hears
 //! `Commit` batches from the package queue (group commit, see
-//! [`crate::actors::orchestrator::queue::commit`]) and from the drone registry.
+//! [`crate::actors::orchestrator::queue::commit`]) and `Reload` after a failed one.
 
 use crate::domain::LeasePhase;
 use crate::domain::PackageState;
@@ -115,6 +115,11 @@ pub struct Snapshot {
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Commit(pub Vec<Write>);
+
+/// Reads the committed state back (after a failed commit, so memory equals disk again).
+#[derive(Message)]
+#[rtype(result = "Result<Snapshot, StoreError>")]
+pub struct Reload;
 
 pub struct Store {
     path: PathBuf,
@@ -573,6 +578,13 @@ impl Store {
 
 impl Actor for Store {
     type Context = SyncContext<Self>;
+}
+
+impl Handler<Reload> for Store {
+    type Result = Result<Snapshot, StoreError>;
+    fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
+        self.load()
+    }
 }
 
 impl Handler<Commit> for Store {

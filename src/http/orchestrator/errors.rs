@@ -21,7 +21,10 @@ impl From<QueueError> for ApiError {
             | QueueError::Retry(RetryError::NothingNamed) => ApiError::BadRequest(m),
             QueueError::Busy(_) => ApiError::Conflict(m),
             QueueError::Commit(
-                CommitError::Store(_) | CommitError::StoreGone(_) | CommitError::QueueStopped,
+                CommitError::Store(_)
+                | CommitError::StoreGone(_)
+                | CommitError::QueueStopped
+                | CommitError::Reloading,
             ) => ApiError::Unavailable(m),
         }
     }

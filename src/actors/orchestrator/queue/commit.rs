@@ -1,7 +1,10 @@
 //! Group commit: every change marks what it touched; one batch at a time is written by the
 //! store; whatever changes while a batch is in flight goes into the next; an answer waits
-//! for the batch holding its change (docs/design.md, "Durability"). A failed batch keeps
-//! its changes for the next try and tells its waiters.
+//! for the batch holding its change (docs/design.md, "Durability"). What other actors must
+//! hear of a change (`A`: breaker outcomes, cancels, the publish hook) is told only once
+//! its batch is committed. A failed batch answers its waiters with the error and is
+//! dropped, with everything changed after it: the queue then reads the committed state
+//! back, so memory equals disk.
 
 use crate::actors::orchestrator::store::{StoreError, Write};
 use crate::wire::orchestrator::LeaseId;
@@ -17,14 +20,16 @@ pub enum CommitError {
     StoreGone(#[source] actix::MailboxError),
     #[error("the package queue stopped")]
     QueueStopped,
+    #[error("the state database could not be written a moment ago; the committed state is being read back, try again shortly")]
+    Reloading,
 }
 
 /// Resolves when everything changed before it was asked for is committed.
 pub type Durable = oneshot::Receiver<Result<(), CommitError>>;
 type Waiter = oneshot::Sender<Result<(), CommitError>>;
 
-/// What one batch writes, and who waits for it.
-pub struct Batch {
+/// What one batch writes, who waits for it, and what others hear once it is committed.
+pub struct Batch<A> {
     pub pkgs: Vec<u32>,
     pub leases: Vec<LeaseId>,
     /// Writes other than package and lease rows (edges, prunes, directory syncs).
@@ -32,17 +37,41 @@ pub struct Batch {
     waiters: Vec<Waiter>,
     /// It records a publish: the publish hook runs once it is committed.
     publishes: bool,
+    after: Vec<A>,
 }
 
-#[derive(Default)]
-pub struct CommitBatch {
+/// What a committed batch leaves to be told.
+pub struct Committed<A> {
+    pub publishes: bool,
+    pub after: Vec<A>,
+}
+
+pub struct CommitBatch<A> {
     extra: Vec<Write>,
     waiters: Vec<Waiter>,
     in_flight: bool,
     publishes: bool,
+    after: Vec<A>,
 }
 
-impl CommitBatch {
+impl<A> Default for CommitBatch<A> {
+    fn default() -> Self {
+        CommitBatch {
+            extra: Vec::new(),
+            waiters: Vec::new(),
+            in_flight: false,
+            publishes: false,
+            after: Vec::new(),
+        }
+    }
+}
+
+impl<A> CommitBatch<A> {
+    /// To be told once the next batch is committed (dropped if it fails).
+    pub fn after(&mut self, a: A) {
+        self.after.push(a);
+    }
+
     /// A write to go with the next batch.
     pub fn push(&mut self, w: Write) {
         self.extra.push(w);
@@ -62,7 +91,7 @@ impl CommitBatch {
     /// must start a batch (`begin`) if none is in flight.
     pub fn wait(&mut self, clean: bool) -> (Durable, bool) {
         let (tx, rx) = oneshot::channel();
-        if clean && self.extra.is_empty() && !self.in_flight {
+        if clean && self.extra.is_empty() && self.after.is_empty() && !self.in_flight {
             let _ = tx.send(Ok(()));
             return (rx, false);
         }
@@ -78,7 +107,7 @@ impl CommitBatch {
         pkgs: Vec<u32>,
         leases: Vec<LeaseId>,
         other_work: bool,
-    ) -> Option<Batch> {
+    ) -> Option<Batch<A>> {
         if self.in_flight {
             return None;
         }
@@ -87,6 +116,7 @@ impl CommitBatch {
             && self.extra.is_empty()
             && !other_work
             && !self.publishes
+            && self.after.is_empty()
         {
             for w in self.waiters.drain(..) {
                 let _ = w.send(Ok(()));
@@ -100,30 +130,37 @@ impl CommitBatch {
             extra: std::mem::take(&mut self.extra),
             waiters: std::mem::take(&mut self.waiters),
             publishes: std::mem::take(&mut self.publishes),
+            after: std::mem::take(&mut self.after),
         })
     }
 
-    /// The batch is on disk: its waiters hear so. Returns whether it recorded a publish.
-    pub fn succeeded(&mut self, batch: Batch) -> bool {
+    /// The batch is on disk: its waiters hear so; what it leaves to be told is returned.
+    pub fn succeeded(&mut self, batch: Batch<A>) -> Committed<A> {
         self.in_flight = false;
         for w in batch.waiters {
             let _ = w.send(Ok(()));
         }
-        batch.publishes
+        Committed {
+            publishes: batch.publishes,
+            after: batch.after,
+        }
     }
 
-    /// The batch failed: its waiters hear why; its rows are handed back to be marked dirty
-    /// again (so the next batch writes them) and its other writes go into the next batch,
-    /// ahead of anything newer.
-    pub fn failed(&mut self, batch: Batch, error: CommitError) -> (Vec<u32>, Vec<LeaseId>) {
+    /// The batch failed, and so does everything changed after it (it was changed on top
+    /// of it): every waiter hears `error`, nothing is told, and only the writes that do not
+    /// depend on the queue's state (drone records, directory syncs) are kept for the next
+    /// batch. The caller reads the committed state back.
+    pub fn failed(&mut self, batch: Batch<A>, error: CommitError) {
         self.in_flight = false;
-        self.publishes |= batch.publishes;
-        for w in batch.waiters {
+        for w in batch.waiters.into_iter().chain(self.waiters.drain(..)) {
             let _ = w.send(Err(error.clone()));
         }
-        let newer = std::mem::replace(&mut self.extra, batch.extra);
-        self.extra.extend(newer);
-        (batch.pkgs, batch.leases)
+        let keep = |w: &Write| matches!(w, Write::Drone(_) | Write::SyncDir(_));
+        let mut kept: Vec<Write> = batch.extra.into_iter().filter(keep).collect();
+        kept.extend(std::mem::take(&mut self.extra).into_iter().filter(keep));
+        self.extra = kept;
+        self.after.clear();
+        self.publishes = false;
     }
 }
 
@@ -135,9 +172,11 @@ mod tests {
         rx.try_recv().ok()
     }
 
+    type Batcher = CommitBatch<&'static str>;
+
     #[test]
     fn nothing_pending_answers_at_once() {
-        let mut c = CommitBatch::default();
+        let mut c = Batcher::default();
         let (mut rx, flush) = c.wait(true);
         assert!(!flush);
         assert!(matches!(ready(&mut rx), Some(Ok(()))));
@@ -145,7 +184,7 @@ mod tests {
 
     #[test]
     fn changes_during_a_batch_wait_for_the_next_one() {
-        let mut c = CommitBatch::default();
+        let mut c = Batcher::default();
         let (mut first, flush) = c.wait(false);
         assert!(flush);
         let batch = c.begin(vec![1], vec![], false).unwrap();
@@ -165,38 +204,51 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_batch_tells_its_waiters_and_keeps_its_writes() {
-        let mut c = CommitBatch::default();
-        c.push(Write::Deps(vec![(1, 0)]));
-        let (mut rx, _) = c.wait(false);
-        let batch = c.begin(vec![1], vec![7], false).unwrap();
-        c.push(Write::Deps(vec![(2, 0)]));
-        let (pkgs, leases) = c.failed(batch, CommitError::QueueStopped);
-        assert_eq!((pkgs, leases), (vec![1], vec![7]));
-        assert!(matches!(
-            ready(&mut rx),
-            Some(Err(CommitError::QueueStopped))
-        ));
-        let batch = c.begin(vec![1], vec![7], false).unwrap();
-        assert_eq!(batch.extra.len(), 2);
-        assert!(matches!(batch.extra[0], Write::Deps(ref d) if d == &[(1, 0)]));
+    fn what_others_hear_waits_for_the_commit() {
+        let mut c = Batcher::default();
+        c.after("grounded d1");
+        c.note_publish();
+        let (_rx, flush) = c.wait(true);
+        assert!(flush, "something to tell is something to commit");
+        let batch = c.begin(vec![], vec![], false).unwrap();
+        let done = c.succeeded(batch);
+        assert!(done.publishes);
+        assert_eq!(done.after, vec!["grounded d1"]);
     }
 
     #[test]
-    fn a_publish_is_announced_by_the_batch_that_commits_it_even_after_a_failure() {
-        let mut c = CommitBatch::default();
+    fn a_failed_batch_fails_everything_after_it_and_tells_nothing() {
+        let mut c = Batcher::default();
+        c.push(Write::Deps(vec![(1, 0)]));
+        c.after("outcome");
         c.note_publish();
-        let batch = c.begin(vec![1], vec![], false).unwrap();
+        let (mut first, _) = c.wait(false);
+        let batch = c.begin(vec![1], vec![7], false).unwrap();
+        // Changed while the batch was being written: on top of it.
+        c.push(Write::Deps(vec![(2, 0)]));
+        c.push(Write::SyncDir("/b/cat".into()));
+        c.after("later outcome");
+        let (mut second, _) = c.wait(false);
         c.failed(batch, CommitError::QueueStopped);
-        let batch = c.begin(vec![1], vec![], false).unwrap();
-        assert!(c.succeeded(batch), "the retry carries the publish");
-        let batch = c.begin(vec![2], vec![], false).unwrap();
-        assert!(!c.succeeded(batch));
+        assert!(matches!(
+            ready(&mut first),
+            Some(Err(CommitError::QueueStopped))
+        ));
+        assert!(matches!(
+            ready(&mut second),
+            Some(Err(CommitError::QueueStopped))
+        ));
+        // Only the state-independent write is left; nothing to tell, no publish.
+        let batch = c.begin(vec![], vec![], false).unwrap();
+        assert_eq!(batch.extra.len(), 1);
+        assert!(matches!(batch.extra[0], Write::SyncDir(_)));
+        let done = c.succeeded(batch);
+        assert!(!done.publishes && done.after.is_empty());
     }
 
     #[test]
     fn an_empty_batch_answers_its_waiters_without_writing() {
-        let mut c = CommitBatch::default();
+        let mut c = Batcher::default();
         let (mut rx, _) = c.wait(false);
         assert!(c.begin(vec![], vec![], false).is_none());
         assert!(matches!(ready(&mut rx), Some(Ok(()))));

@@ -40,6 +40,12 @@ pub(super) struct VerifyMeta {
     reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
 }
 
+impl publisher::HasPackage for VerifyMeta {
+    fn package(&self) -> u32 {
+        self.pkg
+    }
+}
+
 impl PackageQueue {
     // ------------------------------------------------------------ publishing
 
@@ -82,6 +88,11 @@ impl PackageQueue {
             self.publisher.remove_later(upload_dir);
         }
         self.clean(ctx);
+        if self.reloading {
+            // Published on disk but not recorded: the drone's retry finds it there.
+            let _ = reply.send(Err(CommitError::Reloading.into()));
+            return;
+        }
         let drone = self
             .leases
             .get(lease_id)
@@ -176,6 +187,9 @@ impl PackageQueue {
 impl Handler<Complete> for PackageQueue {
     type Result = ResponseFuture<Result<CompleteResponse, QueueError>>;
     fn handle(&mut self, msg: Complete, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let lease_id = msg.lease;
         let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req) {
             Err(e) => return Box::pin(async move { Err(e) }),

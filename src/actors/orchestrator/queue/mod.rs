@@ -31,7 +31,7 @@ use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, Record
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
 use crate::actors::orchestrator::messages::ForDrone;
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
-use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
+use crate::actors::orchestrator::store::{Commit, Reload, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{FailureKind, PackageState};
 use crate::orchestrator::metrics::{Metrics, QueueMetrics};
@@ -86,11 +86,21 @@ pub struct Peers {
     pub hook: Recipient<PackagesPublished>,
 }
 
+/// What others hear of a change once it is committed.
+enum Tell {
+    Outcome(RecordOutcome),
+    Cancel(ForDrone),
+}
+
 pub struct PackageQueue {
     settings: QueueSettings,
     graph: PackageGraph,
     leases: LeaseTable,
-    commit: CommitBatch,
+    commit: CommitBatch<Tell>,
+    /// A commit failed: the committed state is being read back; changes are refused.
+    reloading: bool,
+    /// Drones lost while reloading, reclaimed once the state is back.
+    deferred_reclaims: Vec<ReclaimDrone>,
     publisher: Publisher<VerifyMeta>,
     /// Drones seen lately (claims, registrations): a package that failed on one drone may
     /// still go back to it when no other drone is around.
@@ -108,6 +118,29 @@ impl PackageQueue {
     /// (armed in `started`), so live drones can still finish after a restart.
     pub fn restore(settings: QueueSettings, snap: Snapshot, peers: Peers, log: Logger) -> Self {
         let log = log.new(slog::o!("actor" => "package_queue"));
+        let (graph, leases) = Self::state_from(&settings, snap, &log);
+        PackageQueue {
+            publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone()),
+            settings,
+            graph,
+            leases,
+            commit: CommitBatch::default(),
+            reloading: false,
+            deferred_reclaims: Vec::new(),
+            active_drones: HashMap::new(),
+            central_fault: false,
+            peers,
+            log,
+            metrics: QueueMetrics::default(),
+        }
+    }
+
+    /// The graph and the lease table of a stored snapshot.
+    fn state_from(
+        settings: &QueueSettings,
+        snap: Snapshot,
+        log: &Logger,
+    ) -> (PackageGraph, LeaseTable) {
         let (mut graph, problems) = PackageGraph::restore(settings.order, snap.packages, snap.deps);
         for p in problems {
             crit!(log, "the state database holds a package row it cannot use"; "problem" => format!("{p:?}"));
@@ -140,18 +173,79 @@ impl PackageQueue {
             warn!(log, "leased package without a lease, requeued"; "atom" => atom);
         }
         info!(log, "queue restored"; "packages" => graph.len(), "active_leases" => leases.total_active());
-        PackageQueue {
-            publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone()),
-            settings,
-            graph,
-            leases,
-            commit: CommitBatch::default(),
-            active_drones: HashMap::new(),
-            central_fault: false,
-            peers,
-            log,
-            metrics: QueueMetrics::default(),
+        (graph, leases)
+    }
+
+    /// A commit failed: reads the committed state back (memory equals disk again). Until
+    /// then changes are refused with 503.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        if self.reloading {
+            return;
         }
+        self.reloading = true;
+        let load = self.peers.store.send(Reload);
+        ctx.spawn(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok(snap)) => act.reloaded(snap, ctx),
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                crit!(act.log, "cannot read the committed state back, will retry"; "error" => why);
+                ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                    act.reloading = false;
+                    act.reload(ctx);
+                });
+            }
+        }));
+    }
+
+    fn reloaded(&mut self, snap: Snapshot, ctx: &mut Context<Self>) {
+        let (graph, leases) = Self::state_from(&self.settings, snap, &self.log);
+        self.graph = graph;
+        self.leases = leases;
+        // Completions still being verified keep their package busy.
+        for pkg in self.publisher.verifying_packages() {
+            if let Some(p) = self.graph.packages.get_mut(pkg as usize) {
+                p.publishing = true;
+            }
+        }
+        self.arm_active_leases();
+        self.reloading = false;
+        warn!(
+            self.log,
+            "the committed state was read back after a failed commit"
+        );
+        for msg in std::mem::take(&mut self.deferred_reclaims) {
+            self.reclaim_drone(msg, ctx);
+        }
+        self.flush(ctx);
+    }
+
+    /// Every active lease gets a fresh deadline (after a restart or a reload).
+    fn arm_active_leases(&self) {
+        for (id, l) in self.leases.iter() {
+            let (deadline, after) = match l.phase {
+                LeasePhase::Building => (DeadlineKind::Build, self.settings.build_timeout),
+                LeasePhase::Uploading => (DeadlineKind::Upload, self.settings.upload_timeout),
+                LeasePhase::Ended => continue,
+            };
+            self.peers.deadlines.do_send(Arm {
+                lease: *id,
+                epoch: l.epoch,
+                deadline,
+                after,
+            });
+        }
+    }
+
+    /// The answer to a change asked for while the committed state is being read back.
+    fn refuse_while_reloading<T: 'static>(&self) -> Option<ResponseFuture<Result<T, QueueError>>> {
+        self.reloading
+            .then(|| -> ResponseFuture<Result<T, QueueError>> {
+                Box::pin(async { Err(CommitError::Reloading.into()) })
+            })
     }
 
     /// Counts this queue's events into `metrics` (see [`crate::orchestrator::metrics`]).
@@ -242,24 +336,25 @@ impl PackageQueue {
         }
         self.peers.disarm.do_send(Disarm { lease: lease_id });
         if stop {
-            self.peers.drones.do_send(ForDrone {
+            self.commit.after(Tell::Cancel(ForDrone {
                 drone: drone.clone(),
                 command: DroneCommand {
                     action: DroneAction::Cancel,
                     lease: Some(lease_id),
                 },
-            });
+            }));
         }
         Some(drone)
     }
 
     /// Tells the breaker how a drone's attempt ended. Every end of an active lease sends
     /// exactly one outcome, so a half-open breaker always learns how its probe ended.
-    fn verdict(&self, drone: String, outcome: Outcome) {
-        self.peers.breaker.do_send(RecordOutcome { drone, outcome });
+    fn verdict(&mut self, drone: String, outcome: Outcome) {
+        self.commit
+            .after(Tell::Outcome(RecordOutcome { drone, outcome }));
     }
 
-    fn infra_failure(&self, drone: String, reason: String) {
+    fn infra_failure(&mut self, drone: String, reason: String) {
         self.verdict(
             drone,
             Outcome::Failure {
@@ -301,16 +396,10 @@ impl PackageQueue {
     /// (a poison package's failures never count), and its dependents move on.
     fn mark_built(&mut self, id: u32, builder: &str, req: &CompleteRequest) {
         let atom = self.graph.get(id).atom_str.clone();
-        for d in self
-            .graph
-            .get(id)
-            .tries
-            .failed_on
-            .iter()
-            .filter(|d| *d != builder)
-        {
+        let failed_on = self.graph.get(id).tries.failed_on.clone();
+        for d in failed_on.into_iter().filter(|d| d != builder) {
             self.verdict(
-                d.clone(),
+                d,
                 Outcome::Failure {
                     kind: FailureKind::Build,
                     reason: format!("{atom} failed to build here but built on {builder}"),
@@ -432,18 +521,25 @@ impl PackageQueue {
             };
             match res {
                 Ok(()) => {
-                    if act.commit.succeeded(batch) {
+                    let done = act.commit.succeeded(batch);
+                    if done.publishes {
                         act.peers.hook.do_send(PackagesPublished);
+                    }
+                    for tell in done.after {
+                        match tell {
+                            Tell::Outcome(o) => act.peers.breaker.do_send(o),
+                            Tell::Cancel(c) => act.peers.drones.do_send(c),
+                        }
                     }
                     act.flush(ctx);
                 }
                 Err(e) => {
-                    crit!(act.log, "state commit failed, will retry"; "error" => %e);
-                    // Keep the changes dirty so the next batch writes them again.
-                    let (pkgs, leases) = act.commit.failed(batch, e);
-                    act.graph.dirty.extend(pkgs);
-                    act.leases.dirty.extend(leases);
-                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.flush(ctx));
+                    crit!(act.log, "state commit failed: nothing of it is kept, the committed state is read back"; "error" => %e);
+                    act.commit.failed(batch, e);
+                    act.graph.dirty.clear();
+                    act.graph.new_deps.clear();
+                    act.leases.dirty.clear();
+                    act.reload(ctx);
                 }
             }
         }));
@@ -520,19 +616,7 @@ impl Actor for PackageQueue {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Restored leases get fresh deadlines.
-        for (id, l) in self.leases.iter() {
-            let (deadline, after) = match l.phase {
-                LeasePhase::Building => (DeadlineKind::Build, self.settings.build_timeout),
-                LeasePhase::Uploading => (DeadlineKind::Upload, self.settings.upload_timeout),
-                LeasePhase::Ended => continue,
-            };
-            self.peers.deadlines.do_send(Arm {
-                lease: *id,
-                epoch: l.epoch,
-                deadline,
-                after,
-            });
-        }
+        self.arm_active_leases();
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         self.sweep(ctx);
     }
@@ -566,6 +650,9 @@ impl Handler<RecordDrone> for PackageQueue {
 impl Handler<Submit> for PackageQueue {
     type Result = ResponseFuture<Result<SubmitResult, QueueError>>;
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let res = self.graph.submit(&msg.0);
         info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing, "format" => format!("{:?}", res.format));
         let rx = self.durable(ctx);
@@ -576,6 +663,9 @@ impl Handler<Submit> for PackageQueue {
 impl Handler<ClaimPackage> for PackageQueue {
     type Result = ResponseFuture<Result<Option<WorkAssignment>, QueueError>>;
     fn handle(&mut self, msg: ClaimPackage, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let res = self.claim(&msg.drone, msg.slots);
         let rx = self.durable(ctx);
         answer_after(rx, Ok(res))
@@ -585,6 +675,9 @@ impl Handler<ClaimPackage> for PackageQueue {
 impl Handler<MarkUploading> for PackageQueue {
     type Result = ResponseFuture<Result<Ack, QueueError>>;
     fn handle(&mut self, msg: MarkUploading, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let res = self
             .lookup_lease(msg.lease, msg.epoch)
             .map(|l| (l.pkg, l.is_active()));
@@ -613,6 +706,9 @@ impl Handler<MarkUploading> for PackageQueue {
 impl Handler<Fail> for PackageQueue {
     type Result = ResponseFuture<Result<Ack, QueueError>>;
     fn handle(&mut self, msg: Fail, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let res = self
             .lookup_lease(msg.lease, msg.req.epoch)
             .map(|l| (l.pkg, l.drone.clone(), l.is_active()));
@@ -645,6 +741,9 @@ impl Handler<Fail> for PackageQueue {
 impl Handler<Retry> for PackageQueue {
     type Result = ResponseFuture<Result<RetryResult, QueueError>>;
     fn handle(&mut self, msg: Retry, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
         let res = self.graph.retry(&msg.0).map_err(QueueError::from);
         if let Ok(r) = &res {
             info!(self.log, "retry"; "retried" => r.retried, "unblocked" => r.unblocked);

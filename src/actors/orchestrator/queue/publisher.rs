@@ -71,6 +71,11 @@ pub fn check_artifact_path(atom: &Atom, path: &str) -> Result<(), PathRefused> {
     }
 }
 
+/// What the queue keeps per job names its package.
+pub trait HasPackage {
+    fn package(&self) -> u32;
+}
+
 /// How one verification ended.
 pub struct Verification {
     pub published: Result<Published, PublishError>,
@@ -198,6 +203,14 @@ impl<M> Publisher<M> {
             work.push((id, job, category));
         }
         Some(Lane { work })
+    }
+
+    /// Packages of the jobs being verified.
+    pub fn verifying_packages(&self) -> Vec<u32>
+    where
+        M: HasPackage,
+    {
+        self.verifying.values().map(HasPackage::package).collect()
     }
 
     /// A lane reported job `id`.

@@ -28,6 +28,10 @@ impl PackageQueue {
 impl Handler<LeaseTimedOut> for PackageQueue {
     type Result = ();
     fn handle(&mut self, msg: LeaseTimedOut, ctx: &mut Self::Context) {
+        // While the committed state is read back: its leases get fresh deadlines then.
+        if self.reloading {
+            return;
+        }
         let Some(l) = self.leases.get(msg.lease) else {
             return;
         };
@@ -70,6 +74,17 @@ impl Handler<LeaseTimedOut> for PackageQueue {
 impl Handler<ReclaimDrone> for PackageQueue {
     type Result = ();
     fn handle(&mut self, msg: ReclaimDrone, ctx: &mut Self::Context) {
+        if self.reloading {
+            self.deferred_reclaims.push(msg);
+            return;
+        }
+        self.reclaim_drone(msg, ctx);
+    }
+}
+
+impl PackageQueue {
+    /// The drone is gone: its active leases are reclaimed.
+    pub(super) fn reclaim_drone(&mut self, msg: ReclaimDrone, ctx: &mut Context<Self>) {
         let leases = self.leases.active_of(&msg.drone);
         if leases.is_empty() {
             return;
@@ -87,6 +102,9 @@ impl Handler<ReclaimDrone> for PackageQueue {
 impl Handler<CheckLeases> for PackageQueue {
     type Result = MessageResult<CheckLeases>;
     fn handle(&mut self, msg: CheckLeases, ctx: &mut Self::Context) -> Self::Result {
+        if self.reloading {
+            return MessageResult(Vec::new());
+        }
         let listed: HashSet<LeaseId> = msg.listed.iter().copied().collect();
         // Held here but no longer worked on by the drone.
         let grace = self.settings.heartbeat_ttl;
