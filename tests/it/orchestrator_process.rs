@@ -51,6 +51,18 @@ fn start(config: &Path) -> Child {
         .expect("spawn orchestrator")
 }
 
+/// The real orchestrator binary on a free port with its state in a temporary directory,
+/// up and answering: the directory, its URL and the process.
+async fn running_orchestrator() -> (tempfile::TempDir, String, Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let child = start(&config);
+    wait_healthy(&url).await;
+    (dir, url, child)
+}
+
 async fn wait_healthy(url: &str) {
     let c = ApiClient::with_timeout(url, None, Duration::from_secs(2));
     wait_for(20, "the orchestrator to come up", || async {
@@ -117,12 +129,7 @@ async fn sim_drone(url: String, staging: PathBuf, name: String, done: Rc<Cell<bo
 
 #[actix_web::test]
 async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = start(&config);
-    wait_healthy(&url).await;
+    let (dir, url, mut child) = running_orchestrator().await;
 
     let n = 80;
     let pkgs: Vec<serde_json::Value> = (0..n)
@@ -167,7 +174,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let child = start(&config);
+        let child = start(&dir.path().join("orchestrator.toml"));
         wait_healthy(&url).await;
         // Wait for the run to finish.
         let t0 = Instant::now();
@@ -278,12 +285,7 @@ fn bad_config_is_refused_with_one_line_naming_the_key() {
 /// The same event is logged once by the real binary (the seed's duplicated log lines).
 #[actix_web::test]
 async fn the_binary_logs_each_event_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = start(&config);
-    wait_healthy(&url).await;
+    let (dir, url, mut child) = running_orchestrator().await;
     let admin = ApiClient::new(&url, Some(ADMIN.into()));
     admin.submit(b"app-misc/foo-1.0\n".to_vec()).await.unwrap();
     let _ = child.kill();
