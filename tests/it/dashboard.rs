@@ -1391,8 +1391,11 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     .expect("gateway starts");
     let gw_url = format!("http://127.0.0.1:{}", gw.port);
     actix_web::rt::spawn(gw.server);
+    // schemathesis keeps a cache in the directory it runs in: not in the checkout.
+    let scratch = tempfile::tempdir().expect("tempdir");
     for base in [&app.url, &gw_url] {
         let out = tokio::process::Command::new(&python)
+            .current_dir(scratch.path())
             .args(["-m", "schemathesis.cli", "run"])
             .arg(format!("{base}/api/v1/openapi.json"))
             .args(["--header", &format!("Authorization: Bearer {ADMIN}")])
