@@ -31,12 +31,7 @@ pub fn forget(path: &Path) {
 
 /// The command line of `pid`, if it is still a process group leader of its own group.
 fn leader_cmdline(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that ends the command name: state ppid pgrp ...
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let pgrp: u32 = fields.nth(1)?.parse().ok()?;
+    let (state, pgrp) = crate::sys::process::state_and_group(pid)?;
     if pgrp != pid || state == "Z" {
         return None;
     }

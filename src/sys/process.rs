@@ -55,6 +55,17 @@ pub fn group_command(argv: &[String]) -> Result<Command, ProcessError> {
     Ok(cmd)
 }
 
+/// The state letter (`R`, `S`, `Z`, …) and the process group of `pid`, from /proc.
+pub fn state_and_group(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the command name: state ppid pgrp ...
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.to_string();
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
 /// The name a group guard's `sh` runs as (`$0`), to find it in a process list.
 pub const GUARD_NAME: &str = "swarm-group-guard";
 

@@ -6,7 +6,7 @@
 use crate::common::*;
 use build_swarm::domain::PackageState;
 use build_swarm::sys::digest::sha256_file;
-use build_swarm::sys::process::GUARD_NAME;
+use build_swarm::sys::process::{state_and_group, GUARD_NAME};
 use build_swarm::wire::orchestrator::ControlAction;
 use std::process::Stdio;
 use std::time::Duration;
@@ -396,7 +396,7 @@ async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
     .await;
     // The first line of defence, the group's guard, dies too (as if it had been killed
     // with the drone): the restart is the second line.
-    let pgid = process_group_of(processes_matching(marker)[0].0);
+    let (_, pgid) = state_and_group(processes_matching(marker)[0].0).expect("the build's group");
     let guard = format!("{GUARD_NAME} {pgid}");
     wait_for(10, "the build's guard", || async {
         !processes_matching(&guard).is_empty()
@@ -425,17 +425,6 @@ async fn builds_left_by_a_killed_drone_are_killed_when_it_starts_again() {
     })
     .await;
     app.stop().await;
-}
-
-/// The process group `pid` is in (from /proc).
-fn process_group_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // After the command name in parentheses: state, ppid, pgrp.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    rest.split(' ')
-        .nth(2)
-        .and_then(|p| p.parse().ok())
-        .expect("pgrp")
 }
 
 /// A drone killed with SIGKILL leaves no build and no rsync running behind it.

@@ -9,8 +9,10 @@
 //! `ReclaimDrone` from sessions and the registry; `DroneSeen` and `RecordDrone` (a drone's
 //! record, written with the next batch) from the registry;
 //! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines. Sends only
-//! with `do_send` (`Arm`/`Disarm`, `RecordOutcome`, `ForDrone`, `PackagesPublished`), so
-//! nothing it waits on can wait on it. Answers that change state wait for their commit.
+//! with `do_send` (`Arm`/`Disarm`; `RecordOutcome`, `ForDrone` and `PackagesPublished` once
+//! the batch they follow from is committed), so nothing it waits on can wait on it; only
+//! the store answers it (`Commit`, `Reload`). Answers that change state wait for their
+//! commit; a refused commit is undone by reading the committed state back ([`reload`]).
 
 pub mod commit;
 mod completion;
@@ -21,6 +23,7 @@ pub mod messages;
 pub mod policy;
 pub mod publisher;
 mod reclaim;
+mod reload;
 pub mod views;
 
 pub use error::QueueError;
@@ -31,7 +34,7 @@ use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, Record
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
 use crate::actors::orchestrator::messages::ForDrone;
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
-use crate::actors::orchestrator::store::{Commit, Reload, Snapshot, Store, Write};
+use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{FailureKind, PackageState};
 use crate::orchestrator::metrics::{Metrics, QueueMetrics};
@@ -133,119 +136,6 @@ impl PackageQueue {
             log,
             metrics: QueueMetrics::default(),
         }
-    }
-
-    /// The graph and the lease table of a stored snapshot.
-    fn state_from(
-        settings: &QueueSettings,
-        snap: Snapshot,
-        log: &Logger,
-    ) -> (PackageGraph, LeaseTable) {
-        let (mut graph, problems) = PackageGraph::restore(settings.order, snap.packages, snap.deps);
-        for p in problems {
-            crit!(log, "the state database holds a package row it cannot use"; "problem" => format!("{p:?}"));
-        }
-        let mut leases = LeaseTable::new(snap.next_lease);
-        let n = graph.len() as u32;
-        for row in snap.leases {
-            if row.pkg >= n {
-                continue;
-            }
-            if row.phase != LeasePhase::Ended {
-                graph.packages[row.pkg as usize].lease = Some(row.id);
-            }
-            leases.restore(
-                row.id,
-                Lease {
-                    pkg: row.pkg,
-                    epoch: row.epoch,
-                    drone: row.drone,
-                    phase: row.phase,
-                    created: Instant::now(),
-                    created_unix: row.created_unix,
-                    ended_unix: row.ended_unix,
-                    upload_dir: row.upload_dir,
-                    stop: false,
-                },
-            );
-        }
-        for atom in graph.after_restore() {
-            warn!(log, "leased package without a lease, requeued"; "atom" => atom);
-        }
-        info!(log, "queue restored"; "packages" => graph.len(), "active_leases" => leases.total_active());
-        (graph, leases)
-    }
-
-    /// A commit failed: reads the committed state back (memory equals disk again). Until
-    /// then changes are refused with 503.
-    fn reload(&mut self, ctx: &mut Context<Self>) {
-        if self.reloading {
-            return;
-        }
-        self.reloading = true;
-        let load = self.peers.store.send(Reload);
-        ctx.spawn(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(snap)) => act.reloaded(snap, ctx),
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => String::new(),
-                };
-                crit!(act.log, "cannot read the committed state back, will retry"; "error" => why);
-                ctx.run_later(Duration::from_secs(1), |act, ctx| {
-                    act.reloading = false;
-                    act.reload(ctx);
-                });
-            }
-        }));
-    }
-
-    fn reloaded(&mut self, snap: Snapshot, ctx: &mut Context<Self>) {
-        let (graph, leases) = Self::state_from(&self.settings, snap, &self.log);
-        self.graph = graph;
-        self.leases = leases;
-        // Completions still being verified keep their package busy.
-        for pkg in self.publisher.verifying_packages() {
-            if let Some(p) = self.graph.packages.get_mut(pkg as usize) {
-                p.publishing = true;
-            }
-        }
-        self.arm_active_leases();
-        self.reloading = false;
-        warn!(
-            self.log,
-            "the committed state was read back after a failed commit"
-        );
-        for msg in std::mem::take(&mut self.deferred_reclaims) {
-            self.reclaim_drone(msg, ctx);
-        }
-        self.flush(ctx);
-    }
-
-    /// Every active lease gets a fresh deadline (after a restart or a reload).
-    fn arm_active_leases(&self) {
-        for (id, l) in self.leases.iter() {
-            let (deadline, after) = match l.phase {
-                LeasePhase::Building => (DeadlineKind::Build, self.settings.build_timeout),
-                LeasePhase::Uploading => (DeadlineKind::Upload, self.settings.upload_timeout),
-                LeasePhase::Ended => continue,
-            };
-            self.peers.deadlines.do_send(Arm {
-                lease: *id,
-                epoch: l.epoch,
-                deadline,
-                after,
-            });
-        }
-    }
-
-    /// The answer to a change asked for while the committed state is being read back.
-    fn refuse_while_reloading<T: 'static>(&self) -> Option<ResponseFuture<Result<T, QueueError>>> {
-        self.reloading
-            .then(|| -> ResponseFuture<Result<T, QueueError>> {
-                Box::pin(async { Err(CommitError::Reloading.into()) })
-            })
     }
 
     /// Counts this queue's events into `metrics` (see [`crate::orchestrator::metrics`]).
