@@ -33,17 +33,11 @@ struct LaneDone {
 
 /// What the queue keeps of a completion while its upload is verified.
 pub(super) struct VerifyMeta {
-    pkg: u32,
+    pub(super) pkg: u32,
     lease_id: LeaseId,
     upload_dir: String,
     req: CompleteRequest,
     reply: oneshot::Sender<Result<CompleteResponse, QueueError>>,
-}
-
-impl publisher::HasPackage for VerifyMeta {
-    fn package(&self) -> u32 {
-        self.pkg
-    }
 }
 
 impl PackageQueue {

@@ -71,11 +71,6 @@ pub fn check_artifact_path(atom: &Atom, path: &str) -> Result<(), PathRefused> {
     }
 }
 
-/// What the queue keeps per job names its package.
-pub trait HasPackage {
-    fn package(&self) -> u32;
-}
-
 /// How one verification ended.
 pub struct Verification {
     pub published: Result<Published, PublishError>,
@@ -205,12 +200,9 @@ impl<M> Publisher<M> {
         Some(Lane { work })
     }
 
-    /// Packages of the jobs being verified.
-    pub fn verifying_packages(&self) -> Vec<u32>
-    where
-        M: HasPackage,
-    {
-        self.verifying.values().map(HasPackage::package).collect()
+    /// What is kept for each job being verified.
+    pub fn verifying(&self) -> impl Iterator<Item = &M> {
+        self.verifying.values()
     }
 
     /// A lane reported job `id`.

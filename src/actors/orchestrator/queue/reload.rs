@@ -85,7 +85,8 @@ impl PackageQueue {
         self.graph = graph;
         self.leases = leases;
         // Completions still being verified keep their package busy.
-        for pkg in self.publisher.verifying_packages() {
+        let verifying: Vec<u32> = self.publisher.verifying().map(|m| m.pkg).collect();
+        for pkg in verifying {
             if let Some(p) = self.graph.packages.get_mut(pkg as usize) {
                 p.publishing = true;
             }
