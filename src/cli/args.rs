@@ -106,6 +106,33 @@ pub enum Command {
     },
     /// The orchestrators of the swarm
     Orchestrators,
+    /// Give a drone its own token (also `build-swarm drone enroll NAME`); shown once
+    Enroll {
+        /// The drone's name
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The host the drone runs on: ssh and restarts go there, whatever host the
+        /// drone announces
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// The orchestrator that enrolls it, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Revoke a drone's own token: it stops working at once (also `build-swarm drone revoke NAME`)
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The orchestrator the drone is enrolled with, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Enrolled drones and their hosts (also `build-swarm drone enrollments`)
+    Enrollments {
+        /// The orchestrator to ask, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -218,6 +245,8 @@ pub fn rewrite_drone_shorthand(args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     let names = command_names();
+    // `drone enroll|revoke|enrollments …` is spelled as the commands themselves.
+    let drone_word = ["enroll", "revoke", "enrollments"];
     let mut i = 1;
     while i < args.len() {
         let Some(arg) = args[i].to_str() else {
@@ -233,6 +262,16 @@ pub fn rewrite_drone_shorthand(args: Vec<OsString>) -> Vec<OsString> {
                 1
             };
             continue;
+        }
+        if arg == "drone"
+            && args
+                .get(i + 1)
+                .and_then(|a| a.to_str())
+                .is_some_and(|a| drone_word.contains(&a))
+        {
+            let mut out = args;
+            out.remove(i);
+            return out;
         }
         if !names.iter().any(|n| n == arg) {
             let mut out = args;
@@ -269,6 +308,13 @@ mod tests {
         assert_eq!(rw(&["bs", "--json", "drones"]), ["bs", "--json", "drones"]);
         assert_eq!(rw(&["bs", "drone", "x", "ip"]), ["bs", "drone", "x", "ip"]);
         assert_eq!(rw(&["bs", "--version"]), ["bs", "--version"]);
+        // `drone enroll|revoke|enrollments` are the commands themselves.
+        assert_eq!(
+            rw(&["bs", "--json", "drone", "enroll", "d1", "--host", "h"]),
+            ["bs", "--json", "enroll", "d1", "--host", "h"]
+        );
+        assert_eq!(rw(&["bs", "drone", "revoke", "d1"]), ["bs", "revoke", "d1"]);
+        assert_eq!(rw(&["bs", "enrollments"]), ["bs", "enrollments"]);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct CliConfig {
     pub restart_command: Option<Vec<String>>,
     /// The ssh program and its options, e.g. `["ssh", "-i", "/root/.ssh/swarm"]`.
     pub ssh_command: Option<Vec<String>>,
+    /// `[hosts]`: drone name → the host `<drone> ssh` and restarts over ssh go to. Wins
+    /// over the host the drone was enrolled for, which wins over the one it announces.
+    pub hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl CliConfig {
@@ -76,6 +79,14 @@ impl CliConfig {
                 return Err(ConfigError::invalid(
                     "ssh_user",
                     format!("`{user}` is not a user name"),
+                ));
+            }
+        }
+        for (name, host) in self.hosts.iter().flatten() {
+            if crate::cli::remote::ssh_target(None, host).is_err() {
+                return Err(ConfigError::invalid(
+                    &format!("hosts.{name}"),
+                    format!("`{host}` is not a host name"),
                 ));
             }
         }
@@ -177,6 +188,8 @@ pub struct Settings {
     pub ssh_user: Option<String>,
     pub restart_command: Vec<String>,
     pub ssh_command: Vec<String>,
+    /// `[hosts]` of every file (first file wins per drone).
+    pub hosts: std::collections::BTreeMap<String, String>,
     /// Config files that were read, first wins.
     pub files: Vec<PathBuf>,
 }
@@ -300,6 +313,13 @@ pub fn resolve(flags: &Flags, places: &Places) -> Result<Settings, ConfigError> 
                 .collect()
         }),
         ssh_command: from_files(|c| c.ssh_command.clone()).unwrap_or_else(|| vec!["ssh".into()]),
+        hosts: {
+            let mut hosts = std::collections::BTreeMap::new();
+            for (_, c) in files.iter().rev() {
+                hosts.extend(c.hosts.clone().into_iter().flatten());
+            }
+            hosts
+        },
         files: files.into_iter().map(|(p, _)| p).collect(),
     })
 }

@@ -160,7 +160,7 @@ pub fn render_drone(d: &DroneView, orch: Option<&Orch>) -> String {
                 d.aliases.join(", ")
             },
         ),
-        ("host", d.host.clone()),
+        ("host", host_line(d)),
         (
             "state",
             style.paint(&drone_state(d, now), state_color(&d.state)),
@@ -188,10 +188,40 @@ pub fn render_drone(d: &DroneView, orch: Option<&Orch>) -> String {
     if !d.version.is_empty() {
         f.push(("version", d.version.clone()));
     }
+    if let Some(c) = &d.credential {
+        let what = match c.as_str() {
+            "own" => "its own token (enrolled)",
+            "shared" => "the shared drone token",
+            "admin" => "the admin token",
+            other => other,
+        };
+        f.push(("credential", what.to_string()));
+    } else if d.enrolled {
+        f.push((
+            "credential",
+            "enrolled; not registered since the restart".into(),
+        ));
+    }
     if let Some(o) = orch {
         f.push(("orchestrator", format!("{} ({})", o.name, o.url)));
     }
     fields(&f, style)
+}
+
+/// The announced host, with the enrolled one and the one before when they differ.
+fn host_line(d: &DroneView) -> String {
+    let mut line = d.host.clone();
+    let mut notes = Vec::new();
+    if let Some(h) = d.enrolled_host.as_deref().filter(|h| *h != d.host) {
+        notes.push(format!("enrolled for {h}"));
+    }
+    if let Some(h) = d.previous_host.as_deref().filter(|h| *h != d.host) {
+        notes.push(format!("was {h}"));
+    }
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    line
 }
 
 pub fn render_queue(q: &QueueView) -> String {

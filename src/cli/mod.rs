@@ -4,8 +4,8 @@
 //! - [`config`] — where the swarm and the token are found (flags, env, files, defaults).
 //! - [`swarm`] — connecting: gateway or orchestrator, and which orchestrator has what.
 //! - [`matching`] — which drone a partial name means (pure functions).
-//! - [`overview`], [`packages`], [`drone`], [`remote`], [`watch`], [`generate`], [`demo`]
-//!   — the commands.
+//! - [`overview`], [`packages`], [`drone`], [`remote`], [`enroll`], [`watch`], [`generate`],
+//!   [`demo`] — the commands.
 //! - [`output`], [`view`] — tables, colour, human units; lenient views of the answers.
 //! - [`error`] — one sentence per error and the exit codes.
 
@@ -13,6 +13,7 @@ pub mod args;
 pub mod config;
 pub mod demo;
 pub mod drone;
+pub mod enroll;
 pub mod error;
 pub mod generate;
 pub mod matching;
@@ -110,6 +111,11 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Log { atom } => packages::log(&swarm, &atom, json).await,
         Command::Retry { atoms, failed } => packages::retry(&swarm, &atoms, failed, json).await,
         Command::Watch { interval } => watch::run(&swarm, interval, json).await,
+        Command::Enroll { name, host, to } => {
+            enroll::enroll(&swarm, &name, host.as_deref(), to.as_deref(), json).await
+        }
+        Command::Revoke { name, to } => enroll::revoke(&swarm, &name, to.as_deref(), json).await,
+        Command::Enrollments { to } => enroll::list(&swarm, to.as_deref(), json).await,
         Command::Completions { .. } | Command::Man | Command::Demo { .. } => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! `<drone> ssh [cmd…]` and `<drone> restart`: reaching the drone's host. ssh gets an
-//! argv, never a shell line; the host comes from the server, so one that could pass for
-//! an ssh option is refused.
+//! argv, never a shell line. The host is the operator's when there is one (`[hosts]` in
+//! the CLI config, then the host the drone was enrolled for) over the one the drone
+//! announced; one that could pass for an ssh option is refused.
 //!
 //! A restart goes through the API first (the drone gets it with its next heartbeat); if
 //! the drone does not pick it up within `--wait` seconds, or is offline, the CLI runs the
@@ -53,12 +54,60 @@ pub fn ssh_argv(
     Ok(argv)
 }
 
+/// Where a drone's host came from, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSource {
+    /// The CLI config's `[hosts]`.
+    Configured,
+    /// `build-swarm drone enroll NAME --host HOST`.
+    Enrolled,
+    /// What the drone announced when it registered.
+    Announced,
+}
+
+impl HostSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            HostSource::Configured => "configured in [hosts]",
+            HostSource::Enrolled => "enrolled",
+            HostSource::Announced => "announced by the drone",
+        }
+    }
+}
+
+/// The host ssh goes to: the operator's (`[hosts]`, then the enrolled one) over the one a
+/// drone announced, since any holder of a drone credential can announce anything.
+pub fn ssh_host<'a>(settings: &'a Settings, drone: &'a DroneView) -> (&'a str, HostSource) {
+    if let Some(h) = settings.hosts.get(&drone.name) {
+        return (h, HostSource::Configured);
+    }
+    if let Some(h) = drone.enrolled_host.as_deref().filter(|h| !h.is_empty()) {
+        return (h, HostSource::Enrolled);
+    }
+    (&drone.host, HostSource::Announced)
+}
+
+/// [`ssh_host`], saying on standard error which one it took when the drone announces
+/// another.
+fn chosen_host<'a>(settings: &'a Settings, drone: &'a DroneView) -> &'a str {
+    let (host, source) = ssh_host(settings, drone);
+    if source != HostSource::Announced && !drone.host.is_empty() && drone.host != host {
+        eprintln!(
+            "build-swarm: {} announces host {}; using {host} ({})",
+            drone.name,
+            drone.host,
+            source.as_str()
+        );
+    }
+    host
+}
+
 /// Replaces this process with ssh (interactive shell or one command).
 pub fn ssh(settings: &Settings, drone: &DroneView, cmd: &[String]) -> Result<(), CliError> {
     let argv = ssh_argv(
         &settings.ssh_command,
         settings.ssh_user.as_deref(),
-        &drone.host,
+        chosen_host(settings, drone),
         cmd,
     )?;
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
@@ -75,7 +124,7 @@ fn restart_over_ssh(settings: &Settings, drone: &DroneView) -> Result<(), CliErr
     let argv = ssh_argv(
         &settings.ssh_command,
         settings.ssh_user.as_deref(),
-        &drone.host,
+        chosen_host(settings, drone),
         command,
     )?;
     eprintln!("build-swarm: running {}", argv.join(" "));

@@ -61,6 +61,13 @@ pub struct DroneView {
     pub orchestrator: Option<String>,
     /// The drone's own `restart_command`, when it reported one.
     pub restart_command: Vec<String>,
+    pub enrolled: bool,
+    /// The host the operator enrolled it for.
+    pub enrolled_host: Option<String>,
+    /// The host it announced before its last register from another one.
+    pub previous_host: Option<String>,
+    /// `own`, `shared` or `admin`: the credential it registered with.
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -269,4 +269,22 @@ impl ApiClient {
     pub async fn fail(&self, lease: LeaseId, req: &FailRequest) -> Result<Ack, ClientError> {
         self.post(&format!("/api/v1/work/{lease}/fail"), req).await
     }
+    /// A new token of the drone's own (admin); `name` as a path segment.
+    pub async fn enroll(&self, name: &str, host: Option<&str>) -> Result<Enrollment, ClientError> {
+        let req = EnrollRequest {
+            host: host.map(str::to_string),
+        };
+        self.post(&format!("/api/v1/drones/{name}/enroll"), &req)
+            .await
+    }
+    pub async fn revoke(&self, name: &str) -> Result<Revoked, ClientError> {
+        self.post(
+            &format!("/api/v1/drones/{name}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+    pub async fn enrollments(&self) -> Result<EnrollmentList, ClientError> {
+        self.get("/api/v1/enrollments").await
+    }
 }

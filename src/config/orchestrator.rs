@@ -37,13 +37,27 @@ pub struct OrchestratorConfig {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub admin_token: Option<String>,
+    /// The token every drone may use (for drones not enrolled with their own).
     pub drone_token: Option<String>,
+    /// Whether `drone_token` works at all; `false`: only enrolled drones' own tokens do.
+    pub shared_drone_token: bool,
     /// When set, read endpoints need this token (or the admin or drone token).
     pub read_token: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            admin_token: None,
+            drone_token: None,
+            shared_drone_token: true,
+            read_token: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,7 +188,8 @@ impl Default for OrchestratorConfig {
 #[derive(Debug, Clone)]
 pub struct Tokens {
     pub admin: String,
-    pub drone: String,
+    /// The shared drone token; `None` when `[auth] shared_drone_token = false`.
+    pub drone: Option<String>,
     pub read: Option<String>,
 }
 
@@ -221,14 +236,18 @@ impl OrchestratorConfig {
                 key: "auth.admin_token".into(),
                 hint: " (set it in [auth] or BUILD_SWARM_ADMIN_TOKEN)".into(),
             })?;
-        let drone = self
-            .auth
-            .drone_token
-            .clone()
-            .ok_or_else(|| ConfigError::Missing {
-                key: "auth.drone_token".into(),
-                hint: " (set it in [auth] or BUILD_SWARM_DRONE_TOKEN)".into(),
-            })?;
+        let drone = if self.auth.shared_drone_token {
+            Some(self.auth.drone_token.clone().ok_or_else(|| {
+                ConfigError::Missing {
+                    key: "auth.drone_token".into(),
+                    hint: " (set it in [auth] or BUILD_SWARM_DRONE_TOKEN, or set \
+                               [auth] shared_drone_token = false and enroll each drone)"
+                        .into(),
+                }
+            })?)
+        } else {
+            None
+        };
         Ok(Tokens {
             admin,
             drone,
@@ -387,5 +406,21 @@ mod tests {
         assert!(err.contains("leases.heartbeat_ttl_s"), "{err}");
         let err = parse("").unwrap_err().to_string();
         assert!(err.contains("auth.admin_token"), "{err}");
+    }
+
+    #[test]
+    fn the_shared_drone_token_is_on_unless_switched_off() {
+        let tokens = parse(TOKENS).unwrap().tokens().unwrap();
+        assert_eq!(tokens.drone.as_deref(), Some("d"));
+        let no_shared = "[auth]\nadmin_token = \"a\"\nshared_drone_token = false\n";
+        let tokens = parse(no_shared).unwrap().tokens().unwrap();
+        assert_eq!(tokens.drone, None);
+        let err = parse("[auth]\nadmin_token = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.drone_token") && err.contains("shared_drone_token"),
+            "{err}"
+        );
     }
 }

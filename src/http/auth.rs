@@ -1,18 +1,26 @@
-//! Bearer tokens: admin for control and submit, drone for the drone protocol, and an
-//! optional read token. Compared in constant time (over SHA-256 digests, so the length of
-//! the token does not leak either).
+//! Bearer tokens: admin for control and submit; for the drone protocol an enrolled drone's
+//! own token or the shared drone token; an optional read token. Fixed tokens are compared in
+//! constant time (over SHA-256 digests, so the length does not leak either); a drone's own
+//! token is found by its SHA-256.
 
 use super::error::ApiError;
 use crate::config::orchestrator::Tokens;
+use crate::orchestrator::credentials::{Caller, DroneCredentials};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Read,
-    Drone,
     Admin,
+}
+
+/// The tokens a server accepts.
+pub struct Auth {
+    pub tokens: Tokens,
+    pub credentials: Arc<DroneCredentials>,
 }
 
 /// Constant-time token comparison (over SHA-256 digests, so lengths do not leak).
@@ -32,25 +40,43 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The admin token may do everything; the drone token the drone protocol and reads.
-pub fn authorize(req: &HttpRequest, tokens: &Tokens, role: Role) -> Result<(), ApiError> {
-    if role == Role::Read && tokens.read.is_none() {
-        return Ok(());
+impl Auth {
+    /// Who a drone-protocol request acts as: the admin, the shared drone token (when it is
+    /// on) or an enrolled drone.
+    pub fn drone_caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let given = bearer(req).ok_or(ApiError::Unauthorized)?;
+        if same(given, &self.tokens.admin) {
+            return Ok(Caller::Admin);
+        }
+        if self.tokens.drone.as_deref().is_some_and(|d| same(given, d)) {
+            return Ok(Caller::Shared(self.credentials.clone()));
+        }
+        self.credentials
+            .lookup(given)
+            .map(Caller::Drone)
+            .ok_or(ApiError::Unauthorized)
     }
-    let Some(given) = bearer(req) else {
-        return Err(ApiError::Unauthorized);
-    };
-    let admin = same(given, &tokens.admin);
-    let drone = same(given, &tokens.drone);
-    let read = tokens.read.as_deref().is_some_and(|r| same(given, r));
-    let ok = match role {
-        Role::Admin => admin,
-        Role::Drone => admin | drone,
-        Role::Read => admin | drone | read,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+
+    /// Admin endpoints need the admin token; reads any token this server knows (none when
+    /// no read token is configured).
+    pub fn authorize(&self, req: &HttpRequest, role: Role) -> Result<(), ApiError> {
+        if role == Role::Read && self.tokens.read.is_none() {
+            return Ok(());
+        }
+        let given = bearer(req).ok_or(ApiError::Unauthorized)?;
+        let ok = match role {
+            Role::Admin => same(given, &self.tokens.admin),
+            Role::Read => {
+                same(given, &self.tokens.admin)
+                    | self.tokens.drone.as_deref().is_some_and(|d| same(given, d))
+                    | self.tokens.read.as_deref().is_some_and(|r| same(given, r))
+                    || self.credentials.lookup(given).is_some()
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! `swarm-orchestrator`: what only the orchestrator uses beside its actors — its start-up
 //! ([`startup`]), verifying and publishing uploads ([`publish`]), the staging directory and
-//! its upload directories ([`staging`]), and its Prometheus metrics ([`metrics`]).
+//! its upload directories ([`staging`]), its Prometheus metrics ([`metrics`]) and the
+//! drones' own credentials ([`credentials`]).
 
+pub mod credentials;
 pub mod metrics;
 pub mod publish;
 pub mod staging;

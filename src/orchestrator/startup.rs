@@ -13,7 +13,9 @@ use crate::actors::orchestrator::queue::policy::FailurePolicy;
 use crate::actors::orchestrator::queue::{PackageQueue, Peers, QueueSettings};
 use crate::actors::orchestrator::store::{Store, StoreError};
 use crate::config::{ConfigError, OrchestratorConfig};
+use crate::http::auth::Auth;
 use crate::http::orchestrator::{self as api_routes, AppState};
+use crate::orchestrator::credentials::DroneCredentials;
 use crate::orchestrator::metrics::Metrics;
 use crate::sys::clock::SharedClock;
 use crate::sys::stall::StallWatch;
@@ -45,6 +47,8 @@ pub enum StartError {
     },
     #[error("start-up was interrupted: {0}")]
     Interrupted(String),
+    #[error("cannot read the kernel's random generator: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 pub struct Orchestrator {
@@ -89,7 +93,7 @@ impl Orchestrator {
         }
         let started = std::time::Instant::now();
         let state_dir = cfg.state_dir.clone();
-        let (store, snapshot) = actix_web::rt::task::spawn_blocking(move || {
+        let (store, mut snapshot) = actix_web::rt::task::spawn_blocking(move || {
             let store = Store::open(&state_dir)?;
             let snap = store.load()?;
             Ok::<_, StoreError>((store, snap))
@@ -128,6 +132,20 @@ impl Orchestrator {
             .map(|l| l.drone.clone())
             .collect();
         let drones = snapshot.drones.clone();
+        let mut lease_id_key = [0u8; 32];
+        crate::sys::random::fill(&mut lease_id_key).map_err(StartError::Random)?;
+        let (credentials, unusable) = DroneCredentials::new(
+            std::mem::take(&mut snapshot.credentials),
+            Some(store.clone()),
+        );
+        for name in unusable {
+            crit!(log, "the state database holds a drone credential it cannot read; enroll the drone again"; "drone" => name);
+        }
+        let credentials = Arc::new(credentials);
+        if tokens.drone.is_none() {
+            info!(log, "the shared drone token is off: only enrolled drones' own tokens work";
+                  "enrolled" => credentials.list().len());
+        }
         let settings = QueueSettings {
             staging_dir: cfg.staging_dir.clone(),
             binhost_dir: cfg.binhost_dir.clone(),
@@ -141,11 +159,13 @@ impl Orchestrator {
             },
             order: cfg.policy.order,
             clock: clock.clone(),
+            lease_id_key,
         };
         let breaker_settings = BreakerSettings::from(&cfg.breaker);
         let stall = StallWatch::start();
         let registry_settings = RegistrySettings {
             heartbeat_ttl: Duration::from_secs(cfg.leases.heartbeat_ttl_s),
+            credentials: credentials.clone(),
             upload_target: cfg.effective_upload_target(),
             stall: stall.clone(),
         };
@@ -190,9 +210,13 @@ impl Orchestrator {
             queue: queue.clone(),
             registry: registry.clone(),
             breaker: breaker.clone(),
-            tokens,
+            auth: Auth {
+                tokens,
+                credentials,
+            },
             max_submit_bytes: cfg.max_submit_bytes,
             metrics: metrics.clone(),
+            log: log.new(slog::o!("component" => "http")),
         });
         let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)
             .map_err(|source| StartError::Bind {

@@ -1,11 +1,13 @@
 //! Operating-system helpers every program uses: child processes in their own process
-//! groups ([`process`]), file checksums ([`digest`]), directory-relative file calls ([`dirfd`]), the slog set-up
-//! ([`logging`]), clocks that tests can drive ([`clock`]) and noticing that this process
-//! itself stood still ([`stall`]).
+//! groups ([`process`]), file checksums ([`digest`]), directory-relative file calls
+//! ([`dirfd`]), the slog set-up ([`logging`]), clocks that tests can drive ([`clock`]),
+//! noticing that this process itself stood still ([`stall`]) and unpredictable tokens and
+//! ids ([`random`]).
 
 pub mod clock;
 pub mod digest;
 pub mod dirfd;
 pub mod logging;
 pub mod process;
+pub mod random;
 pub mod stall;

@@ -163,6 +163,58 @@ pub struct DroneInfo {
     /// The drone's `restart_command` (empty: it did not say; the CLI uses its default).
     #[serde(default)]
     pub restart_command: Vec<String>,
+    /// The drone has its own credential (`build-swarm drone enroll`).
+    #[serde(default)]
+    pub enrolled: bool,
+    /// The host the operator enrolled it for; the CLI's ssh prefers it over `host`.
+    #[serde(default)]
+    pub enrolled_host: Option<String>,
+    /// The host it announced before its last register from another one.
+    #[serde(default)]
+    pub previous_host: Option<String>,
+    /// The credential its session registered with: `own`, `shared` or `admin` (`null`:
+    /// not registered since the orchestrator started).
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// `POST /api/v1/drones/{name}/enroll` (admin).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EnrollRequest {
+    /// The drone's host as the operator knows it (the CLI's ssh goes there).
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// A drone's new credential: the token is shown this once and stored only as a hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Enrollment {
+    pub name: String,
+    pub token: String,
+    pub host: Option<String>,
+    /// It replaced the token the drone had (which stopped working).
+    pub replaced: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnrolledDrone {
+    pub name: String,
+    pub host: Option<String>,
+    /// Unix seconds.
+    pub enrolled_unix: u64,
+}
+
+/// `GET /api/v1/enrollments` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnrollmentList {
+    pub drones: Vec<EnrolledDrone>,
+}
+
+/// `POST /api/v1/drones/{name}/revoke` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Revoked {
+    pub name: String,
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

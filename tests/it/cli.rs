@@ -1018,3 +1018,85 @@ async fn through_a_gateway_drone_commands_go_to_the_drones_orchestrator() {
     handle.stop(false).await;
     app.stop().await;
 }
+
+/// `drone enroll` prints a token that works once; ssh goes to the host the operator gave
+/// (`[hosts]`, then the enrolled one), not the one the drone announces, and says so.
+#[actix_web::test]
+async fn enrolled_drones_and_the_host_ssh_goes_to() {
+    let app = spawn_app(|_| {}).await;
+    let cli = Cli::new();
+    let out = cli
+        .ok(&app, &["drone", "enroll", "drone-e", "--host", "10.0.0.5"])
+        .await;
+    let token = out.stdout.trim().to_string();
+    assert!(token.starts_with("bsd_"), "{out:?}");
+    assert!(out.stderr.contains("shown only now"), "{out:?}");
+    // The drone announces another host (with its own, valid token).
+    let own = build_swarm::client::ApiClient::new(&app.url, Some(token.clone()));
+    own.register(&RegisterRequest {
+        host: "203.0.113.9".into(),
+        ..registration("drone-e", 1)
+    })
+    .await
+    .expect("register with the enrolled token");
+    let status = cli.ok(&app, &["drone-e", "status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("203.0.113.9 (enrolled for 10.0.0.5)"),
+        "{status:?}"
+    );
+    assert!(status.stdout.contains("its own token"), "{status:?}");
+    let list = cli.ok(&app, &["--json", "enrollments"]).await;
+    assert_eq!(json(&list)["drones"][0]["host"], "10.0.0.5");
+
+    let (ssh, ssh_log) = cli.fake_ssh();
+    let cfg = cli.config_file(
+        "cli.toml",
+        &format!("ssh_command = [\"{}\"]\n", ssh.display()),
+    );
+    let cfg = cfg.display().to_string();
+    let out = cli
+        .ok(&app, &["--config", &cfg, "drone-e", "ssh", "true"])
+        .await;
+    assert!(
+        out.stderr
+            .contains("announces host 203.0.113.9; using 10.0.0.5 (enrolled)"),
+        "{out:?}"
+    );
+    assert_eq!(read_ssh_log(&ssh_log)[0], ["--", "10.0.0.5", "true"]);
+    // The operator's own [hosts] entry wins over both.
+    let cfg = cli.config_file(
+        "cli2.toml",
+        &format!(
+            "ssh_command = [\"{}\"]\n[hosts]\ndrone-e = \"e.lan\"\n",
+            ssh.display()
+        ),
+    );
+    let cfg = cfg.display().to_string();
+    let out = cli
+        .ok(&app, &["--config", &cfg, "drone-e", "ssh", "true"])
+        .await;
+    assert!(out.stderr.contains("configured in [hosts]"), "{out:?}");
+    assert_eq!(read_ssh_log(&ssh_log)[1], ["--", "e.lan", "true"]);
+
+    // Revoked: the token stops working.
+    cli.ok(&app, &["drone", "revoke", "drone-e"]).await;
+    let err = own
+        .heartbeat(
+            "drone-e",
+            &build_swarm::wire::orchestrator::HeartbeatRequest::default(),
+        )
+        .await
+        .expect_err("revoked");
+    assert_eq!(err.status(), Some(401));
+    let out = cli.at(&app, &["revoke", "drone-e"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not enrolled"), "{out:?}");
+    // Only the admin enrolls.
+    let out = cli
+        .run(&["--orchestrator", &app.url, "--token", DRONE, "enroll", "x"])
+        .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    app.stop().await;
+}

@@ -7,6 +7,10 @@ use std::path::Path;
 fn orchestrator_example_loads_and_validates() {
     let cfg: OrchestratorConfig = load_file(Path::new("config/orchestrator.toml")).expect("parses");
     cfg.validate().expect("valid");
+    assert!(
+        !cfg.auth.shared_drone_token,
+        "the example uses per-drone credentials"
+    );
     assert_eq!(cfg.breaker.max_failures, 5);
     assert_eq!(cfg.breaker.cooloff_s, 120);
 }

@@ -1132,6 +1132,10 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         restart_command: vec![],
         grounded_reason: None,
         probing: false,
+        enrolled: true,
+        enrolled_host: Some("h.lan".into()),
+        previous_host: Some("old".into()),
+        credential: Some("own".into()),
     };
     let lease = LeaseView {
         lease: 1,
@@ -1291,6 +1295,32 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
             keys(&Ack {
                 ok: true,
                 stale: true,
+            }),
+        ),
+        ("EnrollRequest", keys(&EnrollRequest { host: None })),
+        (
+            "Enrollment",
+            keys(&Enrollment {
+                name: "d".into(),
+                token: "t".into(),
+                host: None,
+                replaced: false,
+            }),
+        ),
+        (
+            "EnrolledDrone",
+            keys(&EnrolledDrone {
+                name: "d".into(),
+                host: None,
+                enrolled_unix: 1,
+            }),
+        ),
+        ("EnrollmentList", keys(&EnrollmentList { drones: vec![] })),
+        (
+            "Revoked",
+            keys(&Revoked {
+                name: "d".into(),
+                revoked: true,
             }),
         ),
     ];

@@ -464,14 +464,14 @@ async fn a_slow_transfer_past_total_timeout_is_killed_by_the_supervisor() {
         &[("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "4096")],
     );
     // Watch the drone's rsync client and its ssh: when they appear, and when they are gone.
-    // (Other tests run in parallel with their own lease-1: match this lab's staging path.)
-    let lease_dir = format!("{}/lease-1/", lab.path("staging").display());
+    // (Other tests run in parallel with their own leases: match this lab's staging path.)
+    let lease_dir = format!("{}/lease-", lab.path("staging").display());
     let is_upload = |cmd: &str| {
         (cmd.starts_with("rsync -a") || cmd.starts_with("ssh ")) && cmd.contains(&lease_dir)
     };
     let t0 = Instant::now();
     let started = loop {
-        if processes_matching("lease-1")
+        if processes_matching("lease-")
             .iter()
             .any(|(_, c)| is_upload(c))
         {
@@ -481,7 +481,7 @@ async fn a_slow_transfer_past_total_timeout_is_killed_by_the_supervisor() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let ended = loop {
-        if !processes_matching("lease-1")
+        if !processes_matching("lease-")
             .iter()
             .any(|(_, c)| is_upload(c))
         {
@@ -505,7 +505,7 @@ async fn a_slow_transfer_past_total_timeout_is_killed_by_the_supervisor() {
     .await;
     // Nothing of that upload is left on the drone.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let left: Vec<_> = processes_matching("lease-1")
+    let left: Vec<_> = processes_matching("lease-")
         .into_iter()
         .filter(|(_, c)| is_upload(c))
         .collect();

@@ -12,6 +12,7 @@ mod cli_config_example;
 mod config_examples;
 mod dashboard;
 mod demo;
+mod drone_identity;
 mod drone_local;
 mod drone_multihost;
 mod failure_policy;

@@ -20,11 +20,12 @@ use crate::actors::orchestrator::queue::{
 };
 use crate::actors::orchestrator::store::DroneRow;
 use crate::domain::{check_drone_name, DroneState};
+use crate::orchestrator::credentials::{CredentialKind, DroneCredentials};
 use crate::wire::orchestrator::{
     DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse, WorkAssignment,
 };
 use actix::prelude::*;
-use slog::{info, Logger};
+use slog::{info, warn, Logger};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -34,11 +35,25 @@ pub enum RegistryError {
     Invalid(String),
     #[error("no drone named `{0}` is registered")]
     Unknown(String),
+    #[error(
+        "drone {name} is online, registered with {online} credential; a register with {given} \
+         credential is refused (stop the running drone, or wait until it has been offline for \
+         the heartbeat TTL)"
+    )]
+    OnlineWithOtherCredential {
+        name: String,
+        online: &'static str,
+        given: &'static str,
+    },
 }
 
+/// A drone registers (HTTP handler → registry); `credential`: what its token is.
 #[derive(Message)]
 #[rtype(result = "Result<RegisterResponse, RegistryError>")]
-pub struct Register(pub RegisterRequest);
+pub struct Register {
+    pub req: RegisterRequest,
+    pub credential: CredentialKind,
+}
 
 #[derive(Message)]
 #[rtype(result = "Result<Addr<DroneSession>, RegistryError>")]
@@ -79,6 +94,8 @@ pub struct Restore {
 
 pub struct RegistrySettings {
     pub heartbeat_ttl: Duration,
+    /// Enrolled drones (for the host the operator enrolled each for).
+    pub credentials: std::sync::Arc<DroneCredentials>,
     pub upload_target: String,
     /// Shared with the sessions (see [`crate::sys::stall`]).
     pub stall: std::sync::Arc<crate::sys::stall::StallWatch>,
@@ -154,6 +171,7 @@ impl DroneRegistry {
 
     fn info(
         summary: &SessionSummary,
+        enrolled: Option<crate::orchestrator::credentials::Enrolled>,
         health: Option<&HealthView>,
         current: Option<&Vec<String>>,
     ) -> DroneInfo {
@@ -186,6 +204,10 @@ impl DroneRegistry {
                 .and_then(|h| h.reason.clone()),
             probing: health.is_some_and(|h| h.probing),
             restart_command: summary.restart_command.clone(),
+            enrolled: enrolled.is_some(),
+            enrolled_host: enrolled.and_then(|e| e.host),
+            previous_host: summary.previous_host.clone(),
+            credential: summary.credential.map(|c| c.as_str().to_string()),
         }
     }
 
@@ -196,12 +218,16 @@ impl DroneRegistry {
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
         let breaker = self.breaker.send(HealthReport);
         let queue = self.queue.send(CurrentByDrone);
+        let credentials = self.settings.credentials.clone();
         async move {
             let health = breaker.await.unwrap_or_default();
             let current = queue.await.unwrap_or_default();
             summaries
                 .iter()
-                .map(|s| Self::info(s, health.get(&s.name), current.get(&s.name)))
+                .map(|s| {
+                    let enrolled = credentials.get(&s.name);
+                    Self::info(s, enrolled, health.get(&s.name), current.get(&s.name))
+                })
                 .collect()
         }
     }
@@ -214,7 +240,7 @@ impl Actor for DroneRegistry {
 impl Handler<Register> for DroneRegistry {
     type Result = Result<RegisterResponse, RegistryError>;
     fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
-        let r = msg.0;
+        let r = msg.req;
         check_drone_name(&r.name).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         if r.slots == 0 || r.slots > 1024 {
             return Err(RegistryError::Invalid(format!(
@@ -232,17 +258,47 @@ impl Handler<Register> for DroneRegistry {
                 "too many or too long aliases or host".into(),
             ));
         }
+        // One running drone per name: while it is online, a register with another
+        // credential is refused — unless it is the drone's own (enrolled) one, which
+        // takes over from a session the shared or admin token opened. The same credential
+        // is the drone restarting.
+        if let Some(old) = self.sessions.get(&r.name) {
+            if let Some(online) = old.summary.credential.filter(|c| {
+                old.summary.online && *c != msg.credential && msg.credential != CredentialKind::Own
+            }) {
+                warn!(self.log, "refused a register under an online drone's name"; "drone" => &r.name,
+                      "online_host" => &old.summary.host, "online_credential" => online.as_str(),
+                      "host" => &r.host, "credential" => msg.credential.as_str());
+                return Err(RegistryError::OnlineWithOtherCredential {
+                    name: r.name,
+                    online: online.as_str(),
+                    given: msg.credential.as_str(),
+                });
+            }
+        }
+        let enrolled_host = self.settings.credentials.get(&r.name).and_then(|e| e.host);
+        if let Some(h) = enrolled_host.filter(|h| *h != r.host) {
+            warn!(self.log, "drone announces another host than it was enrolled for"; "drone" => &r.name,
+                  "enrolled_host" => h, "host" => &r.host);
+        }
         let mut paused = false;
+        let mut previous_host = None;
         if let Some(old) = self.sessions.remove(&r.name) {
             old.addr.do_send(Replaced);
             paused = old.summary.paused;
+            previous_host = old.summary.previous_host.clone();
+            if !old.summary.host.is_empty() && old.summary.host != r.host {
+                warn!(self.log, "drone host changed"; "drone" => &r.name,
+                      "from" => &old.summary.host, "to" => &r.host);
+                previous_host = Some(old.summary.host.clone());
+            }
             // Whatever the old session held is lost with the drone's restart.
             self.queue.do_send(ReclaimDrone {
                 drone: r.name.clone(),
                 reason: "the drone registered again (restarted)".into(),
             });
         }
-        info!(self.log, "drone registered"; "drone" => &r.name, "host" => &r.host, "slots" => r.slots, "version" => &r.version);
+        info!(self.log, "drone registered"; "drone" => &r.name, "host" => &r.host, "slots" => r.slots, "version" => &r.version, "credential" => msg.credential.as_str());
         let summary = SessionSummary {
             name: r.name.clone(),
             aliases: r.aliases,
@@ -253,6 +309,8 @@ impl Handler<Register> for DroneRegistry {
             paused,
             online: true,
             last_seen_unix: Some(crate::sys::clock::unix_now()),
+            previous_host,
+            credential: Some(msg.credential),
         };
         self.queue.do_send(RecordDrone(summary.row()));
         self.queue.do_send(DroneSeen {
@@ -388,6 +446,8 @@ impl Handler<Restore> for DroneRegistry {
                 paused: row.paused,
                 online,
                 last_seen_unix: row.last_seen_unix,
+                previous_host: None,
+                credential: None,
             };
             self.start_session(summary, ctx);
         }

@@ -4,6 +4,7 @@
 //! an actor that imports it back.
 
 use crate::actors::orchestrator::store::DroneRow;
+use crate::orchestrator::credentials::CredentialKind;
 use crate::wire::orchestrator::DroneCommand;
 use actix::Message;
 
@@ -27,6 +28,11 @@ pub struct SessionSummary {
     pub paused: bool,
     pub online: bool,
     pub last_seen_unix: Option<u64>,
+    /// The host it had before it last registered from another one (not stored).
+    pub previous_host: Option<String>,
+    /// The credential it registered with (`None`: restored at start-up, not registered
+    /// since).
+    pub credential: Option<CredentialKind>,
 }
 
 impl SessionSummary {

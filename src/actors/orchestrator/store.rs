@@ -62,6 +62,8 @@ pub struct PackageRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseRow {
     pub id: LeaseId,
+    /// The order leases were made in (rows from before lease ids were random: the id).
+    pub seq: u64,
     pub pkg: u32,
     pub epoch: u64,
     pub drone: String,
@@ -109,7 +111,32 @@ pub struct Snapshot {
     pub deps: Vec<(u32, u32)>,
     pub leases: Vec<LeaseRow>,
     pub drones: Vec<DroneRow>,
-    pub next_lease: LeaseId,
+    pub credentials: Vec<CredentialRow>,
+    /// The number (`seq`) of the next lease.
+    pub next_lease_seq: u64,
+}
+
+/// A drone's own credential (docs/design.md, "Drone identity"): only a hash of the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRow {
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub token_sha256: String,
+    /// The host the operator enrolled it for, if any.
+    pub host: Option<String>,
+    pub enrolled_unix: u64,
+}
+
+/// Stores a drone's credential, replacing the one it had.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveCredential(pub CredentialRow);
+
+/// Removes a drone's credential; answers whether it had one.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct DeleteCredential {
+    pub name: String,
 }
 
 #[derive(Message)]
@@ -184,12 +211,16 @@ CREATE TABLE IF NOT EXISTS packages(
 CREATE TABLE IF NOT EXISTS deps(pkg INTEGER NOT NULL, dep INTEGER NOT NULL, PRIMARY KEY(pkg, dep)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases(
   id INTEGER PRIMARY KEY, pkg INTEGER NOT NULL, epoch INTEGER NOT NULL, drone TEXT NOT NULL,
-  phase TEXT NOT NULL, created_unix INTEGER NOT NULL, ended_unix INTEGER, upload_dir TEXT);
+  phase TEXT NOT NULL, created_unix INTEGER NOT NULL, ended_unix INTEGER, upload_dir TEXT,
+  seq INTEGER);
 CREATE INDEX IF NOT EXISTS leases_phase ON leases(phase);
 CREATE TABLE IF NOT EXISTS drones(
   name TEXT PRIMARY KEY, aliases TEXT NOT NULL, host TEXT NOT NULL, slots INTEGER NOT NULL,
   version TEXT NOT NULL, paused INTEGER NOT NULL, last_seen_unix INTEGER,
   restart_command TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS drone_credentials(
+  name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, host TEXT,
+  enrolled_unix INTEGER NOT NULL);
 ";
 
 impl Store {
@@ -208,11 +239,12 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        // State files from before drones reported their restart_command, and from before
-        // upload directories were reused.
+        // State files from before drones reported their restart_command, from before
+        // upload directories were reused, and from before lease ids were random.
         let columns = [
             ("drones", "restart_command", "TEXT NOT NULL DEFAULT '[]'"),
             ("leases", "upload_dir", "TEXT"),
+            ("leases", "seq", "INTEGER"),
         ];
         for (table, column, decl) in columns {
             let has: i64 = conn
@@ -348,8 +380,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir FROM leases
-                 ORDER BY id",
+                "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir,
+                   COALESCE(seq, id) FROM leases ORDER BY COALESCE(seq, id)",
             )
             .map_err(|e| self.err(e))?;
         let leases = stmt
@@ -363,17 +395,19 @@ impl Store {
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<i64>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         for l in leases {
-            let (id, pkg, epoch, drone, phase, created, ended, upload_dir) =
+            let (id, pkg, epoch, drone, phase, created, ended, upload_dir, seq) =
                 l.map_err(|e| self.err(e))?;
             let phase = LeasePhase::parse(&phase).ok_or_else(|| {
                 self.corrupt(format!("lease {id}"), format!("unknown phase `{phase}`"))
             })?;
             snap.leases.push(LeaseRow {
                 id: id as u64,
+                seq: seq as u64,
                 pkg,
                 epoch: epoch as u64,
                 drone,
@@ -387,13 +421,37 @@ impl Store {
         }
         drop(stmt);
 
-        let max_lease: Option<i64> = self
+        let max_seq: Option<i64> = self
             .conn
-            .query_row("SELECT MAX(id) FROM leases", [], |r| r.get(0))
+            .query_row("SELECT MAX(COALESCE(seq, id)) FROM leases", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?
             .flatten();
-        snap.next_lease = max_lease.map(|m| m as u64 + 1).unwrap_or(1);
+        snap.next_lease_seq = max_seq.map(|m| m as u64 + 1).unwrap_or(1);
+
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, token_sha256, host, enrolled_unix FROM drone_credentials
+                 ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CredentialRow {
+                    name: r.get(0)?,
+                    token_sha256: r.get(1)?,
+                    host: r.get(2)?,
+                    enrolled_unix: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            snap.credentials.push(row.map_err(|e| self.err(e))?);
+        }
+        drop(stmt);
 
         let mut stmt = self
             .conn
@@ -485,8 +543,8 @@ impl Store {
                 .map_err(sql)?;
             let mut lease = tx
                 .prepare_cached(
-                    "INSERT INTO leases(id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
+                    "INSERT INTO leases(id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir, seq)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)
                      ON CONFLICT(id) DO UPDATE SET phase=excluded.phase, ended_unix=excluded.ended_unix",
                 )
                 .map_err(sql)?;
@@ -540,6 +598,7 @@ impl Store {
                                 l.created_unix as i64,
                                 l.ended_unix.map(|e| e as i64),
                                 l.upload_dir,
+                                l.seq as i64,
                             ])
                             .map_err(sql)?;
                     }
@@ -564,7 +623,7 @@ impl Store {
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1
-                             AND id < (SELECT MAX(id) FROM leases)",
+                             AND COALESCE(seq, id) < (SELECT MAX(COALESCE(seq, id)) FROM leases)",
                             params![*ended_before as i64],
                         )
                         .map_err(sql)?;
@@ -591,6 +650,36 @@ impl Handler<Commit> for Store {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: Commit, _: &mut Self::Context) -> Self::Result {
         self.commit(&msg.0)
+    }
+}
+
+impl Handler<SaveCredential> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveCredential, _: &mut Self::Context) -> Self::Result {
+        let c = msg.0;
+        self.conn
+            .execute(
+                "INSERT INTO drone_credentials(name, token_sha256, host, enrolled_unix)
+                 VALUES(?1,?2,?3,?4)
+                 ON CONFLICT(name) DO UPDATE SET token_sha256=excluded.token_sha256,
+                    host=excluded.host, enrolled_unix=excluded.enrolled_unix",
+                params![c.name, c.token_sha256, c.host, c.enrolled_unix as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+impl Handler<DeleteCredential> for Store {
+    type Result = Result<bool, StoreError>;
+    fn handle(&mut self, msg: DeleteCredential, _: &mut Self::Context) -> Self::Result {
+        self.conn
+            .execute(
+                "DELETE FROM drone_credentials WHERE name = ?1",
+                params![msg.name],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -631,6 +720,7 @@ mod tests {
                 Write::Deps(vec![(1, 0)]),
                 Write::Lease(LeaseRow {
                     id: 9,
+                    seq: 9,
                     pkg: 0,
                     epoch: 1,
                     drone: "d1".into(),
@@ -651,7 +741,7 @@ mod tests {
         assert_eq!(snap.deps, vec![(1, 0)]);
         assert_eq!(snap.leases.len(), 1);
         assert_eq!(snap.leases[0].upload_dir, "lease-3");
-        assert_eq!(snap.next_lease, 10);
+        assert_eq!(snap.next_lease_seq, 10);
     }
 
     /// Each commit syncs the WAL before the batch is answered (`FULL`; `NORMAL` would
@@ -692,6 +782,6 @@ mod tests {
         let snap = Store::open(dir.path()).unwrap().load().unwrap();
         assert_eq!(snap.leases.len(), 1);
         assert_eq!(snap.leases[0].upload_dir, "lease-4");
-        assert_eq!(snap.next_lease, 5);
+        assert_eq!(snap.next_lease_seq, 5);
     }
 }

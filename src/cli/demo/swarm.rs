@@ -4,7 +4,6 @@
 //! directory. Everything lives in one directory, kept afterwards for a look around.
 
 use crate::client::{ApiClient, ClientError};
-use crate::sys::digest::hex;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -83,13 +82,6 @@ fn free_port() -> Result<u16, DemoError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(io("finding a free port"))
-}
-
-fn token() -> String {
-    let mut buf = [0u8; 16];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
-    hex(&buf)
 }
 
 fn have(program: &str) -> bool {
@@ -201,8 +193,8 @@ impl Demo {
             std::fs::set_permissions(&builder, std::fs::Permissions::from_mode(0o755))
                 .map_err(io("making the stand-in builder executable"))?;
         }
-        let admin = token();
-        let drone_token = token();
+        let admin =
+            crate::sys::random::hex_token(16).map_err(io("reading the random generator"))?;
         let (orch_port, gw_port) = (free_port()?, free_port()?);
         let orch_url = format!("http://127.0.0.1:{orch_port}");
         let gw_url = format!("http://127.0.0.1:{gw_port}");
@@ -217,7 +209,7 @@ impl Demo {
             format!(
                 "listen = \"127.0.0.1:{orch_port}\"\nname = \"demo\"\nstate_dir = \"{d}/state\"\nstaging_dir = \"{d}/staging\"\n\
                  binhost_dir = \"{d}/binhost\"\ngateway = \"{gw_url}\"\npublic_url = \"{orch_url}\"\n\n\
-                 [auth]\nadmin_token = \"{admin}\"\ndrone_token = \"{drone_token}\"\n\n[leases]\nheartbeat_ttl_s = 20\n\n\
+                 [auth]\nadmin_token = \"{admin}\"\nshared_drone_token = false\n\n[leases]\nheartbeat_ttl_s = 20\n\n\
                  [log]\nfile = \"{d}/orchestrator.log\"\n"
             ),
         )?;
@@ -240,14 +232,15 @@ impl Demo {
         demo.wait_healthy(&orch_url, "the orchestrator").await?;
         demo.spawn("gateway", &gw_bin, &gw_cfg, &[])?;
         demo.wait_healthy(&gw_url, "the gateway").await?;
-        ApiClient::new(&orch_url, Some(admin.clone()))
-            .submit(set.into_bytes())
-            .await?;
+        let admin_client = ApiClient::new(&orch_url, Some(admin.clone()));
+        admin_client.submit(set.into_bytes()).await?;
         let seconds = format!("{}", opts.build_seconds);
         let kb = opts.package_kb.to_string();
         let fail_list = fails.join(" ");
         for i in 1..=opts.drones {
             let name = format!("drone-{i}");
+            // Each drone its own token, as config/orchestrator.toml recommends.
+            let drone_token = admin_client.enroll(&name, Some("localhost")).await?.token;
             let home = dir.join(&name);
             std::fs::create_dir_all(home.join("pkgdir"))
                 .map_err(io(format!("creating {}", home.display())))?;

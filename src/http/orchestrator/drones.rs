@@ -5,7 +5,7 @@ use crate::actors::orchestrator::circuit_breaker::Unground;
 use crate::actors::orchestrator::drone_registry::{GetDrone, ListDrones, Lookup, Register};
 use crate::actors::orchestrator::drone_session::{Control, GetLogs, Heartbeat};
 use crate::actors::orchestrator::queue::DroneQueueView;
-use crate::http::auth::{authorize, Role};
+use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::JsonObject;
 use crate::wire::orchestrator::{
@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest};
 use serde::Deserialize;
 
 pub async fn list(req: HttpRequest, state: State) -> Result<web::Json<DroneList>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     Ok(web::Json(state.registry.send(ListDrones).await?))
 }
 
@@ -25,7 +25,7 @@ pub async fn get(
     state: State,
     name: web::Path<String>,
 ) -> Result<web::Json<DroneInfo>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     Ok(web::Json(
         state
             .registry
@@ -41,7 +41,7 @@ pub async fn queue(
     state: State,
     name: web::Path<String>,
 ) -> Result<web::Json<DroneQueue>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let name = name.into_inner();
     state.registry.send(Lookup { name: name.clone() }).await??;
     Ok(web::Json(
@@ -60,7 +60,7 @@ pub async fn logs(
     name: web::Path<String>,
     query: web::Query<LogsQuery>,
 ) -> Result<web::Json<DroneLogs>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let name = name.into_inner();
     let session = state.registry.send(Lookup { name: name.clone() }).await??;
     let n = query
@@ -77,7 +77,7 @@ pub async fn control(
     name: web::Path<String>,
     body: web::Json<JsonObject<ControlRequest>>,
 ) -> Result<web::Json<ControlResult>, ApiError> {
-    authorize(&req, &state.tokens, Role::Admin)?;
+    state.auth.authorize(&req, Role::Admin)?;
     let name = name.into_inner();
     let session = state.registry.send(Lookup { name: name.clone() }).await??;
     let action = body.into_inner().0.action;
@@ -104,10 +104,13 @@ pub async fn register(
     state: State,
     body: web::Json<JsonObject<RegisterRequest>>,
 ) -> Result<web::Json<RegisterResponse>, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
-    Ok(web::Json(
-        state.registry.send(Register(body.into_inner().0)).await??,
-    ))
+    let body = body.into_inner().0;
+    let caller = state.drone_caller_for(&req, &body.name)?;
+    let register = Register {
+        req: body,
+        credential: caller.kind(),
+    };
+    Ok(web::Json(state.registry.send(register).await??))
 }
 
 pub async fn heartbeat(
@@ -116,13 +119,9 @@ pub async fn heartbeat(
     name: web::Path<String>,
     body: web::Json<JsonObject<HeartbeatRequest>>,
 ) -> Result<web::Json<HeartbeatResponse>, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
-    let session = state
-        .registry
-        .send(Lookup {
-            name: name.into_inner(),
-        })
-        .await??;
+    let name = name.into_inner();
+    state.drone_caller_for(&req, &name)?;
+    let session = state.registry.send(Lookup { name }).await??;
     let b = body.into_inner().0;
     Ok(web::Json(
         session

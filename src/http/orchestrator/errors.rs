@@ -14,6 +14,7 @@ impl From<QueueError> for ApiError {
             QueueError::UnknownLease(_)
             | QueueError::UnknownPackage(_)
             | QueueError::Retry(RetryError::Unknown(_)) => ApiError::NotFound(m),
+            QueueError::Forbidden { .. } => ApiError::Forbidden(m),
             QueueError::WrongEpoch { .. }
             | QueueError::PathRefused(_)
             | QueueError::BadChecksum
@@ -45,6 +46,7 @@ impl From<RegistryError> for ApiError {
         match e {
             RegistryError::Invalid(m) => ApiError::BadRequest(m),
             RegistryError::Unknown(_) => ApiError::NotFound(e.to_string()),
+            RegistryError::OnlineWithOtherCredential { .. } => ApiError::Conflict(e.to_string()),
         }
     }
 }

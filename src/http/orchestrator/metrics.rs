@@ -5,12 +5,12 @@
 use super::State;
 use crate::actors::orchestrator::drone_registry::ListDrones;
 use crate::actors::orchestrator::queue::GetCounts;
-use crate::http::auth::{authorize, Role};
+use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use actix_web::{HttpRequest, HttpResponse};
 
 pub async fn metrics(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let counts = state.queue.send(GetCounts).await?;
     let drones = state.registry.send(ListDrones).await?;
     Ok(HttpResponse::Ok()

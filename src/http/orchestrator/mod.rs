@@ -1,7 +1,9 @@
 //! The orchestrator's HTTP API (docs/contract.md §5): the drone protocol ([`work`],
-//! [`drones`]), package sets ([`packages`]), status, metrics and the OpenAPI document.
+//! [`drones`]), drones' own credentials ([`enrollment`]), package sets ([`packages`]),
+//! status, metrics and the OpenAPI document.
 
 pub mod drones;
+pub mod enrollment;
 pub mod errors;
 pub mod metrics;
 pub mod openapi;
@@ -12,8 +14,9 @@ pub mod work;
 use crate::actors::orchestrator::circuit_breaker::CircuitBreaker;
 use crate::actors::orchestrator::drone_registry::DroneRegistry;
 use crate::actors::orchestrator::queue::PackageQueue;
-use crate::config::orchestrator::Tokens;
+use crate::http::auth::Auth;
 use crate::http::{dashboard, error};
+use crate::orchestrator::credentials::Caller;
 use actix::Addr;
 use actix_web::web;
 use std::sync::Arc;
@@ -27,9 +30,28 @@ pub struct AppState {
     pub queue: Addr<PackageQueue>,
     pub registry: Addr<DroneRegistry>,
     pub breaker: Addr<CircuitBreaker>,
-    pub tokens: Tokens,
+    pub auth: Auth,
     pub max_submit_bytes: usize,
     pub metrics: Arc<crate::orchestrator::metrics::Metrics>,
+    pub log: slog::Logger,
+}
+
+impl AppState {
+    /// Who a drone-protocol request acts as, refused (403, logged with both names) when
+    /// that is not `drone`.
+    pub fn drone_caller_for(
+        &self,
+        req: &actix_web::HttpRequest,
+        drone: &str,
+    ) -> Result<Caller, error::ApiError> {
+        let caller = self.auth.drone_caller(req)?;
+        caller.may_act_for(drone).map_err(|e| {
+            slog::warn!(self.log, "refused a request for another drone"; "path" => req.path(),
+                        "drone" => &e.drone, "caller" => &e.caller);
+            error::ApiError::Forbidden(e.to_string())
+        })?;
+        Ok(caller)
+    }
 }
 
 pub type State = web::Data<AppState>;
@@ -75,7 +97,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/drones/{name}", web::get().to(drones::get))
             .route("/drones/{name}/queue", web::get().to(drones::queue))
             .route("/drones/{name}/logs", web::get().to(drones::logs))
-            .route("/drones/{name}/control", web::post().to(drones::control)),
+            .route("/drones/{name}/control", web::post().to(drones::control))
+            .route("/drones/{name}/enroll", web::post().to(enrollment::enroll))
+            .route("/drones/{name}/revoke", web::post().to(enrollment::revoke))
+            .route("/enrollments", web::get().to(enrollment::list)),
     )
     .default_service(web::to(not_found));
 }

@@ -3,7 +3,7 @@
 use super::State;
 use crate::actors::orchestrator::queue::{GetLog, ListPackages, Retry, Submit};
 use crate::domain::{parse_package_set_bytes, PackageState};
-use crate::http::auth::{authorize, Role};
+use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::JsonObject;
 use crate::wire::orchestrator::{PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult};
@@ -26,7 +26,7 @@ pub async fn list(
     state: State,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<PackageList>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let q = query.into_inner();
     let st = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(PackageState::parse(s).ok_or_else(|| {
@@ -54,7 +54,7 @@ pub async fn submit(
     state: State,
     mut body: web::Payload,
 ) -> Result<web::Json<SubmitResult>, ApiError> {
-    authorize(&req, &state.tokens, Role::Admin)?;
+    state.auth.authorize(&req, Role::Admin)?;
     let limit = state.max_submit_bytes;
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
@@ -79,7 +79,7 @@ pub async fn retry(
     state: State,
     body: web::Json<JsonObject<RetryRequest>>,
 ) -> Result<web::Json<RetryResult>, ApiError> {
-    authorize(&req, &state.tokens, Role::Admin)?;
+    state.auth.authorize(&req, Role::Admin)?;
     Ok(web::Json(
         state.queue.send(Retry(body.into_inner().0)).await??,
     ))
@@ -90,7 +90,7 @@ pub async fn log(
     state: State,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<PackageLog>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let (category, pf) = path.into_inner();
     let atom = format!("{category}/{pf}");
     Ok(web::Json(state.queue.send(GetLog { atom }).await??))

@@ -4,7 +4,7 @@ use super::State;
 use crate::actors::orchestrator::circuit_breaker::FaultReport;
 use crate::actors::orchestrator::drone_registry::CountDrones;
 use crate::actors::orchestrator::queue::GetCounts;
-use crate::http::auth::{authorize, Role};
+use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::wire::orchestrator::{Health, Status};
 use actix_web::{web, HttpRequest};
@@ -14,7 +14,7 @@ pub async fn healthz() -> web::Json<Health> {
 }
 
 pub async fn status(req: HttpRequest, state: State) -> Result<web::Json<Status>, ApiError> {
-    authorize(&req, &state.tokens, Role::Read)?;
+    state.auth.authorize(&req, Role::Read)?;
     let counts = state.queue.send(GetCounts).await?;
     let drones = state.registry.send(CountDrones).await?;
     let central_fault = state.breaker.send(FaultReport).await?;

@@ -3,7 +3,6 @@
 use super::State;
 use crate::actors::orchestrator::drone_registry::ClaimFor;
 use crate::actors::orchestrator::queue::{Complete, Fail, MarkUploading};
-use crate::http::auth::{authorize, Role};
 use crate::http::error::ApiError;
 use crate::http::JsonObject;
 use crate::wire::orchestrator::{
@@ -16,14 +15,10 @@ pub async fn claim(
     state: State,
     body: web::Json<JsonObject<ClaimRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
+    let drone = body.into_inner().0.drone;
+    state.drone_caller_for(&req, &drone)?;
     let _timer = state.metrics.claim_latency.start_timer();
-    let claimed = state
-        .registry
-        .send(ClaimFor {
-            drone: body.into_inner().0.drone,
-        })
-        .await??;
+    let claimed = state.registry.send(ClaimFor { drone }).await??;
     Ok(match claimed {
         Some(work) => {
             state.metrics.claims.inc();
@@ -39,8 +34,8 @@ pub async fn uploading(
     lease: web::Path<LeaseId>,
     body: web::Json<JsonObject<EpochBody>>,
 ) -> Result<web::Json<Ack>, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
     let msg = MarkUploading {
+        caller: state.auth.drone_caller(&req)?,
         lease: lease.into_inner(),
         epoch: body.into_inner().0.epoch,
     };
@@ -53,8 +48,8 @@ pub async fn complete(
     lease: web::Path<LeaseId>,
     body: web::Json<JsonObject<CompleteRequest>>,
 ) -> Result<web::Json<CompleteResponse>, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
     let msg = Complete {
+        caller: state.auth.drone_caller(&req)?,
         lease: lease.into_inner(),
         req: body.into_inner().0,
     };
@@ -67,8 +62,8 @@ pub async fn fail(
     lease: web::Path<LeaseId>,
     body: web::Json<JsonObject<FailRequest>>,
 ) -> Result<web::Json<Ack>, ApiError> {
-    authorize(&req, &state.tokens, Role::Drone)?;
     let msg = Fail {
+        caller: state.auth.drone_caller(&req)?,
         lease: lease.into_inner(),
         req: body.into_inner().0,
     };

@@ -8,6 +8,7 @@ use super::{after_commit, answer_after, Complete, PackageQueue, QueueError};
 use crate::actors::orchestrator::circuit_breaker::Outcome;
 use crate::actors::orchestrator::store::Write;
 use crate::domain::{FailureKind, PackageState};
+use crate::orchestrator::credentials::Caller;
 use crate::orchestrator::publish::{PublishError, Published};
 use crate::wire::orchestrator::{CompleteRequest, CompleteResponse, LeaseId};
 use actix::prelude::*;
@@ -160,8 +161,13 @@ enum Precheck {
 }
 
 impl PackageQueue {
-    fn precheck(&self, lease: LeaseId, req: &CompleteRequest) -> Result<Precheck, QueueError> {
-        let l = self.lookup_lease(lease, req.epoch)?;
+    fn precheck(
+        &self,
+        lease: LeaseId,
+        req: &CompleteRequest,
+        caller: &Caller,
+    ) -> Result<Precheck, QueueError> {
+        let l = self.lookup_lease(lease, req.epoch, caller)?;
         let (pkg, upload_dir) = (l.pkg, l.upload_dir.clone());
         let p = self.graph.get(pkg);
         if p.state == PackageState::Built {
@@ -185,7 +191,7 @@ impl Handler<Complete> for PackageQueue {
             return refused;
         }
         let lease_id = msg.lease;
-        let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req) {
+        let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req, &msg.caller) {
             Err(e) => return Box::pin(async move { Err(e) }),
             Ok(Precheck::AlreadyBuilt { upload_dir }) => {
                 // Nothing changes; this lease (if still active) is over.

@@ -3,6 +3,7 @@
 use super::commit::CommitError;
 use super::graph::RetryError;
 use super::publisher::PathRefused;
+use crate::orchestrator::credentials::Forbidden;
 use crate::orchestrator::publish::PublishError;
 use crate::wire::orchestrator::LeaseId;
 
@@ -10,6 +11,12 @@ use crate::wire::orchestrator::LeaseId;
 pub enum QueueError {
     #[error("unknown lease {0}")]
     UnknownLease(LeaseId),
+    #[error("lease {lease}: {source}")]
+    Forbidden {
+        lease: LeaseId,
+        #[source]
+        source: Forbidden,
+    },
     #[error("`{0}` is not in this orchestrator's package set")]
     UnknownPackage(String),
     #[error("lease {lease} has epoch {current}, not {given}")]

@@ -1,14 +1,21 @@
-//! The lease table: every lease by id, the active ones by drone, the next lease id. Plain
-//! data; the queue actor decides when a lease starts and ends.
+//! The lease table: every lease by id, the active ones by drone, the next lease number.
+//! Plain data; the queue actor decides when a lease starts and ends.
+//!
+//! A lease has a number (`seq`: one more than the last, kept across restarts, the order
+//! leases were made in) and an id (what the API shows: 53 bits derived from the number
+//! under a per-process key, so a drone cannot guess another's lease from its own).
 
 use crate::actors::orchestrator::store::LeaseRow;
 pub use crate::domain::LeasePhase;
+use crate::sys::random::KeyedIds;
 use crate::wire::orchestrator::LeaseId;
 use std::collections::{HashMap, HashSet};
 use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct Lease {
+    /// The order leases were made in (set by [`LeaseTable::start`]).
+    pub seq: u64,
     pub pkg: u32,
     pub epoch: u64,
     pub drone: String,
@@ -28,6 +35,7 @@ impl Lease {
     pub fn row(&self, id: LeaseId) -> LeaseRow {
         LeaseRow {
             id,
+            seq: self.seq,
             pkg: self.pkg,
             epoch: self.epoch,
             drone: self.drone.clone(),
@@ -43,20 +51,26 @@ impl Lease {
     }
 }
 
+/// Lease ids fit in 53 bits: JSON numbers that JavaScript reads exactly.
+pub const LEASE_ID_BITS: u32 = 53;
+
 pub struct LeaseTable {
     leases: HashMap<LeaseId, Lease>,
     by_drone: HashMap<String, HashSet<LeaseId>>,
-    next: LeaseId,
+    /// The number of the next lease.
+    next: u64,
+    ids: KeyedIds,
     /// Leases whose row changed since the last commit batch took them.
     pub dirty: HashSet<LeaseId>,
 }
 
 impl LeaseTable {
-    pub fn new(next: LeaseId) -> Self {
+    pub fn new(next: u64, ids: KeyedIds) -> Self {
         LeaseTable {
             leases: HashMap::new(),
             by_drone: HashMap::new(),
             next: next.max(1),
+            ids,
             dirty: HashSet::new(),
         }
     }
@@ -69,13 +83,26 @@ impl LeaseTable {
                 .or_default()
                 .insert(id);
         }
-        self.next = self.next.max(id + 1);
+        self.next = self.next.max(lease.seq + 1);
         self.leases.insert(id, lease);
     }
 
-    /// Starts a new lease; returns its id.
-    pub fn start(&mut self, lease: Lease) -> LeaseId {
-        let id = self.next;
+    /// The id the next lease gets: derived from its number, skipping (rarely) numbers
+    /// whose id is 0 or that of a lease still remembered.
+    pub fn next_id(&mut self) -> LeaseId {
+        loop {
+            let id = self.ids.id(self.next);
+            if id != 0 && !self.leases.contains_key(&id) {
+                return id;
+            }
+            self.next += 1;
+        }
+    }
+
+    /// Starts a new lease under the id [`Self::next_id`] gave.
+    pub fn start(&mut self, id: LeaseId, mut lease: Lease) {
+        debug_assert_eq!(self.ids.id(self.next), id);
+        lease.seq = self.next;
         self.next += 1;
         self.by_drone
             .entry(lease.drone.clone())
@@ -83,12 +110,6 @@ impl LeaseTable {
             .insert(id);
         self.leases.insert(id, lease);
         self.dirty.insert(id);
-        id
-    }
-
-    /// The id the next lease will get.
-    pub fn next_id(&self) -> LeaseId {
-        self.next
     }
 
     pub fn get(&self, id: LeaseId) -> Option<&Lease> {
@@ -113,28 +134,30 @@ impl LeaseTable {
         self.leases.is_empty()
     }
 
-    /// Active leases of `drone`, in id order.
+    /// Active leases of `drone`, oldest first.
     pub fn active_of(&self, drone: &str) -> Vec<LeaseId> {
-        let mut ids: Vec<LeaseId> = self
-            .by_drone
+        self.by_drone
             .get(drone)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        ids.sort_unstable();
-        ids
+            .map(|s| self.in_order(s))
+            .unwrap_or_default()
+    }
+
+    fn in_order(&self, ids: &HashSet<LeaseId>) -> Vec<LeaseId> {
+        let mut v: Vec<(u64, LeaseId)> = ids
+            .iter()
+            .map(|id| (self.leases.get(id).map_or(0, |l| l.seq), *id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
     }
 
     pub fn active_count(&self, drone: &str) -> usize {
         self.by_drone.get(drone).map_or(0, |s| s.len())
     }
 
-    /// Every drone with active leases, and its leases in id order.
+    /// Every drone with active leases, and its leases oldest first.
     pub fn active_by_drone(&self) -> impl Iterator<Item = (&String, Vec<LeaseId>)> {
-        self.by_drone.iter().map(|(d, s)| {
-            let mut ids: Vec<LeaseId> = s.iter().copied().collect();
-            ids.sort_unstable();
-            (d, ids)
-        })
+        self.by_drone.iter().map(|(d, s)| (d, self.in_order(s)))
     }
 
     pub fn total_active(&self) -> usize {
@@ -172,12 +195,14 @@ impl LeaseTable {
         self.leases.len() != before
     }
 
-    /// Whether a lease after `lease` was given the upload directory `name`. Scans the
-    /// leases: only for the rare path of a completion retried after its package was built.
+    /// Whether a lease made after `lease` was given the upload directory `name` (any
+    /// lease, when `lease` is forgotten). Scans the leases: only for the rare path of a
+    /// completion retried after its package was built.
     pub fn upload_dir_given_since(&self, name: &str, lease: LeaseId) -> bool {
+        let after = self.leases.get(&lease).map_or(0, |l| l.seq + 1);
         self.leases
-            .iter()
-            .any(|(id, l)| *id > lease && l.upload_dir == name)
+            .values()
+            .any(|l| l.seq >= after && l.upload_dir == name)
     }
 }
 
@@ -187,6 +212,7 @@ mod tests {
 
     fn lease(drone: &str, dir: &str) -> Lease {
         Lease {
+            seq: 0,
             pkg: 0,
             epoch: 1,
             drone: drone.into(),
@@ -199,18 +225,30 @@ mod tests {
         }
     }
 
+    fn table(next: u64) -> LeaseTable {
+        LeaseTable::new(next, KeyedIds::with_key([7; 32], LEASE_ID_BITS))
+    }
+
+    fn start(t: &mut LeaseTable, l: Lease) -> LeaseId {
+        let id = t.next_id();
+        t.start(id, l);
+        id
+    }
+
     #[test]
     fn leases_are_tracked_per_drone_until_they_end() {
-        let mut t = LeaseTable::new(0);
-        let a = t.start(lease("d1", "lease-1"));
-        let b = t.start(lease("d1", "lease-2"));
-        let c = t.start(lease("d2", "lease-3"));
-        assert_eq!((a, b, c), (1, 2, 3));
-        assert_eq!(t.active_of("d1"), vec![1, 2]);
+        let mut t = table(0);
+        let a = start(&mut t, lease("d1", "lease-1"));
+        let b = start(&mut t, lease("d1", "lease-2"));
+        let c = start(&mut t, lease("d2", "lease-3"));
+        assert!(a != b && b != c && a != c);
+        assert!([a, b, c].iter().all(|&id| id < 1 << LEASE_ID_BITS));
+        assert_eq!(t.get(c).map(|l| l.seq), Some(3));
+        assert_eq!(t.active_of("d1"), vec![a, b], "oldest first");
         assert_eq!(t.total_active(), 3);
         assert!(t.end(a, true, 200).is_some_and(|l| l.stop));
         assert!(t.end(a, false, 200).is_none(), "ends once");
-        assert_eq!(t.active_of("d1"), vec![2]);
+        assert_eq!(t.active_of("d1"), vec![b]);
         t.end(b, false, 200);
         assert_eq!(t.active_count("d1"), 0);
         assert_eq!(t.active_by_drone().count(), 1);
@@ -219,24 +257,41 @@ mod tests {
 
     #[test]
     fn prune_forgets_only_long_ended_leases() {
-        let mut t = LeaseTable::new(5);
-        let a = t.start(lease("d1", "lease-5"));
-        let b = t.start(lease("d1", "lease-6"));
+        let mut t = table(5);
+        let a = start(&mut t, lease("d1", "lease-5"));
+        let b = start(&mut t, lease("d1", "lease-6"));
         t.end(a, false, 1000);
         assert!(!t.prune(1050, 100));
         assert!(t.prune(1200, 100));
         assert!(t.get(a).is_none() && t.get(b).is_some());
-        assert_eq!(t.next_id(), 7);
+        let c = start(&mut t, lease("d1", "lease-7"));
+        assert_eq!(t.get(c).map(|l| l.seq), Some(7));
     }
 
     #[test]
-    fn restored_leases_move_the_next_id_past_them() {
-        let mut t = LeaseTable::new(1);
-        t.restore(41, lease("d1", "lease-41"));
-        assert_eq!(t.next_id(), 42);
+    fn restored_leases_move_the_next_number_past_them() {
+        let mut t = table(1);
+        let old = Lease {
+            seq: 41,
+            ..lease("d1", "lease-41")
+        };
+        t.restore(41, old);
         assert_eq!(t.active_of("d1"), vec![41]);
         assert!(t.dirty.is_empty());
-        assert!(t.upload_dir_given_since("lease-41", 40));
-        assert!(!t.upload_dir_given_since("lease-41", 41));
+        let next = start(&mut t, lease("d1", "lease-41"));
+        assert_eq!(t.get(next).map(|l| l.seq), Some(42));
+        assert!(t.upload_dir_given_since("lease-41", 41));
+        assert!(!t.upload_dir_given_since("lease-41", next));
+        assert!(t.upload_dir_given_since("lease-41", 999), "forgotten lease");
+    }
+
+    #[test]
+    fn the_same_number_gives_the_same_id_so_a_refused_claim_uses_none_up() {
+        let mut a = table(9);
+        let mut b = table(9);
+        assert_eq!(a.next_id(), b.next_id());
+        let id = a.next_id();
+        a.start(id, lease("d1", "x"));
+        assert_ne!(a.next_id(), id);
     }
 }

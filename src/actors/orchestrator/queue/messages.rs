@@ -4,6 +4,7 @@
 use super::QueueError;
 use crate::actors::orchestrator::store::DroneRow;
 use crate::domain::{PackageSet, PackageState};
+use crate::orchestrator::credentials::Caller;
 use crate::wire::orchestrator::{
     Ack, CompleteRequest, CompleteResponse, DroneQueue, FailRequest, LeaseId, PackageCounts,
     PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult, WorkAssignment,
@@ -28,6 +29,8 @@ pub struct ClaimPackage {
 pub struct MarkUploading {
     pub lease: LeaseId,
     pub epoch: u64,
+    /// Who reports it: it must be the lease's drone's credential.
+    pub caller: Caller,
 }
 
 #[derive(Message)]
@@ -35,6 +38,7 @@ pub struct MarkUploading {
 pub struct Complete {
     pub lease: LeaseId,
     pub req: CompleteRequest,
+    pub caller: Caller,
 }
 
 #[derive(Message)]
@@ -42,6 +46,7 @@ pub struct Complete {
 pub struct Fail {
     pub lease: LeaseId,
     pub req: FailRequest,
+    pub caller: Caller,
 }
 
 /// The drone is gone (offline, or registered again): its active leases are reclaimed.

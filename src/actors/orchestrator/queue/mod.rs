@@ -37,6 +37,7 @@ use crate::actors::orchestrator::publish_hook::PackagesPublished;
 use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{FailureKind, PackageState};
+use crate::orchestrator::credentials::Caller;
 use crate::orchestrator::metrics::{Metrics, QueueMetrics};
 use crate::orchestrator::staging;
 use crate::sys::clock::SharedClock;
@@ -77,6 +78,8 @@ pub struct QueueSettings {
     /// Critical path first, or set order only.
     pub order: ScheduleOrder,
     pub clock: SharedClock,
+    /// The key lease ids are derived under (new per process; see [`leases`]).
+    pub lease_id_key: [u8; 32],
 }
 
 /// Who the queue tells things (only ever with `do_send`).
@@ -190,18 +193,21 @@ impl PackageQueue {
             upload_dir: upload_dir.clone(),
         };
         self.graph.set_state(id, PackageState::Building);
-        let started = self.leases.start(Lease {
-            pkg: id,
-            epoch,
-            drone: drone.to_string(),
-            phase: LeasePhase::Building,
-            created: Instant::now(),
-            created_unix: crate::sys::clock::unix_now(),
-            ended_unix: None,
-            upload_dir,
-            stop: false,
-        });
-        debug_assert_eq!(started, lease_id);
+        self.leases.start(
+            lease_id,
+            Lease {
+                seq: 0,
+                pkg: id,
+                epoch,
+                drone: drone.to_string(),
+                phase: LeasePhase::Building,
+                created: Instant::now(),
+                created_unix: crate::sys::clock::unix_now(),
+                ended_unix: None,
+                upload_dir,
+                stop: false,
+            },
+        );
         self.peers.deadlines.do_send(Arm {
             lease: lease_id,
             epoch,
@@ -301,11 +307,23 @@ impl PackageQueue {
         self.graph.get_mut(id).drone = Some(builder.to_string());
     }
 
-    fn lookup_lease(&self, lease: LeaseId, epoch: u64) -> Result<&Lease, QueueError> {
+    /// The lease `caller` reports on: it must be one of the caller's drone's (403, logged
+    /// with both names, before anything else is said about it) and of this epoch.
+    fn lookup_lease(
+        &self,
+        lease: LeaseId,
+        epoch: u64,
+        caller: &Caller,
+    ) -> Result<&Lease, QueueError> {
         let l = self
             .leases
             .get(lease)
             .ok_or(QueueError::UnknownLease(lease))?;
+        if let Err(e) = caller.may_act_for(&l.drone) {
+            warn!(self.log, "refused a report on another drone's lease"; "lease" => lease,
+                  "owner" => &l.drone, "caller" => &e.caller);
+            return Err(QueueError::Forbidden { lease, source: e });
+        }
         if l.epoch != epoch {
             return Err(QueueError::WrongEpoch {
                 lease,
@@ -569,7 +587,7 @@ impl Handler<MarkUploading> for PackageQueue {
             return refused;
         }
         let res = self
-            .lookup_lease(msg.lease, msg.epoch)
+            .lookup_lease(msg.lease, msg.epoch, &msg.caller)
             .map(|l| (l.pkg, l.is_active()));
         let res = res.map(|(pkg, active)| {
             if !active {
@@ -600,7 +618,7 @@ impl Handler<Fail> for PackageQueue {
             return refused;
         }
         let res = self
-            .lookup_lease(msg.lease, msg.req.epoch)
+            .lookup_lease(msg.lease, msg.req.epoch, &msg.caller)
             .map(|l| (l.pkg, l.drone.clone(), l.is_active()));
         let res = res.map(|(pkg, drone, active)| {
             if !active {

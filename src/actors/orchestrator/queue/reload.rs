@@ -8,6 +8,7 @@ use super::{PackageQueue, QueueError, QueueSettings};
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind};
 use crate::actors::orchestrator::store::{Reload, Snapshot};
 use crate::domain::LeasePhase;
+use crate::sys::random::KeyedIds;
 use actix::prelude::*;
 use slog::{crit, info, warn, Logger};
 use std::time::Duration;
@@ -24,7 +25,8 @@ impl PackageQueue {
         for p in problems {
             crit!(log, "the state database holds a package row it cannot use"; "problem" => format!("{p:?}"));
         }
-        let mut leases = LeaseTable::new(snap.next_lease);
+        let ids = KeyedIds::with_key(settings.lease_id_key, super::leases::LEASE_ID_BITS);
+        let mut leases = LeaseTable::new(snap.next_lease_seq, ids);
         let n = graph.len() as u32;
         for row in snap.leases {
             if row.pkg >= n {
@@ -36,6 +38,7 @@ impl PackageQueue {
             leases.restore(
                 row.id,
                 Lease {
+                    seq: row.seq,
                     pkg: row.pkg,
                     epoch: row.epoch,
                     drone: row.drone,

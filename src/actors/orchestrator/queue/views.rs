@@ -135,20 +135,26 @@ mod tests {
             &parse_package_set_bytes(b"=app-misc/foo-1\n=app-misc/bar-2\n=dev-libs/baz-3\n")
                 .unwrap(),
         );
-        let mut t = LeaseTable::new(1);
+        let ids = crate::sys::random::KeyedIds::with_key([3; 32], 53);
+        let mut t = LeaseTable::new(1, ids);
         let id = g.take_ready(Instant::now(), |_, _| true).unwrap();
         g.set_state(id, PackageState::Building);
-        t.start(Lease {
-            pkg: id,
-            epoch: 1,
-            drone: "d1".into(),
-            phase: LeasePhase::Building,
-            created: Instant::now(),
-            created_unix: 0,
-            ended_unix: None,
-            upload_dir: "lease-1".into(),
-            stop: false,
-        });
+        let lease = t.next_id();
+        t.start(
+            lease,
+            Lease {
+                seq: 0,
+                pkg: id,
+                epoch: 1,
+                drone: "d1".into(),
+                phase: LeasePhase::Building,
+                created: Instant::now(),
+                created_unix: 0,
+                ended_unix: None,
+                upload_dir: "lease-1".into(),
+                stop: false,
+            },
+        );
         (g, t)
     }
 
