@@ -106,7 +106,8 @@ pub enum Command {
     },
     /// The orchestrators of the swarm
     Orchestrators,
-    /// Give a drone its own token (also `build-swarm drone enroll NAME`); shown once
+    /// Give a drone its own token, on every orchestrator (also `build-swarm drone enroll
+    /// NAME`); shown once
     Enroll {
         /// The drone's name
         #[arg(value_name = "NAME")]
@@ -115,21 +116,25 @@ pub enum Command {
         /// drone announces
         #[arg(long, value_name = "HOST")]
         host: Option<String>,
-        /// The orchestrator that enrolls it, when a gateway knows several
+        /// Only this orchestrator (name or URL), when a gateway knows several
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },
-    /// Revoke a drone's own token: it stops working at once (also `build-swarm drone revoke NAME`)
+    /// Revoke a drone's own token on every orchestrator: it stops working at once (also
+    /// `build-swarm drone revoke NAME`)
     Revoke {
         #[arg(value_name = "NAME")]
         name: String,
-        /// The orchestrator the drone is enrolled with, when a gateway knows several
+        /// Forget the drone altogether: the shared drone token may act for it again
+        #[arg(long)]
+        forget: bool,
+        /// Only this orchestrator (name or URL)
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },
     /// Enrolled drones and their hosts (also `build-swarm drone enrollments`)
     Enrollments {
-        /// The orchestrator to ask, when a gateway knows several
+        /// Only this orchestrator (name or URL)
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },

@@ -114,7 +114,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Enroll { name, host, to } => {
             enroll::enroll(&swarm, &name, host.as_deref(), to.as_deref(), json).await
         }
-        Command::Revoke { name, to } => enroll::revoke(&swarm, &name, to.as_deref(), json).await,
+        Command::Revoke { name, forget, to } => {
+            enroll::revoke(&swarm, &name, forget, to.as_deref(), json).await
+        }
         Command::Enrollments { to } => enroll::list(&swarm, to.as_deref(), json).await,
         Command::Completions { .. } | Command::Man | Command::Demo { .. } => Ok(()),
     }

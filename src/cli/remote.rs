@@ -87,15 +87,24 @@ pub fn ssh_host<'a>(settings: &'a Settings, drone: &'a DroneView) -> (&'a str, H
     (&drone.host, HostSource::Announced)
 }
 
-/// [`ssh_host`], saying on standard error which one it took when the drone announces
-/// another.
+/// [`ssh_host`], saying on standard error which one it took, and the others, when they
+/// differ.
 fn chosen_host<'a>(settings: &'a Settings, drone: &'a DroneView) -> &'a str {
     let (host, source) = ssh_host(settings, drone);
+    let mut others = Vec::new();
+    if let Some(h) = drone.enrolled_host.as_deref() {
+        if source == HostSource::Configured && !h.is_empty() && h != host {
+            others.push(format!("is enrolled for {h}"));
+        }
+    }
     if source != HostSource::Announced && !drone.host.is_empty() && drone.host != host {
+        others.push(format!("announces host {}", drone.host));
+    }
+    if !others.is_empty() {
         eprintln!(
-            "build-swarm: {} announces host {}; using {host} ({})",
+            "build-swarm: {} {}; using {host} ({})",
             drone.name,
-            drone.host,
+            others.join(", "),
             source.as_str()
         );
     }

@@ -270,17 +270,23 @@ impl ApiClient {
         self.post(&format!("/api/v1/work/{lease}/fail"), req).await
     }
     /// A new token of the drone's own (admin); `name` as a path segment.
-    pub async fn enroll(&self, name: &str, host: Option<&str>) -> Result<Enrollment, ClientError> {
+    pub async fn enroll(
+        &self,
+        name: &str,
+        host: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Enrollment, ClientError> {
         let req = EnrollRequest {
             host: host.map(str::to_string),
+            token: token.map(str::to_string),
         };
         self.post(&format!("/api/v1/drones/{name}/enroll"), &req)
             .await
     }
-    pub async fn revoke(&self, name: &str) -> Result<Revoked, ClientError> {
+    pub async fn revoke(&self, name: &str, forget: bool) -> Result<Revoked, ClientError> {
         self.post(
             &format!("/api/v1/drones/{name}/revoke"),
-            &serde_json::json!({}),
+            &RevokeRequest { forget },
         )
         .await
     }

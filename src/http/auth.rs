@@ -53,7 +53,11 @@ impl Auth {
         }
         self.credentials
             .lookup(given)
-            .map(Caller::Drone)
+            .map(|(enrolled, hash)| Caller::Drone {
+                enrolled,
+                hash,
+                credentials: self.credentials.clone(),
+            })
             .ok_or(ApiError::Unauthorized)
     }
 

@@ -184,6 +184,10 @@ pub struct EnrollRequest {
     /// The drone's host as the operator knows it (the CLI's ssh goes there).
     #[serde(default)]
     pub host: Option<String>,
+    /// The token to store (hashed): the same one on every orchestrator of a swarm. None:
+    /// the orchestrator makes one.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// A drone's new credential: the token is shown this once and stored only as a hash.
@@ -202,6 +206,18 @@ pub struct EnrolledDrone {
     pub host: Option<String>,
     /// Unix seconds.
     pub enrolled_unix: u64,
+    /// Its token was revoked: no token works for it until it is enrolled again.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// `POST /api/v1/drones/{name}/revoke` (admin).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RevokeRequest {
+    /// Forget the drone altogether (the shared token may then act for it again) instead of
+    /// keeping it enrolled without a token.
+    #[serde(default)]
+    pub forget: bool,
 }
 
 /// `GET /api/v1/enrollments` (admin).
@@ -215,6 +231,8 @@ pub struct EnrollmentList {
 pub struct Revoked {
     pub name: String,
     pub revoked: bool,
+    #[serde(default)]
+    pub forgotten: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1077,7 +1077,12 @@ async fn enrolled_drones_and_the_host_ssh_goes_to() {
     let out = cli
         .ok(&app, &["--config", &cfg, "drone-e", "ssh", "true"])
         .await;
-    assert!(out.stderr.contains("configured in [hosts]"), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "drone-e is enrolled for 10.0.0.5, announces host 203.0.113.9; using e.lan (configured in [hosts])"
+        ),
+        "{out:?}"
+    );
     assert_eq!(read_ssh_log(&ssh_log)[1], ["--", "e.lan", "true"]);
 
     // Revoked: the token stops working.
@@ -1090,6 +1095,8 @@ async fn enrolled_drones_and_the_host_ssh_goes_to() {
         .await
         .expect_err("revoked");
     assert_eq!(err.status(), Some(401));
+    let out = cli.at(&app, &["revoke", "--forget", "drone-e"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     let out = cli.at(&app, &["revoke", "drone-e"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("not enrolled"), "{out:?}");

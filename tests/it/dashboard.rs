@@ -1297,7 +1297,14 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 stale: true,
             }),
         ),
-        ("EnrollRequest", keys(&EnrollRequest { host: None })),
+        (
+            "EnrollRequest",
+            keys(&EnrollRequest {
+                host: None,
+                token: None,
+            }),
+        ),
+        ("RevokeRequest", keys(&RevokeRequest { forget: false })),
         (
             "Enrollment",
             keys(&Enrollment {
@@ -1313,6 +1320,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 name: "d".into(),
                 host: None,
                 enrolled_unix: 1,
+                revoked: false,
             }),
         ),
         ("EnrollmentList", keys(&EnrollmentList { drones: vec![] })),
@@ -1321,6 +1329,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
             keys(&Revoked {
                 name: "d".into(),
                 revoked: true,
+                forgotten: false,
             }),
         ),
     ];

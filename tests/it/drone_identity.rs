@@ -45,10 +45,10 @@ async fn an_enrolled_drone_can_act_only_for_itself() {
     let app = spawn_app(|_| {}).await;
     let admin = app.admin();
     let ta = admin
-        .enroll("drone-a", Some("a.lan"))
+        .enroll("drone-a", Some("a.lan"), None)
         .await
         .expect("enroll a");
-    let tb = admin.enroll("drone-b", None).await.expect("enroll b");
+    let tb = admin.enroll("drone-b", None, None).await.expect("enroll b");
     assert!(ta.token.starts_with("bsd_") && ta.token != tb.token);
     assert_eq!(ta.host.as_deref(), Some("a.lan"));
     let a = drone_with(&app, "drone-a", &ta.token);
@@ -101,6 +101,14 @@ async fn an_enrolled_drone_can_act_only_for_itself() {
         shared_as_a
             .fail(&wa, FailureKind::Build, "forged", "")
             .await,
+    );
+    forbidden(
+        "shared token completes a's lease",
+        app.drone().complete(wa.lease, &forged).await,
+    );
+    forbidden(
+        "shared token heartbeats as a",
+        shared_as_a.heartbeat(vec![], vec!["forged".into()]).await,
     );
     forbidden(
         "shared token registers as a",
@@ -156,7 +164,7 @@ async fn a_register_under_an_online_name_is_refused_and_a_host_change_shown() {
     let app = spawn_app(|_| {}).await;
     let admin = app.admin();
     let ta = admin
-        .enroll("drone-a", Some("a.lan"))
+        .enroll("drone-a", Some("a.lan"), None)
         .await
         .expect("enroll");
     let a = drone_with(&app, "drone-a", &ta.token);
@@ -192,7 +200,7 @@ async fn a_register_under_an_online_name_is_refused_and_a_host_change_shown() {
     // name over at once.
     let d = app.sim_drone("drone-d");
     d.register(1).await.expect("shared");
-    let td = admin.enroll("drone-d", None).await.expect("enroll d");
+    let td = admin.enroll("drone-d", None, None).await.expect("enroll d");
     drone_with(&app, "drone-d", &td.token)
         .register(1)
         .await
@@ -218,13 +226,23 @@ async fn with_the_shared_token_off_only_enrolled_tokens_work_until_revoked() {
         .await
         .expect_err("shared token off");
     assert_eq!(err.status(), Some(401), "{err}");
-    let t1 = app.admin().enroll("d1", None).await.expect("enroll");
+    let shared = app.sim_drone("d1");
+    let err = shared.claim().await.expect_err("claim");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let err = shared
+        .heartbeat(vec![], vec![])
+        .await
+        .expect_err("heartbeat");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let err = app.drone().uploading(1, 1).await.expect_err("uploading");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let t1 = app.admin().enroll("d1", None, None).await.expect("enroll");
     let d1 = drone_with(&app, "d1", &t1.token);
     d1.register(1).await.expect("own token");
     // Drones may read with their own token when reads need one.
     d1.client.status().await.expect("read");
     // Enrolling again replaces the token: the old one stops working.
-    let t2 = app.admin().enroll("d1", None).await.expect("again");
+    let t2 = app.admin().enroll("d1", None, None).await.expect("again");
     assert!(t2.replaced);
     let err = d1.register(1).await.expect_err("old token");
     assert_eq!(err.status(), Some(401));
@@ -234,18 +252,25 @@ async fn with_the_shared_token_off_only_enrolled_tokens_work_until_revoked() {
     assert_eq!(list.drones.len(), 1);
     assert_eq!(list.drones[0].name, "d1");
     // Only the admin enrolls, lists and revokes.
-    let err = d1.client.enroll("d9", None).await.expect_err("not admin");
+    let err = d1
+        .client
+        .enroll("d9", None, None)
+        .await
+        .expect_err("not admin");
     assert_eq!(err.status(), Some(401));
     let err = d1.client.enrollments().await.expect_err("not admin");
     assert_eq!(err.status(), Some(401));
-    app.admin().revoke("d1").await.expect("revoke");
+    app.admin().revoke("d1", false).await.expect("revoke");
     let err = d1.heartbeat(vec![], vec![]).await.expect_err("revoked");
     assert_eq!(err.status(), Some(401));
-    let err = app.admin().revoke("d1").await.expect_err("twice");
+    let list = app.admin().enrollments().await.expect("list");
+    assert!(list.drones[0].revoked, "{list:?}");
+    app.admin().revoke("d1", true).await.expect("forget");
+    let err = app.admin().revoke("d1", false).await.expect_err("gone");
     assert_eq!(err.status(), Some(404));
     let err = app
         .admin()
-        .enroll("bad/name", None)
+        .enroll("bad/name", None, None)
         .await
         .expect_err("name");
     assert!(matches!(err.status(), Some(400) | Some(404)), "{err}");
@@ -255,7 +280,11 @@ async fn with_the_shared_token_off_only_enrolled_tokens_work_until_revoked() {
 #[actix_web::test]
 async fn credentials_survive_a_restart_and_are_stored_only_hashed() {
     let app = spawn_app(|_| {}).await;
-    let t = app.admin().enroll("d1", Some("h1")).await.expect("enroll");
+    let t = app
+        .admin()
+        .enroll("d1", Some("h1"), None)
+        .await
+        .expect("enroll");
     let TestApp {
         handle, dir, cfg, ..
     } = app;
@@ -278,5 +307,48 @@ async fn credentials_survive_a_restart_and_are_stored_only_hashed() {
     let info = app.anon().drone("d1").await.expect("d1");
     assert_eq!(info.enrolled_host.as_deref(), Some("h1"));
     assert_eq!(info.state, build_swarm::domain::DroneState::Idle);
+    app.stop().await;
+}
+
+/// Revoking a drone that is online: its token stops at once, and the shared token cannot
+/// keep its session alive or report on its leases instead.
+#[actix_web::test]
+async fn a_revoked_drone_is_locked_out_also_for_the_shared_token() {
+    let app = spawn_app(|_| {}).await;
+    let t = app.admin().enroll("d1", None, None).await.expect("enroll");
+    let d1 = drone_with(&app, "d1", &t.token);
+    d1.register(1).await.expect("register");
+    app.submit("app-misc/r-1\n").await;
+    let w = d1.claim().await.expect("claim").expect("work");
+    app.admin().revoke("d1", false).await.expect("revoke");
+    let err = d1
+        .heartbeat(vec![w.lease], vec![])
+        .await
+        .expect_err("revoked");
+    assert_eq!(err.status(), Some(401));
+    let err = d1.upload_and_complete(&w).await.expect_err("revoked");
+    assert_eq!(err.status(), Some(401));
+    let shared = app.sim_drone("d1");
+    forbidden(
+        "shared heartbeat",
+        shared.heartbeat(vec![w.lease], vec![]).await,
+    );
+    forbidden("shared claim", shared.claim().await);
+    forbidden("shared complete", shared.upload_and_complete(&w).await);
+    let p = app.anon().packages(None).await.expect("packages");
+    assert_eq!(
+        p.packages[0].state,
+        build_swarm::domain::PackageState::Building
+    );
+    // Enrolled again, with a token brought by the operator (one for every orchestrator).
+    let token = format!("bsd_{}", "7".repeat(64));
+    app.admin()
+        .enroll("d1", None, Some(&token))
+        .await
+        .expect("enroll with a given token");
+    drone_with(&app, "d1", &token)
+        .upload_and_complete(&w)
+        .await
+        .expect("the new token works");
     app.stop().await;
 }

@@ -120,8 +120,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CredentialRow {
     pub name: String,
-    /// SHA-256 of the token, hex.
-    pub token_sha256: String,
+    /// SHA-256 of the token, hex; `None`: revoked (it stays enrolled, with no token).
+    pub token_sha256: Option<String>,
     /// The host the operator enrolled it for, if any.
     pub host: Option<String>,
     pub enrolled_unix: u64,
@@ -219,7 +219,7 @@ CREATE TABLE IF NOT EXISTS drones(
   version TEXT NOT NULL, paused INTEGER NOT NULL, last_seen_unix INTEGER,
   restart_command TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS drone_credentials(
-  name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, host TEXT,
+  name TEXT PRIMARY KEY, token_sha256 TEXT UNIQUE, host TEXT,
   enrolled_unix INTEGER NOT NULL);
 ";
 
@@ -259,6 +259,12 @@ impl Store {
                     .map_err(sql)?;
             }
         }
+        // Leases from before lease ids were random: their number is their id.
+        conn.execute_batch(
+            "UPDATE leases SET seq = id WHERE seq IS NULL;
+             CREATE INDEX IF NOT EXISTS leases_seq ON leases(seq);",
+        )
+        .map_err(sql)?;
         Ok(Store {
             path,
             conn,
@@ -381,7 +387,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, pkg, epoch, drone, phase, created_unix, ended_unix, upload_dir,
-                   COALESCE(seq, id) FROM leases ORDER BY COALESCE(seq, id)",
+                   seq FROM leases ORDER BY seq",
             )
             .map_err(|e| self.err(e))?;
         let leases = stmt
@@ -423,9 +429,7 @@ impl Store {
 
         let max_seq: Option<i64> = self
             .conn
-            .query_row("SELECT MAX(COALESCE(seq, id)) FROM leases", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT MAX(seq) FROM leases", [], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?
             .flatten();
@@ -623,7 +627,7 @@ impl Store {
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1
-                             AND COALESCE(seq, id) < (SELECT MAX(COALESCE(seq, id)) FROM leases)",
+                             AND seq < (SELECT MAX(seq) FROM leases)",
                             params![*ended_before as i64],
                         )
                         .map_err(sql)?;
@@ -782,6 +786,7 @@ mod tests {
         let snap = Store::open(dir.path()).unwrap().load().unwrap();
         assert_eq!(snap.leases.len(), 1);
         assert_eq!(snap.leases[0].upload_dir, "lease-4");
+        assert_eq!(snap.leases[0].seq, 4, "an old lease's number is its id");
         assert_eq!(snap.next_lease_seq, 5);
     }
 }

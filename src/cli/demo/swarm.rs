@@ -240,7 +240,10 @@ impl Demo {
         for i in 1..=opts.drones {
             let name = format!("drone-{i}");
             // Each drone its own token, as config/orchestrator.toml recommends.
-            let drone_token = admin_client.enroll(&name, Some("localhost")).await?.token;
+            let drone_token = admin_client
+                .enroll(&name, Some("localhost"), None)
+                .await?
+                .token;
             let home = dir.join(&name);
             std::fs::create_dir_all(home.join("pkgdir"))
                 .map_err(io(format!("creating {}", home.display())))?;

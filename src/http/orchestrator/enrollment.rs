@@ -6,7 +6,7 @@ use crate::http::error::ApiError;
 use crate::http::JsonObject;
 use crate::orchestrator::credentials::CredentialError;
 use crate::wire::orchestrator::{
-    EnrollRequest, EnrolledDrone, Enrollment, EnrollmentList, Revoked,
+    EnrollRequest, EnrolledDrone, Enrollment, EnrollmentList, RevokeRequest, Revoked,
 };
 use actix_web::{web, HttpRequest};
 use slog::info;
@@ -15,9 +15,9 @@ impl From<CredentialError> for ApiError {
     fn from(e: CredentialError) -> Self {
         let m = e.to_string();
         match e {
-            CredentialError::InvalidName(_) | CredentialError::InvalidHost(_) => {
-                ApiError::BadRequest(m)
-            }
+            CredentialError::InvalidName(_)
+            | CredentialError::InvalidHost(_)
+            | CredentialError::InvalidToken => ApiError::BadRequest(m),
             CredentialError::NotEnrolled(_) => ApiError::NotFound(m),
             CredentialError::Random(_)
             | CredentialError::Store(_)
@@ -33,8 +33,12 @@ pub async fn enroll(
     body: web::Json<JsonObject<EnrollRequest>>,
 ) -> Result<web::Json<Enrollment>, ApiError> {
     state.auth.authorize(&req, Role::Admin)?;
-    let host = body.into_inner().0.host;
-    let issued = state.auth.credentials.enroll(&name, host).await?;
+    let body = body.into_inner().0;
+    let issued = state
+        .auth
+        .credentials
+        .enroll(&name, body.host, body.token)
+        .await?;
     info!(state.log, "drone enrolled"; "drone" => &issued.enrolled.name,
           "host" => issued.enrolled.host.as_deref().unwrap_or(""), "replaced" => issued.replaced);
     Ok(web::Json(Enrollment {
@@ -49,14 +53,17 @@ pub async fn revoke(
     req: HttpRequest,
     state: State,
     name: web::Path<String>,
+    body: web::Json<JsonObject<RevokeRequest>>,
 ) -> Result<web::Json<Revoked>, ApiError> {
     state.auth.authorize(&req, Role::Admin)?;
     let name = name.into_inner();
-    state.auth.credentials.revoke(&name).await?;
-    info!(state.log, "drone credential revoked"; "drone" => &name);
+    let forget = body.into_inner().0.forget;
+    state.auth.credentials.revoke(&name, forget).await?;
+    info!(state.log, "drone credential revoked"; "drone" => &name, "forgotten" => forget);
     Ok(web::Json(Revoked {
         name,
         revoked: true,
+        forgotten: forget,
     }))
 }
 
@@ -71,6 +78,7 @@ pub async fn list(req: HttpRequest, state: State) -> Result<web::Json<Enrollment
             name: e.name,
             host: e.host,
             enrolled_unix: e.enrolled_unix,
+            revoked: e.revoked,
         })
         .collect();
     Ok(web::Json(EnrollmentList { drones }))
