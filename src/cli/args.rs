@@ -132,6 +132,11 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },
+    /// The binhost: check it against its index (`binhost verify [--fix]`)
+    Binhost {
+        #[command(subcommand)]
+        action: BinhostCommand,
+    },
     /// Enrolled drones and their hosts (also `build-swarm drone enrollments`)
     Enrollments {
         /// Only this orchestrator (name or URL)
@@ -177,6 +182,20 @@ pub struct DroneArgs {
     pub name: String,
     #[command(subcommand)]
     pub action: Option<DroneCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BinhostCommand {
+    /// Every index entry's file has its size, MD5 and SHA-1, every package file is
+    /// indexed, no temporary file is left; exit 1 naming each difference
+    Verify {
+        /// Bring the index in line with the files (and remove temporary files)
+        #[arg(long)]
+        fix: bool,
+        /// The orchestrator whose binhost to check, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -4,12 +4,13 @@
 //! - [`config`] — where the swarm and the token are found (flags, env, files, defaults).
 //! - [`swarm`] — connecting: gateway or orchestrator, and which orchestrator has what.
 //! - [`matching`] — which drone a partial name means (pure functions).
-//! - [`overview`], [`packages`], [`drone`], [`remote`], [`enroll`], [`watch`], [`generate`],
-//!   [`demo`] — the commands.
+//! - [`overview`], [`packages`], [`drone`], [`remote`], [`enroll`], [`binhost`], [`watch`],
+//!   [`generate`], [`demo`] — the commands.
 //! - [`output`], [`view`] — tables, colour, human units; lenient views of the answers.
 //! - [`error`] — one sentence per error and the exit codes.
 
 pub mod args;
+pub mod binhost;
 pub mod config;
 pub mod demo;
 pub mod drone;
@@ -118,6 +119,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             enroll::revoke(&swarm, &name, forget, to.as_deref(), json).await
         }
         Command::Enrollments { to } => enroll::list(&swarm, to.as_deref(), json).await,
+        Command::Binhost {
+            action: args::BinhostCommand::Verify { fix, to },
+        } => binhost::verify(&swarm, fix, to.as_deref(), json).await,
         Command::Completions { .. } | Command::Man | Command::Demo { .. } => Ok(()),
     }
 }

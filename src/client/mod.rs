@@ -290,6 +290,10 @@ impl ApiClient {
         )
         .await
     }
+    pub async fn verify_binhost(&self, fix: bool) -> Result<BinhostReport, ClientError> {
+        self.post("/api/v1/binhost/verify", &BinhostVerifyRequest { fix })
+            .await
+    }
     pub async fn enrollments(&self) -> Result<EnrollmentList, ClientError> {
         self.get("/api/v1/enrollments").await
     }

@@ -31,6 +31,7 @@ pub struct OrchestratorConfig {
     /// Largest accepted package-set body, in bytes.
     pub max_submit_bytes: usize,
     pub auth: AuthConfig,
+    pub binhost: BinhostConfig,
     pub breaker: BreakerConfig,
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
@@ -47,6 +48,38 @@ pub struct AuthConfig {
     pub shared_drone_token: bool,
     /// When set, read endpoints need this token (or the admin or drone token).
     pub read_token: Option<String>,
+}
+
+/// `[binhost]`: the `Packages` index the orchestrator writes and serving the binhost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinhostConfig {
+    /// Write `binhost_dir/Packages` as packages are published; a package's dependents
+    /// are handed out only once an index that lists it is on disk.
+    pub index: bool,
+    /// Write `Packages.gz` beside it (Portage fetches that first).
+    pub compress_index: bool,
+    /// At most one index write per this many milliseconds; publishes in between go into
+    /// the next write.
+    pub write_interval_ms: u64,
+    /// Serve `binhost_dir` at `/binhost/` (read-only, no listing).
+    pub serve: bool,
+    /// Header keys of the index (the builders' profile and configuration: `ARCH`,
+    /// `ACCEPT_KEYWORDS`, `PROFILE`, `USE`, …). `CHOST` defaults to the first published
+    /// package's.
+    pub header: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for BinhostConfig {
+    fn default() -> Self {
+        BinhostConfig {
+            index: true,
+            compress_index: true,
+            write_interval_ms: 1000,
+            serve: true,
+            header: Default::default(),
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -176,6 +209,7 @@ impl Default for OrchestratorConfig {
             public_url: None,
             max_submit_bytes: 64 * 1024 * 1024,
             auth: AuthConfig::default(),
+            binhost: BinhostConfig::default(),
             breaker: BreakerConfig::default(),
             leases: LeaseConfig::default(),
             policy: PolicyConfig::default(),
@@ -300,6 +334,29 @@ impl OrchestratorConfig {
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
+            }
+        }
+        if self.binhost.write_interval_ms > 60_000 {
+            return Err(ConfigError::invalid(
+                "binhost.write_interval_ms",
+                "must be at most 60000 (dependents wait for the index)",
+            ));
+        }
+        for (k, v) in &self.binhost.header {
+            let name_ok = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok || matches!(k.as_str(), "PACKAGES" | "TIMESTAMP" | "VERSION") {
+                return Err(ConfigError::invalid(
+                    &format!("binhost.header.{k}"),
+                    "header keys are upper-case names other than PACKAGES, TIMESTAMP and VERSION",
+                ));
+            }
+            if v.contains('\n') {
+                return Err(ConfigError::invalid(
+                    &format!("binhost.header.{k}"),
+                    "must be one line",
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.breaker.max_grounded_share) {

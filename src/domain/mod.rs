@@ -1,7 +1,8 @@
 //! The domain of build-swarm, free of actors and HTTP: atoms, package sets, states,
-//! drone names.
+//! drone names, and the minimal binary package a stand-in builder makes.
 
 pub mod atom;
+pub mod binpkg;
 pub mod drone_name;
 pub mod package_set;
 pub mod state;

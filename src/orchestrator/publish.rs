@@ -18,7 +18,9 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::sys::digest::{sha256_file, sha256_sized};
+use crate::orchestrator::binhost::index::{Entry, FileFacts, IndexError};
+use crate::orchestrator::binhost::metadata::{self, BinpkgFormat, MetadataError};
+use crate::sys::digest::{sha256_file, sums_sized, SumHasher, Sums};
 use crate::sys::dirfd::Dir;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,18 @@ pub enum PublishError {
     NotRegular(PathBuf),
     #[error("{0} was replaced while it was being verified; nothing was published")]
     Replaced(PathBuf),
+    #[error("{path} is not a binary package of the leased atom: {source}")]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: MetadataError,
+    },
+    #[error("{path}: no index entry can be made: {source}")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: IndexError,
+    },
     #[error("publishing {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -62,6 +76,63 @@ pub struct PublishJob {
     /// The lease's upload directory (`staged` is inside it; nothing above it is checked
     /// for symbolic links; the caller reuses or removes it afterwards).
     pub lease_dir: PathBuf,
+    /// Read the package's metadata, check it is this package and make its index entry
+    /// (`None`: the binhost has no index of the orchestrator's).
+    pub index: Option<IndexWanted>,
+}
+
+/// The package an artifact must be, and its path in the index.
+#[derive(Debug, Clone)]
+pub struct IndexWanted {
+    pub category: String,
+    /// `name-version` (Portage's `PF`).
+    pub pf: String,
+    /// Relative to the binhost (`PATH`).
+    pub rel_path: String,
+}
+
+/// The artifact's metadata checked against `want` and its index entry, from `f` (its
+/// start) with `sums` of its bytes. `None` for a file that is no binary package (a
+/// generic artifact).
+fn index_entry(
+    want: &IndexWanted,
+    f: &mut File,
+    sums: &Sums,
+    mtime: u64,
+    path: &Path,
+) -> Result<Option<Entry>, PublishError> {
+    let Some(format) = BinpkgFormat::of(&want.rel_path) else {
+        return Ok(None);
+    };
+    let meta_err = |source| PublishError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = metadata::read(f, format).map_err(meta_err)?;
+    metadata::check_package(&meta, &want.category, &want.pf).map_err(meta_err)?;
+    let facts = FileFacts {
+        path: want.rel_path.clone(),
+        size: sums.len,
+        md5: sums.md5.clone().unwrap_or_default(),
+        sha1: sums.sha1.clone().unwrap_or_default(),
+        mtime,
+    };
+    Entry::new(&meta, &facts)
+        .map(Some)
+        .map_err(|source| PublishError::Index {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The index entry of a file already published (a completion retried after its answer
+/// was lost).
+fn entry_of_published(want: &IndexWanted, path: &Path) -> Result<Option<Entry>, PublishError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    let sums = sums_sized(&mut f, meta.len(), true).map_err(io_err(path))?;
+    index_entry(want, &mut f, &sums, meta.mtime().max(0) as u64, path)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
@@ -87,6 +158,8 @@ fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool, PublishError> {
 #[derive(Debug)]
 pub struct Publication {
     pub how: Published,
+    /// The published file's index entry (when [`PublishJob::index`] asked for one).
+    pub entry: Option<Entry>,
     /// Open from the lease's upload directory down, for the reuse check
     /// ([`crate::orchestrator::staging::emptied_after_publish`]); `None` if the upload directory is gone.
     pub dirs: Option<UploadDirs>,
@@ -147,9 +220,14 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
     // already if the binhost has this very content.
     let missing = |dirs: Option<UploadDirs>| {
         if matches(&job.dest, job.size, &job.sha256)? {
+            let entry = match &job.index {
+                Some(want) => entry_of_published(want, &job.dest)?,
+                None => None,
+            };
             Ok(Publication {
                 how: Published::AlreadyThere,
                 dirs,
+                entry,
             })
         } else {
             Err(PublishError::Missing(job.staged.clone()))
@@ -192,32 +270,43 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     let mine = meta.uid() == unsafe { libc::geteuid() } && meta.nlink() == 1;
-    if mine {
-        // Nobody else can write to it: hash it, then move this very inode.
-        let (sum, _) = sha256_sized(&mut f, meta.len()).map_err(io_err(&job.staged))?;
-        check_sum(job, sum)?;
+    let entry = if mine {
+        // Nobody else can write to it: hash it (and read its metadata), then move this
+        // very inode.
+        let sums =
+            sums_sized(&mut f, meta.len(), job.index.is_some()).map_err(io_err(&job.staged))?;
+        check_sum(job, &sums.sha256)?;
+        let entry = match &job.index {
+            Some(want) => {
+                index_entry(want, &mut f, &sums, meta.mtime().max(0) as u64, &job.staged)?
+            }
+            None => None,
+        };
         make_read_only(&f).map_err(io_err(&job.staged))?;
         install(dirs.innermost(), file_name, &mut f, &meta, &job.dest)?;
+        entry
     } else {
         // Its owner (or whoever holds another link) could still change it: publish a copy
         // of exactly the bytes that were hashed.
-        copy_verified(job, &mut f)?;
+        let entry = copy_verified(job, &mut f)?;
         let _ = dirs.innermost().remove_file(file_name);
-    }
+        entry
+    };
     Ok(Publication {
         how: Published::Now,
         dirs: Some(dirs),
+        entry,
     })
 }
 
-fn check_sum(job: &PublishJob, sum: String) -> Result<(), PublishError> {
+fn check_sum(job: &PublishJob, sum: &str) -> Result<(), PublishError> {
     if sum.eq_ignore_ascii_case(&job.sha256) {
         Ok(())
     } else {
         Err(PublishError::Checksum {
             path: job.staged.clone(),
             expected: job.sha256.clone(),
-            actual: sum,
+            actual: sum.to_string(),
         })
     }
 }
@@ -253,9 +342,9 @@ fn make_parent(to: &Path) -> Result<(), PublishError> {
 
 /// Copies what is left to read of `from` to a new read-only file at `to` (through a
 /// hidden temporary name), hashing exactly the bytes written; publishes only if they are
-/// the job's. Durable once `to`'s filesystem is synced.
-fn copy_verified(job: &PublishJob, from: &mut File) -> Result<(), PublishError> {
-    use sha2::{Digest, Sha256};
+/// the job's (and, with an index, only a package whose metadata is the job's). Durable
+/// once `to`'s filesystem is synced.
+fn copy_verified(job: &PublishJob, from: &mut File) -> Result<Option<Entry>, PublishError> {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let to = &job.dest;
@@ -280,10 +369,9 @@ fn copy_verified(job: &PublishJob, from: &mut File) -> Result<(), PublishError> 
         other => other,
     }
     .map_err(io_err(&tmp))?;
-    let mut copy = || -> io::Result<(String, u64)> {
-        let mut h = Sha256::new();
+    let mut copy = || -> io::Result<Sums> {
+        let mut h = SumHasher::new(job.index.is_some());
         let mut buf = vec![0u8; 256 * 1024];
-        let mut len = 0u64;
         loop {
             let n = from.read(&mut buf)?;
             if n == 0 {
@@ -291,20 +379,30 @@ fn copy_verified(job: &PublishJob, from: &mut File) -> Result<(), PublishError> 
             }
             h.update(&buf[..n]);
             out.write_all(&buf[..n])?;
-            len += n as u64;
         }
-        Ok((crate::sys::digest::hex(&h.finalize()), len))
+        Ok(h.finish())
     };
-    let result = copy().map_err(io_err(&job.staged)).and_then(|(sum, len)| {
-        if len != job.size {
+    let result = copy().map_err(io_err(&job.staged)).and_then(|sums| {
+        if sums.len != job.size {
             return Err(PublishError::Size {
                 path: job.staged.clone(),
                 expected: job.size,
-                actual: len,
+                actual: sums.len,
             });
         }
-        check_sum(job, sum)?;
-        fs::rename(&tmp, to).map_err(io_err(to))
+        check_sum(job, &sums.sha256)?;
+        // The metadata of the copy, which only this process can write.
+        let entry = match &job.index {
+            Some(want) => {
+                use std::os::unix::fs::MetadataExt;
+                let mut copied = File::open(&tmp).map_err(io_err(&tmp))?;
+                let mtime = copied.metadata().map_err(io_err(&tmp))?.mtime().max(0) as u64;
+                index_entry(want, &mut copied, &sums, mtime, &job.staged)?
+            }
+            None => None,
+        };
+        fs::rename(&tmp, to).map_err(io_err(to))?;
+        Ok(entry)
     });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -431,6 +529,7 @@ mod tests {
             size,
             sha256,
             lease_dir: lease.to_path_buf(),
+            index: None,
         }
     }
 
@@ -493,6 +592,7 @@ mod tests {
                             size,
                             sha256,
                             lease_dir: lease,
+                            index: None,
                         }
                     })
                     .collect()
@@ -560,6 +660,7 @@ mod tests {
             size,
             sha256: sum.clone(),
             lease_dir: lease.clone(),
+            index: None,
         };
         assert!(matches!(
             verify_and_publish(&job),
@@ -572,6 +673,7 @@ mod tests {
         let job2 = PublishJob {
             staged: lease2.join("app-misc/secret"),
             lease_dir: lease2,
+            index: None,
             ..job
         };
         assert!(matches!(
@@ -601,6 +703,7 @@ mod tests {
             size: 0,
             sha256: "00".repeat(32),
             lease_dir: lease,
+            index: None,
         };
         // Opened without O_NONBLOCK this would wait for a writer forever.
         assert!(matches!(

@@ -2,6 +2,7 @@
 //! `Orchestrator::start` is what the binary and the in-process tests both call (tests bind
 //! port 0 and read the port back).
 
+use crate::actors::orchestrator::binhost_index::{BinhostIndex, BuiltPackage, IndexSettings};
 use crate::actors::orchestrator::circuit_breaker::{BreakerSettings, CircuitBreaker};
 use crate::actors::orchestrator::drone_registry::{DroneRegistry, RegistrySettings, Restore};
 use crate::actors::orchestrator::gateway_registration::{
@@ -59,6 +60,8 @@ pub struct Orchestrator {
     pub registry: Addr<DroneRegistry>,
     pub breaker: Addr<CircuitBreaker>,
     pub hook: Addr<PublishHook>,
+    /// The binhost's `Packages` index (with `[binhost] index`).
+    pub binhost_index: Option<Addr<BinhostIndex>>,
     /// Registers this orchestrator with its gateway (when `gateway` is set).
     pub gateway_registration: Option<Addr<GatewayRegistration>>,
     pub metrics: Arc<Metrics>,
@@ -160,7 +163,17 @@ impl Orchestrator {
             order: cfg.policy.order,
             clock: clock.clone(),
             lease_id_key,
+            index: cfg.binhost.index,
         };
+        let built: Vec<BuiltPackage> = snapshot
+            .packages
+            .iter()
+            .filter(|p| p.state == crate::domain::PackageState::Built)
+            .filter_map(|p| {
+                let (category, pf) = p.atom.split_once('/')?;
+                Some((p.id, category.into(), pf.into(), p.path.clone()?))
+            })
+            .collect();
         let breaker_settings = BreakerSettings::from(&cfg.breaker);
         let stall = StallWatch::start();
         let registry_settings = RegistrySettings {
@@ -187,6 +200,21 @@ impl Orchestrator {
             log.clone(),
         )
         .start();
+        let binhost_index = cfg.binhost.index.then(|| {
+            let settings = IndexSettings {
+                dir: cfg.binhost_dir.clone(),
+                header: cfg.binhost.header.clone(),
+                gzip: cfg.binhost.compress_index,
+                interval: Duration::from_millis(cfg.binhost.write_interval_ms),
+            };
+            BinhostIndex::new(
+                settings,
+                built,
+                queue_ctx.address().recipient(),
+                log.clone(),
+            )
+            .start()
+        });
         let peers = Peers {
             store,
             deadlines: deadlines.clone().recipient(),
@@ -194,6 +222,7 @@ impl Orchestrator {
             breaker: breaker.clone().recipient(),
             drones: registry.clone().recipient(),
             hook: hook.clone().recipient(),
+            index: binhost_index.clone().map(Addr::recipient),
         };
         let queue = queue_ctx.run(
             PackageQueue::restore(settings, snapshot, peers, log.clone())
@@ -217,6 +246,8 @@ impl Orchestrator {
             max_submit_bytes: cfg.max_submit_bytes,
             metrics: metrics.clone(),
             log: log.new(slog::o!("component" => "http")),
+            binhost_index: binhost_index.clone(),
+            binhost_dir: cfg.binhost.serve.then(|| cfg.binhost_dir.clone()),
         });
         let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)
             .map_err(|source| StartError::Bind {
@@ -249,6 +280,7 @@ impl Orchestrator {
             registry,
             breaker,
             hook,
+            binhost_index,
             gateway_registration,
             metrics,
         })

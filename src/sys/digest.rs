@@ -1,5 +1,6 @@
 //! SHA-256 of files, as lowercase hex: what a drone reports for its artifact and what the
-//! orchestrator checks before it publishes one.
+//! orchestrator checks before it publishes one (with MD5 and SHA-1 for the binhost index
+//! in the same pass).
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -44,6 +45,68 @@ pub fn sha256_sized(f: &mut File, len_hint: u64) -> io::Result<(String, u64)> {
     Ok((hex(&h.finalize()), len))
 }
 
+/// Checksums of one pass over a file: SHA-256 always, MD5 and SHA-1 when a Portage
+/// `Packages` index needs them too.
+pub struct Sums {
+    pub sha256: String,
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub len: u64,
+}
+
+/// Computes [`Sums`] over what is fed to it.
+pub struct SumHasher {
+    sha256: Sha256,
+    portage: Option<(md5::Md5, sha1::Sha1)>,
+    len: u64,
+}
+
+impl SumHasher {
+    pub fn new(portage: bool) -> Self {
+        SumHasher {
+            sha256: Sha256::new(),
+            portage: portage.then(|| (md5::Md5::new(), sha1::Sha1::new())),
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some((m, s)) = &mut self.portage {
+            m.update(bytes);
+            s.update(bytes);
+        }
+        self.len += bytes.len() as u64;
+    }
+
+    pub fn finish(self) -> Sums {
+        let (md5, sha1) = match self.portage {
+            Some((m, s)) => (Some(hex(&m.finalize())), Some(hex(&s.finalize()))),
+            None => (None, None),
+        };
+        Sums {
+            sha256: hex(&self.sha256.finalize()),
+            md5,
+            sha1,
+            len: self.len,
+        }
+    }
+}
+
+/// [`Sums`] of what is left to read of `f` (about `len_hint` bytes).
+pub fn sums_sized(f: &mut File, len_hint: u64, portage: bool) -> io::Result<Sums> {
+    let mut h = SumHasher::new(portage);
+    let mut large = vec![0u8; (len_hint.min(256 * 1024) + 1) as usize];
+    loop {
+        let n = f.read(&mut large)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&large[..n]);
+    }
+    Ok(h.finish())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -70,5 +133,21 @@ mod tests {
             assert_eq!(sum, hex(&Sha256::digest(&data)));
         }
         assert_eq!(hex(&[0, 255, 16]), "00ff10", "lowercase");
+    }
+
+    #[test]
+    fn md5_and_sha1_come_with_sha256_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        let s = sums_sized(&mut File::open(&path).unwrap(), 3, true).unwrap();
+        assert_eq!(s.md5.as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(
+            s.sha1.as_deref(),
+            Some("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(s.sha256, sha256_file(&path).unwrap().0);
+        let plain = sums_sized(&mut File::open(&path).unwrap(), 3, false).unwrap();
+        assert!(plain.md5.is_none() && plain.len == 3);
     }
 }

@@ -37,6 +37,9 @@ pub struct PackageCounts {
     pub built: usize,
     pub failed: usize,
     pub blocked: usize,
+    /// Built packages the binhost index does not list yet (their dependents wait).
+    #[serde(default)]
+    pub unindexed: usize,
 }
 
 impl PackageCounts {
@@ -423,4 +426,34 @@ impl Ack {
             stale: true,
         }
     }
+}
+
+/// `POST /api/v1/binhost/verify` (admin).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BinhostVerifyRequest {
+    /// Bring the index in line with the files (and remove temporary files).
+    #[serde(default)]
+    pub fix: bool,
+}
+
+/// One thing in the binhost that is not as its index says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BinhostProblem {
+    /// Relative to the binhost.
+    pub path: String,
+    /// `missing`, `size`, `md5`, `sha1`, `unindexed`, `unreadable` or `temporary`.
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BinhostReport {
+    /// Nothing was wrong.
+    pub ok: bool,
+    /// What was wrong (before a fix).
+    pub problems: Vec<BinhostProblem>,
+    /// The index was brought in line with the files.
+    pub fixed: bool,
+    /// Entries of the index.
+    pub entries: usize,
 }

@@ -37,6 +37,8 @@ pub fn test_config(dir: &Path) -> OrchestratorConfig {
     };
     cfg.auth.admin_token = Some(ADMIN.into());
     cfg.auth.drone_token = Some(DRONE.into());
+    // Index writes as often as they come (the default batches them per second).
+    cfg.binhost.write_interval_ms = 10;
     cfg
 }
 
@@ -259,7 +261,7 @@ pub fn fake_upload(staging: &Path, work: &WorkAssignment, content: &[u8]) -> Com
     let rel = format!("{}/{}-{}.gpkg.tar", work.category, work.name, work.version);
     let path = staging.join(&work.upload_dir).join(&rel);
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&path, content).expect("write artifact");
+    std::fs::write(&path, package_bytes(work, content)).expect("write artifact");
     let (sha256, size) = sha256_file(&path).expect("hash");
     CompleteRequest {
         epoch: work.epoch,
@@ -267,6 +269,31 @@ pub fn fake_upload(staging: &Path, work: &WorkAssignment, content: &[u8]) -> Com
         size,
         sha256,
     }
+}
+
+/// The gpkg a test builder makes for `work`'s package with `content` as its payload
+/// (what [`fake_upload`] writes).
+pub fn package_bytes(work: &WorkAssignment, content: &[u8]) -> Vec<u8> {
+    atom_package_bytes(&work.atom, content)
+}
+
+/// The same for an atom `category/name-version`.
+pub fn atom_package_bytes(atom: &str, content: &[u8]) -> Vec<u8> {
+    let (category, pf) = atom.split_once('/').expect("category/pf");
+    build_swarm::domain::binpkg::stand_in_gpkg(category, pf, None, content).expect("make a gpkg")
+}
+
+/// A `Packages` index on disk: complete (as many entries as its `PACKAGES` says) and the
+/// `PATH` of each entry.
+pub fn index_paths(binhost: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(binhost.join("Packages")).expect("Packages");
+    let parsed = build_swarm::orchestrator::binhost::index::parse(&text);
+    let count: usize = parsed.header["PACKAGES"].parse().expect("PACKAGES");
+    assert_eq!(parsed.entries.len(), count, "a complete index: {text}");
+    assert!(parsed.timestamp().is_some(), "{text}");
+    let mut paths: Vec<String> = parsed.entries.iter().map(|e| e["PATH"].clone()).collect();
+    paths.sort();
+    paths
 }
 
 /// The bytes a test builder "builds" for an atom.

@@ -68,9 +68,19 @@ async fn the_demo_runs_a_small_set_end_to_end() {
     // Everything built is in the binhost, uploaded once, nothing more on the wire.
     let mut files = 0;
     for cat in std::fs::read_dir(demo_dir.join("binhost")).unwrap() {
-        files += std::fs::read_dir(cat.unwrap().path()).unwrap().count();
+        let cat = cat.unwrap().path();
+        if cat.is_dir() {
+            files += std::fs::read_dir(cat).unwrap().count();
+        }
     }
     assert_eq!(files, built);
+    // ...and in the binhost's index.
+    let index = std::fs::read_to_string(demo_dir.join("binhost/Packages")).expect("Packages");
+    assert!(
+        index.lines().any(|l| l == format!("PACKAGES: {built}")),
+        "{index}"
+    );
+    assert_eq!(index.matches("\nCPV: ").count(), built);
     let ratio: f64 = stdout
         .lines()
         .find(|l| l.contains("bytes on the wire per package byte"))

@@ -173,6 +173,8 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         }
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
+        // Whatever the kill interrupted, the index on disk is a whole one.
+        index_paths(&dir.path().join("binhost"));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let child = start(&dir.path().join("orchestrator.toml"));
         wait_healthy(&url).await;
@@ -180,7 +182,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         let t0 = Instant::now();
         loop {
             if let Ok(s) = anon.status().await {
-                if s.counts.built == n {
+                if s.counts.built == n && s.counts.unindexed == 0 {
                     break;
                 }
             }
@@ -210,13 +212,26 @@ async fn sigkill_mid_run_then_restart_publishes_every_package_exactly_once() {
         let atom = format!("app-misc/p{i}-1");
         let f = binhost.join(format!("p{i}-1.gpkg.tar"));
         let expected = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(expected.path(), artifact_bytes(&atom)).unwrap();
+        std::fs::write(
+            expected.path(),
+            atom_package_bytes(&atom, &artifact_bytes(&atom)),
+        )
+        .unwrap();
         assert_eq!(
             sha256_file(&f).unwrap(),
             sha256_file(expected.path()).unwrap(),
             "{atom}"
         );
     }
+    // The index lists exactly the built packages.
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..n)
+            .map(|i| format!("app-misc/p{i}-1.gpkg.tar"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(index_paths(&dir.path().join("binhost")), expected);
     // Exactly once: each package was moved into the binhost by one completion. (A kill
     // between the move and its commit shows up as a retried completion that finds the
     // very file already there: `how: already there`, never a second move.)

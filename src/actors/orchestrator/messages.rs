@@ -1,9 +1,11 @@
 //! Messages that go against the direction of the actors' dependencies: the registry owns
 //! the sessions and the queue, so what a session tells the registry and what the queue
 //! tells a drone travel as these types through `Recipient`s, and none of the three imports
-//! an actor that imports it back.
+//! an actor that imports it back. The queue and the binhost index talk both ways the same
+//! way (`AddToIndex`, `Indexed`).
 
 use crate::actors::orchestrator::store::DroneRow;
+use crate::orchestrator::binhost::index::Entry;
 use crate::orchestrator::credentials::CredentialKind;
 use crate::wire::orchestrator::DroneCommand;
 use actix::Message;
@@ -54,3 +56,16 @@ impl SessionSummary {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionChanged(pub SessionSummary);
+
+/// Index entries of packages whose publish is committed (queue → binhost index).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddToIndex(pub Vec<(u32, Entry)>);
+
+/// An index that lists these packages is live on disk (binhost index → queue): their
+/// dependents may go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Indexed {
+    pub pkgs: Vec<u32>,
+}

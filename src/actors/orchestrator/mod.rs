@@ -9,15 +9,19 @@
 //! | [`circuit_breaker::CircuitBreaker`] | failure counts, grounding | queue, sessions, operator |
 //! | [`lease_deadlines::LeaseDeadlines`] | every lease's build and upload deadline | queue |
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
+//! | [`binhost_index::BinhostIndex`] | the binhost's `Packages` index and its writes | queue, HTTP handlers |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
 //! | [`gateway_registration::GatewayRegistration`] | this orchestrator's registration with its gateway (re-sent every 30 s) | nobody: its own timers |
 //!
-//! Messages that cross between the queue, the registry and the sessions are declared in
-//! [`messages`], so none of the three imports another's actor type in a circle.
+//! Messages that cross between the queue, the registry and the sessions (and between the
+//! queue and the binhost index) are declared in [`messages`], so no actor imports
+//! another's actor type in a circle.
 //!
-//! Rule against deadlocks: the queue, the breaker, the lease deadlines and the store never
-//! await an answer from anyone; they only `do_send`. Everyone else may await them.
+//! Rule against deadlocks: the queue, the breaker, the lease deadlines, the binhost index
+//! and the store never await an answer from anyone; they only `do_send`. Everyone else may
+//! await them.
 
+pub mod binhost_index;
 pub mod circuit_breaker;
 pub mod drone_registry;
 pub mod drone_session;

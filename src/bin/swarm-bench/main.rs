@@ -75,6 +75,9 @@ enum Cmd {
         /// SQLite state in the temporary directory.
         #[arg(long, value_name = "DIR")]
         files_dir: Option<PathBuf>,
+        /// Run it twice, with the binhost index off and on, and report both
+        #[arg(long)]
+        compare_index: bool,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -209,6 +212,7 @@ async fn run(args: Args) {
             seconds,
             warmup,
             files_dir,
+            compare_index,
             smoke,
             keep,
         } => {
@@ -219,6 +223,7 @@ async fn run(args: Args) {
                 warmup,
                 keep,
                 files_dir,
+                index: true,
             };
             let opts = if smoke {
                 throughput::ThroughputOptions {
@@ -231,7 +236,11 @@ async fn run(args: Args) {
             } else {
                 opts
             };
-            throughput::run(&opts).await
+            if compare_index {
+                throughput::compare_index(&opts).await
+            } else {
+                throughput::run(&opts).await
+            }
         }
         Cmd::Scale {
             packages,

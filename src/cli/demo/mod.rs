@@ -29,6 +29,9 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
             return Err(CliError::Failed("demo interrupted".into()));
         }
     };
+    if result.is_ok() {
+        demo.wait_indexed().await;
+    }
     let summary = demo.summary().await;
     demo.stop().await;
     result?;

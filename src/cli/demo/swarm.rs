@@ -319,6 +319,19 @@ impl Demo {
         Ok(())
     }
 
+    /// Waits (up to 30 s) until the binhost index lists every built package, so the
+    /// binhost the demo leaves is complete.
+    pub async fn wait_indexed(&self) {
+        let c = ApiClient::new(&self.orchestrator_url, None);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            match c.status().await {
+                Ok(s) if s.counts.unindexed == 0 => return,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     /// What happened, for the closing summary.
     pub async fn summary(&self) -> Result<Summary, DemoError> {
         let c = ApiClient::new(&self.orchestrator_url, None);

@@ -229,6 +229,7 @@ fn add_counts(sum: &mut PackageCounts, c: &PackageCounts) {
     sum.building += c.building;
     sum.uploading += c.uploading;
     sum.built += c.built;
+    sum.unindexed += c.unindexed;
     sum.failed += c.failed;
     sum.blocked += c.blocked;
 }

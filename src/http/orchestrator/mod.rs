@@ -1,7 +1,8 @@
 //! The orchestrator's HTTP API (docs/contract.md §5): the drone protocol ([`work`],
 //! [`drones`]), drones' own credentials ([`enrollment`]), package sets ([`packages`]),
-//! status, metrics and the OpenAPI document.
+//! the binhost and its index ([`binhost`]), status, metrics and the OpenAPI document.
 
+pub mod binhost;
 pub mod drones;
 pub mod enrollment;
 pub mod errors;
@@ -11,6 +12,7 @@ pub mod packages;
 pub mod status;
 pub mod work;
 
+use crate::actors::orchestrator::binhost_index::BinhostIndex;
 use crate::actors::orchestrator::circuit_breaker::CircuitBreaker;
 use crate::actors::orchestrator::drone_registry::DroneRegistry;
 use crate::actors::orchestrator::queue::PackageQueue;
@@ -34,6 +36,10 @@ pub struct AppState {
     pub max_submit_bytes: usize,
     pub metrics: Arc<crate::orchestrator::metrics::Metrics>,
     pub log: slog::Logger,
+    /// The binhost's index (with `[binhost] index`).
+    pub binhost_index: Option<Addr<BinhostIndex>>,
+    /// Served at `/binhost/` (with `[binhost] serve`).
+    pub binhost_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -69,6 +75,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/dashboard/app.js", web::get().to(dashboard::app_js))
     .route("/dashboard/style.css", web::get().to(dashboard::style_css))
     .route("/metrics", web::get().to(metrics::metrics))
+    .route("/binhost/{tail:.*}", web::get().to(binhost::file))
+    .route("/binhost/{tail:.*}", web::head().to(binhost::file))
     .service(
         // Routes are tried in order and every pattern with a `{…}` is a regular
         // expression run per request: the drone protocol's hot paths come first (a
@@ -100,7 +108,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/drones/{name}/control", web::post().to(drones::control))
             .route("/drones/{name}/enroll", web::post().to(enrollment::enroll))
             .route("/drones/{name}/revoke", web::post().to(enrollment::revoke))
-            .route("/enrollments", web::get().to(enrollment::list)),
+            .route("/enrollments", web::get().to(enrollment::list))
+            .route("/binhost/verify", web::post().to(binhost::verify)),
     )
     .default_service(web::to(not_found));
 }

@@ -9,7 +9,7 @@ use crate::actors::orchestrator::circuit_breaker::Outcome;
 use crate::actors::orchestrator::store::Write;
 use crate::domain::{FailureKind, PackageState};
 use crate::orchestrator::credentials::Caller;
-use crate::orchestrator::publish::{PublishError, Published};
+use crate::orchestrator::publish::{IndexWanted, PublishError, Published};
 use crate::wire::orchestrator::{CompleteRequest, CompleteResponse, LeaseId};
 use actix::prelude::*;
 use slog::{info, warn};
@@ -95,7 +95,7 @@ impl PackageQueue {
             .unwrap_or_default();
         let mut published = false;
         let answer = match v.published {
-            Ok(how) if self.graph.get(pkg).state != PackageState::Built => {
+            Ok((how, entry)) if self.graph.get(pkg).state != PackageState::Built => {
                 // The rename is made durable with this batch, before the state that says
                 // the package is built.
                 if let Some(dir) = self.publisher.dest_dir(&req.path) {
@@ -110,7 +110,7 @@ impl PackageQueue {
                         self.verdict(d, Outcome::Neutral);
                     }
                 }
-                self.mark_built(pkg, &drone, &req);
+                self.mark_built(pkg, &drone, &req, entry);
                 info!(self.log, "published"; "atom" => &self.graph.get(pkg).atom_str,
                       "drone" => &drone, "path" => &req.path, "size" => req.size,
                       "how" => if how == Published::Now { "now" } else { "already there" });
@@ -215,9 +215,17 @@ impl Handler<Complete> for PackageQueue {
             Ok(Precheck::Verify { pkg, upload_dir }) => (pkg, upload_dir),
         };
         let req = msg.req;
+        let index = self.settings.index.then(|| {
+            let atom = &self.graph.get(pkg).atom;
+            IndexWanted {
+                category: atom.category.clone(),
+                pf: format!("{}-{}", atom.name, atom.version),
+                rel_path: req.path.clone(),
+            }
+        });
         let Some(job) = self
             .publisher
-            .job(&upload_dir, &req.path, req.size, &req.sha256)
+            .job(&upload_dir, &req.path, req.size, &req.sha256, index)
         else {
             // check_artifact_path refuses every path that could leave a directory.
             let e = QueueError::NotPublished {

@@ -8,9 +8,10 @@
 //! `Fail` from HTTP handlers; `ClaimPackage` and `CheckLeases` from drone sessions;
 //! `ReclaimDrone` from sessions and the registry; `DroneSeen` and `RecordDrone` (a drone's
 //! record, written with the next batch) from the registry;
-//! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines. Sends only
-//! with `do_send` (`Arm`/`Disarm`; `RecordOutcome`, `ForDrone` and `PackagesPublished` once
-//! the batch they follow from is committed), so nothing it waits on can wait on it; only
+//! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines; `Indexed`
+//! from the binhost index. Sends only with `do_send` (`Arm`/`Disarm`; `RecordOutcome`,
+//! `ForDrone`, `PackagesPublished` and `AddToIndex` once the batch they follow from is
+//! committed), so nothing it waits on can wait on it; only
 //! the store answers it (`Commit`, `Reload`). Answers that change state wait for their
 //! commit; a refused commit is undone by reading the committed state back ([`reload`]).
 
@@ -18,6 +19,7 @@ pub mod commit;
 mod completion;
 pub mod error;
 pub mod graph;
+mod indexing;
 pub mod leases;
 pub mod messages;
 pub mod policy;
@@ -32,11 +34,12 @@ pub use messages::*;
 
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
-use crate::actors::orchestrator::messages::ForDrone;
+use crate::actors::orchestrator::messages::{AddToIndex, ForDrone};
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
 use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
 use crate::domain::{FailureKind, PackageState};
+use crate::orchestrator::binhost::index::Entry;
 use crate::orchestrator::credentials::Caller;
 use crate::orchestrator::metrics::{Metrics, QueueMetrics};
 use crate::orchestrator::staging;
@@ -80,6 +83,9 @@ pub struct QueueSettings {
     pub clock: SharedClock,
     /// The key lease ids are derived under (new per process; see [`leases`]).
     pub lease_id_key: [u8; 32],
+    /// The orchestrator writes the binhost's `Packages` index: a publish carries its
+    /// entry, and dependents wait until an index that lists the package is live.
+    pub index: bool,
 }
 
 /// Who the queue tells things (only ever with `do_send`).
@@ -90,12 +96,16 @@ pub struct Peers {
     pub breaker: Recipient<RecordOutcome>,
     pub drones: Recipient<ForDrone>,
     pub hook: Recipient<PackagesPublished>,
+    /// The binhost index (with `QueueSettings::index`).
+    pub index: Option<Recipient<AddToIndex>>,
 }
 
 /// What others hear of a change once it is committed.
 enum Tell {
     Outcome(RecordOutcome),
     Cancel(ForDrone),
+    /// A published package's index entry.
+    Index(u32, Entry),
 }
 
 pub struct PackageQueue {
@@ -289,8 +299,9 @@ impl PackageQueue {
     }
 
     /// The package is built: drones whose builds of it failed turn out to be at fault
-    /// (a poison package's failures never count), and its dependents move on.
-    fn mark_built(&mut self, id: u32, builder: &str, req: &CompleteRequest) {
+    /// (a poison package's failures never count), and its dependents move on — once its
+    /// index `entry` is live when there is an index.
+    fn mark_built(&mut self, id: u32, builder: &str, req: &CompleteRequest, entry: Option<Entry>) {
         let atom = self.graph.get(id).atom_str.clone();
         let failed_on = self.graph.get(id).tries.failed_on.clone();
         for d in failed_on.into_iter().filter(|d| d != builder) {
@@ -302,9 +313,13 @@ impl PackageQueue {
                 },
             );
         }
+        let wait_for_index = self.peers.index.is_some() && entry.is_some();
         self.graph
-            .mark_built(id, req.path.clone(), req.size, &req.sha256);
+            .mark_built(id, req.path.clone(), req.size, &req.sha256, !wait_for_index);
         self.graph.get_mut(id).drone = Some(builder.to_string());
+        if let (true, Some(e)) = (wait_for_index, entry) {
+            self.commit.after(Tell::Index(id, e));
+        }
     }
 
     /// The lease `caller` reports on: it must be one of the caller's drone's (403, logged
@@ -433,11 +448,16 @@ impl PackageQueue {
                     if done.publishes {
                         act.peers.hook.do_send(PackagesPublished);
                     }
+                    let mut entries = Vec::new();
                     for tell in done.after {
                         match tell {
                             Tell::Outcome(o) => act.peers.breaker.do_send(o),
                             Tell::Cancel(c) => act.peers.drones.do_send(c),
+                            Tell::Index(pkg, e) => entries.push((pkg, e)),
                         }
+                    }
+                    if let (Some(index), false) = (&act.peers.index, entries.is_empty()) {
+                        index.do_send(AddToIndex(entries));
                     }
                     act.flush(ctx);
                 }

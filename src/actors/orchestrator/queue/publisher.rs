@@ -4,7 +4,10 @@
 //! carry. Plain bookkeeping: the queue actor spawns the blocking work it hands out.
 
 use crate::domain::Atom;
-use crate::orchestrator::publish::{self, join_inside, PublishError, PublishJob, Published};
+use crate::orchestrator::binhost::index::Entry;
+use crate::orchestrator::publish::{
+    self, join_inside, IndexWanted, PublishError, PublishJob, Published,
+};
 use crate::orchestrator::staging::{self, CategorySwap, UploadDirPool};
 use crate::wire::orchestrator::LeaseId;
 use std::collections::HashMap;
@@ -73,7 +76,8 @@ pub fn check_artifact_path(atom: &Atom, path: &str) -> Result<(), PathRefused> {
 
 /// How one verification ended.
 pub struct Verification {
-    pub published: Result<Published, PublishError>,
+    /// How it was published, and its index entry when the binhost has an index.
+    pub published: Result<(Published, Option<Entry>), PublishError>,
     /// The upload directory now holds only its empty category directory.
     pub reusable: bool,
 }
@@ -98,7 +102,7 @@ impl Lane {
                     reusable: p
                         .dirs
                         .is_some_and(|d| staging::emptied_after_publish(&d, &category)),
-                    published: Ok(p.how),
+                    published: Ok((p.how, p.entry)),
                 },
                 Err(e) => Verification {
                     published: Err(e),
@@ -162,7 +166,14 @@ impl<M> Publisher<M> {
 
     /// The job that publishes `path` from the upload directory `upload_dir`; None when the
     /// path would leave either directory.
-    pub fn job(&self, upload_dir: &str, path: &str, size: u64, sha256: &str) -> Option<PublishJob> {
+    pub fn job(
+        &self,
+        upload_dir: &str,
+        path: &str,
+        size: u64,
+        sha256: &str,
+        index: Option<IndexWanted>,
+    ) -> Option<PublishJob> {
         let lease_dir = self.staging_dir.join(upload_dir);
         Some(PublishJob {
             staged: join_inside(&lease_dir, path)?,
@@ -170,6 +181,7 @@ impl<M> Publisher<M> {
             size,
             sha256: sha256.to_string(),
             lease_dir,
+            index,
         })
     }
 
@@ -357,7 +369,7 @@ mod tests {
         let mut p = publisher();
         assert!(p.next_lane().is_none());
         let job = |n: &str| {
-            p.job("lease-1", &format!("cat/{n}.gpkg.tar"), 1, "00")
+            p.job("lease-1", &format!("cat/{n}.gpkg.tar"), 1, "00", None)
                 .unwrap()
         };
         let (j1, j2) = (job("a-1"), job("b-1"));
@@ -371,11 +383,11 @@ mod tests {
         // The lane ended without reporting job 1: it comes back as failed.
         assert_eq!(p.lane_done(lane.job_ids()), vec!["second"]);
         for i in 0..VERIFY_LANES + 1 {
-            let j = p.job("lease-1", "cat/a-1.gpkg.tar", 1, "00").unwrap();
+            let j = p.job("lease-1", "cat/a-1.gpkg.tar", 1, "00", None).unwrap();
             p.enqueue(j, "cat".into(), "x");
             assert_eq!(p.next_lane().is_some(), i < VERIFY_LANES, "lane {i}");
         }
-        assert!(p.job("lease-1", "../x", 1, "00").is_none());
+        assert!(p.job("lease-1", "../x", 1, "00", None).is_none());
     }
 
     #[test]

@@ -21,7 +21,8 @@ impl PackageQueue {
         snap: Snapshot,
         log: &Logger,
     ) -> (PackageGraph, LeaseTable) {
-        let (mut graph, problems) = PackageGraph::restore(settings.order, snap.packages, snap.deps);
+        let (mut graph, problems) =
+            PackageGraph::restore(settings.order, snap.packages, snap.deps, !settings.index);
         for p in problems {
             crit!(log, "the state database holds a package row it cannot use"; "problem" => format!("{p:?}"));
         }

@@ -23,6 +23,7 @@ pub fn counts(g: &PackageGraph) -> PackageCounts {
         built: g.count(PackageState::Built),
         failed: g.count(PackageState::Failed),
         blocked: g.count(PackageState::Blocked),
+        unindexed: g.unindexed(),
     }
 }
 

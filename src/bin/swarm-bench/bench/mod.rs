@@ -429,8 +429,9 @@ pub fn flat_set(n: usize, prefix: &str) -> String {
     out
 }
 
-/// What a simulated drone uploads for a lease: a tiny real file in the lease's upload
-/// directory under `staging`. Returns the completion body.
+/// What a simulated drone uploads for a lease: a tiny real gpkg (its metadata names the
+/// package, so the orchestrator's index takes it) in the lease's upload directory under
+/// `staging`. Returns the completion body.
 pub fn simulated_upload(
     staging: &Path,
     work: &build_swarm::wire::orchestrator::WorkAssignment,
@@ -440,19 +441,22 @@ pub fn simulated_upload(
     let pf = format!("{}-{}", work.name, work.version);
     let rel = format!("{category}/{pf}.gpkg.tar");
     let path = staging.join(upload_dir).join(&rel);
-    let content = format!("gpkg-1 simulated build of {category}/{pf} for {upload_dir}\n");
+    let payload = format!("simulated build of {category}/{pf} for {upload_dir}\n");
+    let content =
+        build_swarm::domain::binpkg::stand_in_gpkg(category, &pf, None, payload.as_bytes())
+            .map_err(io("making a gpkg"))?;
     // A reused upload directory has its category directory already (as rsync's receiver
     // finds it with a stat): make directories only when the file cannot be created.
-    let mut written = std::fs::write(&path, content.as_bytes());
+    let mut written = std::fs::write(&path, &content);
     if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(io(format!("creating {}", parent.display())))?;
         }
-        written = std::fs::write(&path, content.as_bytes());
+        written = std::fs::write(&path, &content);
     }
     written.map_err(io(format!("writing {}", path.display())))?;
-    let sha = build_swarm::sys::digest::hex(&Sha256::digest(content.as_bytes()));
+    let sha = build_swarm::sys::digest::hex(&Sha256::digest(&content));
     Ok(format!(
         "{{\"epoch\":{},\"path\":\"{rel}\",\"size\":{},\"sha256\":\"{sha}\"}}",
         work.epoch,

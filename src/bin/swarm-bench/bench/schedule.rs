@@ -211,7 +211,12 @@ async fn run_once(
         &dir,
         None,
         "",
-        &format!("[policy]\norder = \"{order}\"\n\n[leases]\nheartbeat_ttl_s = 60\n"),
+        // Index writes as often as they come: builds are scaled down 10,000-fold here,
+        // the index's per-second batching is not.
+        &format!(
+            "[policy]\norder = \"{order}\"\n\n[leases]\nheartbeat_ttl_s = 60\n\n\
+             [binhost]\nwrite_interval_ms = 0\n"
+        ),
     )
     .await?;
     let drone_bin = super::sibling_bin("swarm-drone")?;

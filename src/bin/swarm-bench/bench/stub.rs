@@ -48,8 +48,10 @@ pub fn run(
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let dest = dir.join(format!("{pf}.gpkg.tar"));
     let tmp = dir.join(format!(".{pf}.gpkg.tar.tmp"));
-    let mut content = format!("gpkg-1\n{atom}\n").into_bytes();
-    content.resize(kb * 1024, b'.');
+    let mut payload = format!("{atom}\n").into_bytes();
+    payload.resize(kb * 1024, b'.');
+    let content = build_swarm::domain::binpkg::stand_in_gpkg(category, pf, None, &payload)
+        .map_err(io("making a gpkg"))?;
     std::fs::write(&tmp, &content).map_err(io(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, &dest).map_err(io(format!("renaming to {}", dest.display())))?;
     println!(">>> Completed installing {atom} into {}", dest.display());

@@ -28,6 +28,30 @@ pub struct ThroughputOptions {
     /// Put staging and binhost under this directory (e.g. a tmpfs) instead of beside the
     /// state.
     pub files_dir: Option<std::path::PathBuf>,
+    /// The orchestrator writes the binhost's Packages index (`[binhost] index`).
+    pub index: bool,
+}
+
+/// The same run with the binhost index off, then on: both figures and their ratio.
+pub async fn compare_index(opts: &ThroughputOptions) -> Result<Value, BenchError> {
+    let off = run(&ThroughputOptions {
+        index: false,
+        ..opts.clone()
+    })
+    .await?;
+    let mut on = run(&ThroughputOptions {
+        index: true,
+        ..opts.clone()
+    })
+    .await?;
+    let (a, b) = (
+        off["cycles_per_s"].as_f64().unwrap_or(0.0),
+        on["cycles_per_s"].as_f64().unwrap_or(0.0),
+    );
+    on["cycles_per_s_index_off"] = json!(a);
+    on["orchestrator_us_per_cycle_index_off"] = off["orchestrator_us_per_cycle"].clone();
+    on["index_on_share"] = json!(round(b / a.max(1e-9), 3));
+    Ok(on)
 }
 
 #[derive(Default)]
@@ -152,7 +176,10 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
         &scratch.path,
         files.as_deref(),
         "",
-        "[leases]\nheartbeat_ttl_s = 3600\n",
+        &format!(
+            "[leases]\nheartbeat_ttl_s = 3600\n\n[binhost]\nindex = {}\n",
+            opts.index
+        ),
     )
     .await?;
     let admin = orch.admin();
@@ -237,6 +264,7 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     let healthz_per_s = healthz as f64 / health_wall;
     Ok(json!({
         "bench": "throughput",
+        "index": opts.index,
         "drones": opts.drones,
         "packages": opts.packages,
         "seconds": opts.seconds,

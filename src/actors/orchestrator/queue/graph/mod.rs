@@ -41,8 +41,12 @@ pub struct Package {
     pub sha256: Option<String>,
     pub deps: Vec<u32>,
     pub dependents: Vec<u32>,
-    /// Dependencies not built yet.
+    /// Dependencies not usable yet: not built, or built but not yet in a live binhost
+    /// index.
     pub unbuilt: u32,
+    /// Built and listed by the binhost index on disk (or there is no index): its
+    /// dependents may go.
+    pub indexed: bool,
     /// The active lease, if any (at most one at a time).
     pub lease: Option<LeaseId>,
     /// A completion is being verified; another one must wait.
@@ -50,6 +54,11 @@ pub struct Package {
 }
 
 impl Package {
+    /// Built and in a live index: a dependent may be built against it.
+    pub fn usable(&self) -> bool {
+        self.state == PackageState::Built && self.indexed
+    }
+
     fn new(atom: Atom, atom_str: String, seq: u64, state: PackageState) -> Self {
         Package {
             atom,
@@ -69,6 +78,7 @@ impl Package {
             deps: Vec::new(),
             dependents: Vec::new(),
             unbuilt: 0,
+            indexed: false,
             lease: None,
             publishing: false,
         }
@@ -139,6 +149,8 @@ pub struct PackageGraph {
     pub by_atom: HashMap<String, u32>,
     pub ready: BinaryHeap<Ready>,
     counts: [usize; 7],
+    /// Built packages not yet in a live index.
+    unindexed: usize,
     next_seq: u64,
     order: ScheduleOrder,
     /// Packages whose row changed since the last commit batch took them.
@@ -154,6 +166,7 @@ impl PackageGraph {
             by_atom: HashMap::new(),
             ready: BinaryHeap::new(),
             counts: [0; 7],
+            unindexed: 0,
             next_seq: 0,
             order,
             dirty: HashSet::new(),
@@ -163,10 +176,13 @@ impl PackageGraph {
 
     /// Rebuilds the graph from stored rows. Returns the rows whose atom no longer parses
     /// (kept under a placeholder so ids stay dense) and whether the ids were not dense.
+    /// `indexed`: built packages count as in the index (there is none); otherwise they wait
+    /// for the index to say so ([`Self::mark_indexed`]).
     pub fn restore(
         order: ScheduleOrder,
         rows: Vec<PackageRow>,
         deps: Vec<(u32, u32)>,
+        indexed: bool,
     ) -> (Self, Vec<RestoreProblem>) {
         let mut g = PackageGraph::new(order);
         let mut problems = Vec::new();
@@ -202,6 +218,10 @@ impl PackageGraph {
             p.path = row.path;
             p.size = row.size;
             p.sha256 = row.sha256;
+            if row.state == PackageState::Built {
+                p.indexed = indexed;
+                g.unindexed += usize::from(!indexed);
+            }
             g.packages.push(p);
         }
         let n = g.packages.len() as u32;
@@ -267,8 +287,13 @@ impl PackageGraph {
         self.packages[id as usize]
             .deps
             .iter()
-            .filter(|d| self.packages[**d as usize].state != PackageState::Built)
+            .filter(|d| !self.packages[**d as usize].usable())
             .count() as u32
+    }
+
+    /// Built packages not yet listed by a live index.
+    pub fn unindexed(&self) -> usize {
+        self.unindexed
     }
 
     pub fn set_state(&mut self, id: u32, state: PackageState) {
@@ -414,16 +439,36 @@ impl PackageGraph {
         }
     }
 
-    /// The package is built and published: its dependents whose dependencies are all built
-    /// become ready, and what it had blocked (a late valid completion) is free again.
-    pub fn mark_built(&mut self, id: u32, path: String, size: u64, sha256: &str) {
+    /// The package is built and published: what it had blocked (a late valid completion)
+    /// is free again. With `indexed` (no index to wait for) its dependents whose
+    /// dependencies are all usable become ready now, else once [`Self::mark_indexed`].
+    pub fn mark_built(&mut self, id: u32, path: String, size: u64, sha256: &str, indexed: bool) {
         let p = self.get_mut(id);
         p.tries.not_before = None;
         p.path = Some(path);
         p.size = Some(size);
         p.sha256 = Some(sha256.to_ascii_lowercase());
         p.reason = None;
+        p.indexed = false;
         self.set_state(id, PackageState::Built);
+        self.unindexed += 1;
+        if indexed {
+            self.mark_indexed(id);
+        } else {
+            let dependents = self.packages[id as usize].dependents.clone();
+            self.unblock(dependents);
+        }
+    }
+
+    /// A live index lists the built package: its dependents whose dependencies are all
+    /// usable become ready. Returns whether anything changed.
+    pub fn mark_indexed(&mut self, id: u32) -> bool {
+        let p = &mut self.packages[id as usize];
+        if p.state != PackageState::Built || p.indexed {
+            return false;
+        }
+        p.indexed = true;
+        self.unindexed -= 1;
         let dependents = self.packages[id as usize].dependents.clone();
         for &d in &dependents {
             let dp = &mut self.packages[d as usize];
@@ -434,6 +479,7 @@ impl PackageGraph {
             }
         }
         self.unblock(dependents);
+        true
     }
 
     /// Re-examines blocked packages among `start` and, transitively, their dependents:

@@ -49,7 +49,7 @@ fn critical_path_first_then_dependents_after_their_dependencies() {
     assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
     assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
     assert_eq!(take(&mut g), None, "b, c, d wait for a");
-    g.mark_built(id(&g, "x/a-1"), "x/a-1.gpkg.tar".into(), 1, "AB");
+    g.mark_built(id(&g, "x/a-1"), "x/a-1.gpkg.tar".into(), 1, "AB", true);
     assert_eq!(g.get(id(&g, "x/a-1")).sha256.as_deref(), Some("ab"));
     assert_eq!(
         take(&mut g).as_deref(),
@@ -58,10 +58,41 @@ fn critical_path_first_then_dependents_after_their_dependencies() {
     );
     assert_eq!(take(&mut g).as_deref(), Some("x/b-1"));
     assert_eq!(take(&mut g), None, "d waits for b and c");
-    g.mark_built(id(&g, "x/b-1"), "p".into(), 1, "00");
+    g.mark_built(id(&g, "x/b-1"), "p".into(), 1, "00", true);
     assert_eq!(take(&mut g), None);
-    g.mark_built(id(&g, "x/c-1"), "p".into(), 1, "00");
+    g.mark_built(id(&g, "x/c-1"), "p".into(), 1, "00", true);
     assert_eq!(take(&mut g).as_deref(), Some("x/d-1"));
+}
+
+/// With a binhost index, a built package's dependents wait until an index lists it.
+#[test]
+fn dependents_wait_for_the_index() {
+    let mut g = graph(DIAMOND);
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00", false);
+    assert_eq!(g.unindexed(), 1);
+    assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+    assert_eq!(take(&mut g), None, "b and c wait for a's index entry");
+    assert!(g.mark_indexed(id(&g, "x/a-1")));
+    assert!(!g.mark_indexed(id(&g, "x/a-1")), "once");
+    assert_eq!(g.unindexed(), 0);
+    assert_eq!(take(&mut g).as_deref(), Some("x/c-1"));
+    // A package that is not built is not indexed.
+    assert!(!g.mark_indexed(id(&g, "x/d-1")));
+    // After a restart built packages wait for the index again.
+    let rows: Vec<_> = (0..g.len() as u32).map(|i| g.get(i).row(i)).collect();
+    let deps: Vec<(u32, u32)> = (0..g.len() as u32)
+        .flat_map(|i| {
+            g.get(i)
+                .deps
+                .iter()
+                .map(move |d| (i, *d))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (r, _) = PackageGraph::restore(ScheduleOrder::CriticalPath, rows, deps, false);
+    assert_eq!(r.unindexed(), 1);
+    assert!(!r.get(id(&r, "x/a-1")).usable());
 }
 
 #[test]
@@ -173,10 +204,10 @@ fn a_backing_off_package_is_passed_over_until_its_time() {
 #[test]
 fn restore_rebuilds_states_edges_and_the_ready_heap() {
     let mut g = graph(DIAMOND);
-    g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00");
+    g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00", true);
     let rows: Vec<PackageRow> = (0..g.len() as u32).map(|i| g.get(i).row(i)).collect();
     let deps = std::mem::take(&mut g.new_deps);
-    let (mut r, problems) = PackageGraph::restore(ScheduleOrder::CriticalPath, rows, deps);
+    let (mut r, problems) = PackageGraph::restore(ScheduleOrder::CriticalPath, rows, deps, true);
     assert!(problems.is_empty());
     assert!(r.after_restore().is_empty());
     assert_eq!(r.count(PackageState::Built), 1);
