@@ -7,6 +7,7 @@
 mod common;
 
 mod bench_smoke;
+mod binhost;
 mod cli;
 mod cli_config_example;
 mod config_examples;

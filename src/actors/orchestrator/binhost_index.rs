@@ -212,6 +212,7 @@ impl BinhostIndex {
     fn load(
         dir: PathBuf,
         header: Header,
+        gzip: bool,
         built: Vec<BuiltPackage>,
         log: Logger,
     ) -> std::io::Result<Loaded> {
@@ -233,7 +234,18 @@ impl BinhostIndex {
                 on_disk.insert(e.path().to_string(), e);
             }
         }
-        let mut changed = false;
+        // Both files carry the index's TIMESTAMP as mtime: a Packages.gz that does not is
+        // not this index (or should not be there), and is written again.
+        let mtime = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        let mut changed = match (mtime(index_file::INDEX), mtime(index_file::INDEX_GZ)) {
+            (Some(a), Some(b)) => !gzip || a != b,
+            (Some(_), None) => gzip,
+            (None, gz) => gz.is_some(),
+        };
         let (mut listed, mut added) = (Vec::new(), Vec::new());
         for (pkg, category, pf, path) in built {
             match on_disk.remove(&path) {
@@ -279,9 +291,11 @@ impl Actor for BinhostIndex {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (dir, header, log) = (self.settings.dir.clone(), self.header(), self.log.clone());
+        let gzip = self.settings.gzip;
         let built = std::mem::take(&mut self.built);
         let started = Instant::now();
-        let work = actix_web::rt::task::spawn_blocking(move || Self::load(dir, header, built, log));
+        let work =
+            actix_web::rt::task::spawn_blocking(move || Self::load(dir, header, gzip, built, log));
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             let loaded = match res {
                 Ok(Ok(l)) => l,
