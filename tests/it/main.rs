@@ -20,3 +20,4 @@ mod failure_policy;
 mod gateway;
 mod orchestrator_api;
 mod orchestrator_process;
+mod portage;

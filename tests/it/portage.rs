@@ -1,0 +1,396 @@
+//! Real Portage (from PyPI, in the venv scripts/install-deps makes) against a real
+//! orchestrator: packages emerge built are indexed exactly as `emaint binhost --fix`
+//! indexes them, `emaint binhost --check` finds nothing to fix, a fresh Portage client
+//! installs everything from `/binhost/`, and drones building with real emerge take every
+//! dependency from the swarm's binhost instead of building it again. Skips outside CI
+//! without Portage or root (saying so); fails in CI.
+
+use crate::common::*;
+use build_swarm::wire::orchestrator::*;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The demo repository's packages and their dependencies inside the set (DEPEND and
+/// RDEPEND of the ebuilds, with `extra` on).
+const SET: &[(&str, &[&str])] = &[
+    ("swarm-base/core-1.0", &[]),
+    ("swarm-base/zlib-1.2", &[]),
+    ("swarm-libs/liba-1.0", &["swarm-base/zlib-1.2"]),
+    (
+        "swarm-libs/libb-2.0",
+        &["swarm-base/zlib-1.2", "swarm-base/core-1.0"],
+    ),
+    ("swarm-libs/libc-1.1", &["swarm-base/core-1.0"]),
+    ("swarm-apps/tool-3.0", &["swarm-libs/libc-1.1"]),
+    (
+        "swarm-apps/app-1.0",
+        &[
+            "swarm-libs/liba-1.0",
+            "swarm-libs/libb-2.0",
+            "swarm-apps/tool-3.0",
+        ],
+    ),
+];
+
+fn set_json() -> String {
+    let pkgs: Vec<serde_json::Value> = SET
+        .iter()
+        .map(|(a, deps)| serde_json::json!({"atom": a, "deps": deps}))
+        .collect();
+    serde_json::json!({ "packages": pkgs }).to_string()
+}
+
+/// Whether real Portage can run here: root and the venv. Outside CI a missing piece
+/// skips the test (saying so); in CI it fails it.
+fn portage_here() -> bool {
+    let venv = std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("build-swarm/portage-venv")
+        });
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok = root && venv.join("bin/emerge").is_file();
+    if !ok {
+        let why = if root {
+            format!("Portage in {} (scripts/install-deps)", venv.display())
+        } else {
+            "root".into()
+        };
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the real-Portage tests need {why} in CI"
+        );
+        eprintln!("SKIPPED: the real-Portage tests need {why}");
+    }
+    ok
+}
+
+/// A throwaway Portage configuration under `dir` (scripts/portage-env).
+fn portage_env(dir: &Path, binhost: Option<&str>) -> PathBuf {
+    let mut c = std::process::Command::new(format!(
+        "{}/scripts/portage-env",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    c.arg(dir);
+    if let Some(b) = binhost {
+        c.args(["--binhost", b]);
+    }
+    let out = c.output().expect("run scripts/portage-env");
+    assert!(
+        out.status.success(),
+        "portage-env: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// Runs one of the environment's Portage tools; its output, which must be a success.
+async fn portage(env: &Path, tool: &str, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    let (ok, text) = portage_run(env, tool, args, extra_env).await;
+    assert!(ok, "{tool} {args:?} failed:\n{text}");
+    text
+}
+
+/// The same, whether it succeeds or not: (success, output).
+async fn portage_run(
+    env: &Path,
+    tool: &str,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> (bool, String) {
+    let mut c = tokio::process::Command::new(env.join("bin").join(tool));
+    c.args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .env("NOCOLOR", "true");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(600), c.output())
+        .await
+        .unwrap_or_else(|_| panic!("{tool} {args:?} did not finish"))
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The entries of an index, by PATH, without `MTIME` (the file's, which a copy changes).
+fn entries_by_path(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    build_swarm::orchestrator::binhost::index::parse(text)
+        .entries
+        .into_iter()
+        .map(|mut e| {
+            e.remove("MTIME");
+            (e["PATH"].clone(), e)
+        })
+        .collect()
+}
+
+/// Every file under `dir`, relative.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).expect("inside").display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[actix_web::test]
+async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() {
+    if !portage_here() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    // Real emerge builds the whole set once (every package a binary package).
+    let builder = portage_env(&work.path().join("builder"), None);
+    portage(
+        &builder,
+        "emerge",
+        &["--oneshot", "--buildpkg", "--usepkg", "=swarm-apps/app-1.0"],
+        &[],
+    )
+    .await;
+    let pkgdir = builder.join("pkgdir");
+
+    // The packages go through a real orchestrator, in dependency order, as drones would
+    // upload them.
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit(&set_json()).await;
+    let d = app.drone();
+    let deps_of: BTreeMap<&str, &[&str]> = SET.iter().copied().collect();
+    for _ in 0..SET.len() {
+        let w = eventually("work", Duration::from_secs(30), || async {
+            d.claim("d1").await.ok().flatten()
+        })
+        .await;
+        // Handed out only once the index on disk lists every dependency.
+        let listed: HashSet<String> = build_swarm::orchestrator::binhost::index::parse(
+            &std::fs::read_to_string(app.binhost().join("Packages")).unwrap_or_default(),
+        )
+        .entries
+        .iter()
+        .map(|e| e["CPV"].clone())
+        .collect();
+        for dep in deps_of[w.atom.as_str()] {
+            assert!(listed.contains(*dep), "{} before {dep} was indexed", w.atom);
+        }
+        let rel = format!(
+            "{}/{}/{}-{}-1.gpkg.tar",
+            w.category, w.name, w.name, w.version
+        );
+        let staged = app.staging().join(&w.upload_dir).join(&rel);
+        std::fs::create_dir_all(staged.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(pkgdir.join(&rel), &staged).expect("copy the built package");
+        let (sha256, size) = build_swarm::sys::digest::sha256_file(&staged).expect("hash");
+        d.uploading(w.lease, w.epoch).await.expect("uploading");
+        let done = d
+            .complete(
+                w.lease,
+                &CompleteRequest {
+                    epoch: w.epoch,
+                    path: rel,
+                    size,
+                    sha256,
+                },
+            )
+            .await
+            .expect("complete");
+        assert!(done.accepted);
+    }
+    eventually("everything indexed", Duration::from_secs(30), || async {
+        let s = app.anon().status().await.ok()?;
+        (s.counts.built == SET.len() && s.counts.unindexed == 0).then_some(())
+    })
+    .await;
+    let ours = std::fs::read_to_string(app.binhost().join("Packages")).expect("Packages");
+
+    // Portage's own check finds nothing to fix in the orchestrator's binhost...
+    let binhost = app.binhost().display().to_string();
+    let check = portage(
+        &builder,
+        "emaint",
+        &["binhost", "--check"],
+        &[("PKGDIR", &binhost)],
+    )
+    .await;
+    let problems = |out: &str| {
+        [
+            "is not in Packages",
+            "is not in the repository",
+            "Missing index file",
+            "is not equal",
+        ]
+        .iter()
+        .any(|p| out.contains(p))
+    };
+    assert!(!problems(&check), "emaint binhost --check: {check}");
+    // ...and for the same files emaint writes the same entries (but MTIME).
+    let copy = work.path().join("emaint-copy");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    for rel in files_under(&app.binhost()) {
+        if rel.ends_with(".gpkg.tar") {
+            let to = copy.join(&rel);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(app.binhost().join(&rel), &to).expect("copy");
+        }
+    }
+    let copy_s = copy.display().to_string();
+    // (The same check does see a binhost without its index.)
+    let (ok, check) = portage_run(
+        &builder,
+        "emaint",
+        &["binhost", "--check"],
+        &[("PKGDIR", &copy_s)],
+    )
+    .await;
+    assert!(
+        !ok && problems(&check),
+        "emaint binhost --check saw nothing wrong: {check}"
+    );
+    portage(
+        &builder,
+        "emaint",
+        &["binhost", "--fix"],
+        &[("PKGDIR", &copy_s)],
+    )
+    .await;
+    let theirs = std::fs::read_to_string(copy.join("Packages")).expect("emaint's Packages");
+    assert_eq!(
+        entries_by_path(&ours),
+        entries_by_path(&theirs),
+        "ours:\n{ours}\nemaint's:\n{theirs}"
+    );
+
+    // A fresh client installs every package from /binhost/ (checksums checked by Portage).
+    let client = portage_env(
+        &work.path().join("client"),
+        Some(&format!("{}/binhost/", app.url)),
+    );
+    let out = portage(
+        &client,
+        "emerge",
+        &["--getbinpkgonly", "--oneshot", "=swarm-apps/app-1.0"],
+        &[],
+    )
+    .await;
+    for (atom, _) in SET {
+        let name = atom
+            .split('/')
+            .nth(1)
+            .and_then(|pf| pf.rsplit_once('-'))
+            .map(|(n, _)| n);
+        let name = name.expect("name");
+        let installed = client.join(format!("root/usr/share/{name}/{name}.txt"));
+        assert!(installed.is_file(), "{atom} not installed:\n{out}");
+    }
+    assert!(
+        !out.contains("Compiling"),
+        "the client built something from source:\n{out}"
+    );
+    app.stop().await;
+}
+
+/// Drones building with real emerge, fed the set in dependency order: every package is
+/// built once across the swarm and every dependency comes from the swarm's binhost.
+#[actix_web::test]
+async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
+    if !portage_here() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 60).await;
+    app.submit(&set_json()).await;
+    let binhost_url = format!("{}/binhost/", app.url);
+    let mut children = Vec::new();
+    let mut envs = Vec::new();
+    for i in 0..2 {
+        let env = portage_env(&work.path().join(format!("drone{i}")), Some(&binhost_url));
+        let home = work.path().join(format!("drone{i}-home"));
+        std::fs::create_dir_all(&home).expect("mkdir");
+        // The recommended build_command (config/drone.toml): dependencies from the swarm's
+        // binhost, the package itself always built.
+        let cfg = format!(
+            r#"name = "drone{i}"
+orchestrator = "{url}"
+token = "{DRONE}"
+slots = 1
+pkgdir = "{pkgdir}"
+state_dir = "{home}/state"
+build_command = ["{emerge}", "--oneshot", "--buildpkg", "--usepkg", "--getbinpkg",
+                 "--usepkg-exclude", "{{category}}/{{name}}", "={{atom}}"]
+build_timeout_s = 300
+build_idle_timeout_s = 120
+idle_poll_s = 1
+
+[log]
+level = "debug"
+file = "{home}/drone.log"
+"#,
+            url = app.url,
+            pkgdir = env.join("pkgdir").display(),
+            home = home.display(),
+            emerge = env.join("bin/emerge").display(),
+        );
+        let path = home.join("drone.toml");
+        std::fs::write(&path, cfg).expect("write drone config");
+        children.push(spawn_drone(&path, &[]));
+        envs.push(env);
+    }
+    eventually(
+        "the set built and indexed",
+        Duration::from_secs(400),
+        || async {
+            let s = app.anon().status().await.ok()?;
+            assert_eq!(s.counts.failed, 0, "{s:?}");
+            (s.counts.built == SET.len() && s.counts.unindexed == 0).then_some(())
+        },
+    )
+    .await;
+    for mut c in children {
+        let _ = c.kill().await;
+    }
+    // What each drone's emerge compiled: exactly the packages it was given, each once.
+    let mut compiled: Vec<String> = Vec::new();
+    for env in &envs {
+        let log = std::fs::read_to_string(env.join("log/emerge.log")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("Compiling/Packaging (")) {
+            let cpv = line
+                .split("Compiling/Packaging (")
+                .nth(1)
+                .and_then(|r| r.split("::").next())
+                .expect("cpv");
+            compiled.push(cpv.to_string());
+        }
+    }
+    compiled.sort();
+    let mut all: Vec<String> = SET.iter().map(|(a, _)| a.to_string()).collect();
+    all.sort();
+    assert_eq!(
+        compiled, all,
+        "every package compiled exactly once across the swarm, no dependency rebuilt"
+    );
+    assert_eq!(index_paths(&app.binhost()).len(), SET.len());
+    app.stop().await;
+}
