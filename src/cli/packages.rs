@@ -45,15 +45,29 @@ pub async fn submit(
         return Ok(());
     }
     println!(
-        "{}: {} new package(s), {} already known, {} skipped ({} format, {}) → {}",
+        "{}: {} new package(s), {} already known, {} skipped, {} dependencies ({} format, {}) → {}",
         file.display(),
         r.added,
         r.existing,
         r.skipped,
+        r.dependencies,
         r.format,
         output::size(size),
         orch.name
     );
+    if r.dependencies == 0 && r.added > 1 {
+        eprintln!(
+            "build-swarm: note: this set carries no dependencies ({} has none between its \
+             packages), so every package is ready at once and dependents may be built before \
+             their dependencies are in the binhost; give the set as JSON with \"deps\" \
+             (docs/contract.md §3)",
+            if r.format == crate::domain::package_set::SetFormat::Portage {
+                "`emerge --pretend` output"
+            } else {
+                "a plain list"
+            }
+        );
+    }
     Ok(())
 }
 

@@ -125,6 +125,9 @@ pub struct SubmitResult {
     pub existing: usize,
     /// Portage lines that need no build (`[binary]`, `[blocks]`, …).
     pub skipped: usize,
+    /// Dependency edges the set brought in (plain `emerge --pretend` output has none).
+    #[serde(default)]
+    pub dependencies: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

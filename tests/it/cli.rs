@@ -460,6 +460,16 @@ async fn submit_sends_the_file_and_reports_the_bad_line() {
     assert!(out.stdout.contains("2 new package(s)"), "{out:?}");
     let st = app.anon().status().await.unwrap();
     assert_eq!(st.counts.total, 2);
+    // A set without dependencies says so.
+    assert!(out.stderr.contains("carries no dependencies"), "{out:?}");
+    let with_deps = cli.config_file(
+        "set.json",
+        r#"{"packages":[{"atom":"a/x-1"},{"atom":"a/y-1","deps":["a/x-1"]}]}"#,
+    );
+    let out = cli.ok(&app, &["submit", with_deps.to_str().unwrap()]).await;
+    assert!(out.stdout.contains("1 dependencies"), "{out:?}");
+    assert!(!out.stderr.contains("carries no dependencies"), "{out:?}");
+    assert_eq!(app.anon().status().await.unwrap().counts.total, 4);
 
     let bad = cli.config_file("bad.txt", "app-misc/ok-1.0\napp-misc/../evil-1.0\n");
     let out = cli.at(&app, &["submit", bad.to_str().unwrap()]).await;
@@ -467,7 +477,7 @@ async fn submit_sends_the_file_and_reports_the_bad_line() {
     assert!(out.stderr.starts_with("build-swarm: "), "{out:?}");
     assert!(out.stderr.contains("line 2"), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
-    assert_eq!(app.anon().status().await.unwrap().counts.total, 2);
+    assert_eq!(app.anon().status().await.unwrap().counts.total, 4);
 
     let out = cli.at(&app, &["submit", "/nonexistent/set.txt"]).await;
     assert_eq!(out.code, 1, "{out:?}");

@@ -1183,6 +1183,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 added: 1,
                 existing: 0,
                 skipped: 0,
+                dependencies: 0,
             }),
         ),
         ("RetryRequest", keys(&RetryRequest::default())),

@@ -575,12 +575,14 @@ impl PackageGraph {
             self.packages[id as usize].unbuilt = self.unbuilt_deps(id);
             self.requeue(id);
         }
+        let dependencies = dep_rows.len();
         self.new_deps.extend(dep_rows);
         SubmitResult {
             format: set.format,
             added: new_ids.len(),
             existing,
             skipped: set.skipped,
+            dependencies,
         }
     }
 
