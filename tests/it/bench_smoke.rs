@@ -94,6 +94,30 @@ fn throughput_smoke() {
 }
 
 #[test]
+fn throughput_smoke_with_and_without_the_index() {
+    let v = run(&["throughput", "--smoke", "--compare-index"]);
+    assert_eq!(v["index"], true);
+    for key in ["cycles_per_s", "cycles_per_s_index_off", "index_on_share"] {
+        assert!(num(&v, key) > 0.0, "{key}: {v}");
+    }
+    assert_eq!(num(&v, "errors"), 0.0, "{v}");
+}
+
+#[test]
+fn index_smoke() {
+    let v = run(&["index", "--smoke"]);
+    assert_eq!(v["bench"], "index");
+    let at = &v["at"][0];
+    assert!(
+        num(at, "p50_ms") > 0.0 && num(at, "p99_ms") >= num(at, "p50_ms"),
+        "{v}"
+    );
+    assert!(num(at, "published") >= 50.0, "{v}");
+    assert_eq!(num(&v, "errors"), 0.0, "{v}");
+    has_machine(&v);
+}
+
+#[test]
 fn scale_smoke() {
     let v = run(&["scale", "--smoke"]);
     assert_eq!(v["bench"], "scale");

@@ -3,7 +3,7 @@
 
 mod bench;
 
-use bench::{graph, scale, schedule, stub, throughput, transfer};
+use bench::{graph, index, scale, schedule, stub, throughput, transfer};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -78,6 +78,25 @@ enum Cmd {
         /// Run it twice, with the binhost index off and on, and report both
         #[arg(long)]
         compare_index: bool,
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Completion acknowledged → the binhost index on disk lists the package: p50/p99 at
+    /// 1,000 and at 50,000 published packages.
+    Index {
+        /// Published packages at which to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 50000])]
+        at: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        /// Drones completing packages in the background.
+        #[arg(long, default_value_t = 8)]
+        background: usize,
+        /// The orchestrator's `[binhost] write_interval_ms`.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -160,6 +179,33 @@ fn main() {
 #[actix_web::main]
 async fn run(args: Args) {
     let res = match args.command {
+        Cmd::Index {
+            at,
+            samples,
+            background,
+            interval_ms,
+            smoke,
+            keep,
+        } => {
+            let opts = if smoke {
+                index::IndexOptions {
+                    sizes: vec![50],
+                    samples: 5,
+                    background: 2,
+                    interval_ms: 200,
+                    keep,
+                }
+            } else {
+                index::IndexOptions {
+                    sizes: at,
+                    samples,
+                    background,
+                    interval_ms,
+                    keep,
+                }
+            };
+            index::run(&opts).await
+        }
         Cmd::Graph { packages, seed } => {
             println!("{}", graph::generate(packages, seed).to_json());
             return;

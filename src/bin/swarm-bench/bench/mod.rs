@@ -10,11 +10,13 @@
 //! - [`scale`] — memory, claim latency and heartbeat cost with many packages and drones;
 //!   restart recovery time.
 //! - [`transfer`] — bytes on the wire per upload, and upload latency over ssh.
+//! - [`index`] — completion → the binhost index on disk lists the package.
 //! - [`stub`] — the builder the schedule benchmark's drones run.
 //! - [`http`] — a minimal keep-alive HTTP/1.1 client for load generation.
 
 pub mod graph;
 pub mod http;
+pub mod index;
 pub mod scale;
 pub mod schedule;
 pub mod stub;
