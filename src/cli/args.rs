@@ -66,11 +66,31 @@ pub enum Command {
     Drone(DroneArgs),
     /// Add a package set: plain atoms, `emerge --pretend` output or JSON (`-` reads stdin)
     Submit {
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "plan")]
+        file: Option<PathBuf>,
         /// The orchestrator that gets the set, when a gateway knows several
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
+        /// The Python that runs Portage's resolver for --plan (default: the one the
+        /// `emerge` on PATH uses)
+        #[arg(long, value_name = "PYTHON")]
+        portage_python: Option<PathBuf>,
+        /// Plan the set with Portage's resolver on this host, then submit it: the rest of
+        /// the line is what emerge gets (e.g. --plan --emptytree @world); comes last
+        #[arg(long, value_name = "EMERGE ARGS", num_args = 1.., allow_hyphen_values = true,
+              conflicts_with = "file")]
+        plan: Option<Vec<String>>,
+    },
+    /// Portage's resolver on this host plans a set (JSON, with every dependency edge):
+    /// `build-swarm plan --emptytree @world > world.json`
+    Plan {
+        /// The Python that runs Portage (default: the one the `emerge` on PATH uses)
+        #[arg(long, value_name = "PYTHON")]
+        portage_python: Option<PathBuf>,
+        /// What emerge would get: atoms, sets and options (--emptytree, --update, --deep, …)
+        #[arg(value_name = "EMERGE ARGS", required = true, num_args = 1..,
+              trailing_var_arg = true, allow_hyphen_values = true)]
+        emerge_args: Vec<String>,
     },
     /// List packages
     Packages {

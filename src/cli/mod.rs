@@ -21,6 +21,7 @@ pub mod matching;
 pub mod output;
 pub mod overview;
 pub mod packages;
+pub mod plan;
 pub mod remote;
 pub mod swarm;
 pub mod view;
@@ -69,6 +70,10 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Completions { shell } => return generate::completions(*shell),
         Command::Man => return generate::man(),
+        Command::Plan {
+            portage_python,
+            emerge_args,
+        } => return plan::run(portage_python.as_deref(), emerge_args).await,
         Command::Demo {
             drones,
             slots,
@@ -106,7 +111,27 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Drones => overview::drones(&swarm, json).await,
         Command::Orchestrators => overview::orchestrators(&swarm, json).await,
         Command::Drone(d) => drone::run(&swarm, &settings, d, json, verbose).await,
-        Command::Submit { file, to } => packages::submit(&swarm, &file, to.as_deref(), json).await,
+        Command::Submit {
+            file,
+            to,
+            portage_python,
+            plan,
+        } => {
+            let (label, body) = match (file, plan) {
+                (_, Some(args)) => {
+                    let python = plan::portage_python(portage_python.as_deref())?;
+                    let text = plan::plan(&python, &args).await?;
+                    (format!("plan of `{}`", args.join(" ")), text.into_bytes())
+                }
+                (Some(file), None) => (file.display().to_string(), packages::read_set(&file)?),
+                (None, None) => {
+                    return Err(CliError::Invalid(
+                        "give a FILE or --plan EMERGE ARGS".into(),
+                    ))
+                }
+            };
+            packages::submit(&swarm, &label, body, to.as_deref(), json).await
+        }
         Command::Packages { state } => packages::list(&swarm, state.as_deref(), json).await,
         Command::Failures => packages::failures(&swarm, json).await,
         Command::Log { atom } => packages::log(&swarm, &atom, json).await,
@@ -122,6 +147,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Binhost {
             action: args::BinhostCommand::Verify { fix, to },
         } => binhost::verify(&swarm, fix, to.as_deref(), json).await,
-        Command::Completions { .. } | Command::Man | Command::Demo { .. } => Ok(()),
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Demo { .. }
+        | Command::Plan { .. } => Ok(()),
     }
 }

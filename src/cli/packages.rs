@@ -12,22 +12,27 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
 
-pub async fn submit(
-    swarm: &Swarm,
-    file: &Path,
-    to: Option<&str>,
-    json: bool,
-) -> Result<(), CliError> {
-    let body = if file == Path::new("-") {
+/// A set file's bytes (`-`: standard input).
+pub fn read_set(file: &Path) -> Result<Vec<u8>, CliError> {
+    if file == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
             .map_err(|e| CliError::io("cannot read standard input", e))?;
-        buf
+        Ok(buf)
     } else {
-        std::fs::read(file)
-            .map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))?
-    };
+        std::fs::read(file).map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))
+    }
+}
+
+/// Submits a set (`label`: where it came from, for messages).
+pub async fn submit(
+    swarm: &Swarm,
+    label: &str,
+    body: Vec<u8>,
+    to: Option<&str>,
+    json: bool,
+) -> Result<(), CliError> {
     let orch = swarm.one(to)?;
     let size = body.len() as u64;
     let r: SubmitResult = orch
@@ -35,9 +40,7 @@ pub async fn submit(
         .submit(body)
         .await
         .map_err(|e| match swarm.err(e) {
-            CliError::Refused(msg) => {
-                CliError::Refused(format!("{} was refused: {msg}", file.display()))
-            }
+            CliError::Refused(msg) => CliError::Refused(format!("{label} was refused: {msg}")),
             other => other,
         })?;
     if json {
@@ -46,7 +49,7 @@ pub async fn submit(
     }
     println!(
         "{}: {} new package(s), {} already known, {} skipped, {} dependencies ({} format, {}) → {}",
-        file.display(),
+        label,
         r.added,
         r.existing,
         r.skipped,

@@ -42,9 +42,9 @@ fn set_json() -> String {
     serde_json::json!({ "packages": pkgs }).to_string()
 }
 
-/// Whether real Portage can run here: root and the venv. Outside CI a missing piece
-/// skips the test (saying so); in CI it fails it.
-fn portage_here() -> bool {
+/// The Portage venv, when real Portage can run here (root and the venv). Outside CI a
+/// missing piece skips the test (saying so); in CI it fails it.
+fn portage_venv() -> Option<PathBuf> {
     let venv = std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -70,7 +70,7 @@ fn portage_here() -> bool {
         );
         eprintln!("SKIPPED: the real-Portage tests need {why}");
     }
-    ok
+    ok.then_some(venv)
 }
 
 /// A throwaway Portage configuration under `dir` (scripts/portage-env).
@@ -158,7 +158,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 #[actix_web::test]
 async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() {
-    if !portage_here() {
+    if portage_venv().is_none() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -316,7 +316,7 @@ async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() 
 /// built once across the swarm and every dependency comes from the swarm's binhost.
 #[actix_web::test]
 async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
-    if !portage_here() {
+    if portage_venv().is_none() {
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -375,10 +375,12 @@ file = "{home}/drone.log"
     let mut compiled: Vec<String> = Vec::new();
     for env in &envs {
         let log = std::fs::read_to_string(env.join("log/emerge.log")).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("Compiling/Packaging (")) {
+        for line in log.lines().filter(|l| l.contains("Compiling/")) {
+            // `=== (1 of 3) Compiling/Packaging (cat/pkg-1.0::/repo/…)`
             let cpv = line
-                .split("Compiling/Packaging (")
+                .split("Compiling/")
                 .nth(1)
+                .and_then(|r| r.split(" (").nth(1))
                 .and_then(|r| r.split("::").next())
                 .expect("cpv");
             compiled.push(cpv.to_string());
@@ -392,5 +394,150 @@ file = "{home}/drone.log"
         "every package compiled exactly once across the swarm, no dependency rebuilt"
     );
     assert_eq!(index_paths(&app.binhost()).len(), SET.len());
+    app.stop().await;
+}
+
+/// `build-swarm plan` in `env` (its environment sourced), with the venv's Python.
+async fn plan_in(
+    env: &Path,
+    venv: &Path,
+    args: &[&str],
+    extra_env: &str,
+) -> (bool, String, String) {
+    let mut script = format!(
+        ". '{}/env.sh'; {extra_env} exec '{}' plan --portage-python '{}/bin/python3'",
+        env.display(),
+        env!("CARGO_BIN_EXE_build-swarm"),
+        venv.display()
+    );
+    for a in args {
+        script.push_str(&format!(" '{a}'"));
+    }
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run build-swarm plan");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn edges(json: &str) -> BTreeMap<String, Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("a JSON set");
+    v["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let mut deps: Vec<String> = p["deps"]
+                .as_array()
+                .expect("deps")
+                .iter()
+                .map(|d| d.as_str().expect("atom").to_string())
+                .collect();
+            deps.sort();
+            (p["atom"].as_str().expect("atom").to_string(), deps)
+        })
+        .collect()
+}
+
+/// `build-swarm plan` gives Portage's own graph: a diamond (liba, libb → zlib), a chain
+/// (app → tool → libc → core), a subslot dependency (liba → zlib:=) and a USE-conditional
+/// one (app → tool with `extra`); blockers and missing packages are one clear error; and
+/// `submit --plan` puts the planned set with its edges into the orchestrator.
+#[actix_web::test]
+async fn plan_lists_every_package_and_every_real_dependency() {
+    let Some(venv) = portage_venv() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let env = portage_env(&work.path().join("host"), None);
+    let (ok, out, err) = plan_in(&env, &venv, &["--emptytree", "=swarm-apps/app-1.0"], "").await;
+    assert!(ok, "{err}");
+    let want: BTreeMap<String, Vec<String>> = SET
+        .iter()
+        .map(|(a, deps)| {
+            let mut d: Vec<String> = deps.iter().map(|s| s.to_string()).collect();
+            d.sort();
+            (a.to_string(), d)
+        })
+        .collect();
+    assert_eq!(edges(&out), want, "{out}");
+    assert!(err.contains("planned 7 packages, 8 dependencies"), "{err}");
+
+    // Without the USE flag the conditional dependency (and what only it needed) is gone.
+    let (ok, out, err) = plan_in(
+        &env,
+        &venv,
+        &["--emptytree", "=swarm-apps/app-1.0"],
+        "USE=-extra",
+    )
+    .await;
+    assert!(ok, "{err}");
+    let got = edges(&out);
+    assert_eq!(got.len(), 5, "{out}");
+    assert_eq!(
+        got["swarm-apps/app-1.0"],
+        vec![
+            "swarm-libs/liba-1.0".to_string(),
+            "swarm-libs/libb-2.0".to_string()
+        ]
+    );
+
+    // Unresolvable: one line naming the package.
+    for (atom, says) in [
+        ("=swarm-broken/needs-missing-1.0", "no package satisfies swarm-base/nonexistent (needed by swarm-broken/needs-missing-1.0)"),
+        ("=swarm-broken/both-1.0", "swarm-broken/blocker-1.0 blocks swarm-base/core"),
+    ] {
+        let (ok, out, err) = plan_in(&env, &venv, &["--emptytree", atom], "").await;
+        assert!(!ok && out.is_empty(), "{atom}: {out}");
+        assert!(err.contains(says), "{atom}: {err}");
+        assert_eq!(err.lines().count(), 1, "{atom}: {err}");
+    }
+
+    // Estimates come from this host's emerge.log once it built something.
+    portage(&env, "emerge", &["--oneshot", "=swarm-base/core-1.0"], &[]).await;
+    let (ok, out, err) = plan_in(&env, &venv, &["--emptytree", "=swarm-libs/libc-1.1"], "").await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let core = v["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["atom"] == "swarm-base/core-1.0")
+        .expect("core planned");
+    assert!(core["estimate_s"].as_f64().is_some(), "{out}");
+
+    // submit --plan: planned and submitted in one go.
+    let app = spawn_app(|_| {}).await;
+    let script = format!(
+        ". '{}/env.sh'; exec '{}' --orchestrator {} --token {ADMIN} submit --portage-python '{}/bin/python3' --plan --emptytree =swarm-apps/app-1.0",
+        env.display(),
+        env!("CARGO_BIN_EXE_build-swarm"),
+        app.url,
+        venv.display()
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("submit --plan");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("7 new package(s)") && stdout.contains("8 dependencies"),
+        "{stdout}"
+    );
+    let s = app.anon().status().await.expect("status");
+    assert_eq!((s.counts.total, s.counts.queued), (7, 2), "{s:?}");
     app.stop().await;
 }
