@@ -172,6 +172,11 @@ pub enum Command {
     Man,
     /// A whole swarm on this machine: orchestrator, gateway and drones building a set
     Demo {
+        /// What the drones build with: the stand-in builder, or real emerge on the shipped
+        /// demo ebuild repository (needs scripts/install-deps portage; ends with a clean
+        /// Portage client installing the whole set from the orchestrator's /binhost/)
+        #[arg(long, value_enum, default_value_t = crate::cli::demo::swarm::Builder::StandIn)]
+        builder: crate::cli::demo::swarm::Builder,
         /// How many drones
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         drones: u32,

@@ -75,6 +75,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             emerge_args,
         } => return plan::run(portage_python.as_deref(), emerge_args).await,
         Command::Demo {
+            builder,
             drones,
             slots,
             packages,
@@ -83,6 +84,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             package_kb,
         } => {
             let opts = crate::cli::demo::swarm::DemoOptions {
+                builder: *builder,
                 drones: *drones,
                 slots: *slots,
                 packages: packages

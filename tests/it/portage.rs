@@ -75,6 +75,11 @@ fn portage_venv() -> Option<PathBuf> {
 
 /// A throwaway Portage configuration under `dir` (scripts/portage-env).
 fn portage_env(dir: &Path, binhost: Option<&str>) -> PathBuf {
+    portage_env_with(dir, binhost, true)
+}
+
+/// The same, with binpkg-multi-instance on or off.
+fn portage_env_with(dir: &Path, binhost: Option<&str>, multi_instance: bool) -> PathBuf {
     let mut c = std::process::Command::new(format!(
         "{}/scripts/portage-env",
         env!("CARGO_MANIFEST_DIR")
@@ -82,6 +87,9 @@ fn portage_env(dir: &Path, binhost: Option<&str>) -> PathBuf {
     c.arg(dir);
     if let Some(b) = binhost {
         c.args(["--binhost", b]);
+    }
+    if !multi_instance {
+        c.args(["--multi-instance", "off"]);
     }
     let out = c.output().expect("run scripts/portage-env");
     assert!(
@@ -313,7 +321,9 @@ async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() 
 }
 
 /// Drones building with real emerge, fed the set in dependency order: every package is
-/// built once across the swarm and every dependency comes from the swarm's binhost.
+/// built once across the swarm and every dependency comes from the swarm's binhost. One
+/// drone has binpkg-multi-instance on (`cat/pn/pf-N.gpkg.tar`), the other off
+/// (`cat/pf.gpkg.tar`).
 #[actix_web::test]
 async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
     if portage_venv().is_none() {
@@ -326,7 +336,11 @@ async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
     let mut children = Vec::new();
     let mut envs = Vec::new();
     for i in 0..2 {
-        let env = portage_env(&work.path().join(format!("drone{i}")), Some(&binhost_url));
+        let env = portage_env_with(
+            &work.path().join(format!("drone{i}")),
+            Some(&binhost_url),
+            i == 0,
+        );
         let home = work.path().join(format!("drone{i}-home"));
         std::fs::create_dir_all(&home).expect("mkdir");
         // The recommended build_command (config/drone.toml): dependencies from the swarm's
@@ -540,4 +554,37 @@ async fn plan_lists_every_package_and_every_real_dependency() {
     let s = app.anon().status().await.expect("status");
     assert_eq!((s.counts.total, s.counts.queued), (7, 2), "{s:?}");
     app.stop().await;
+}
+
+/// `build-swarm demo --builder portage`: real emerge on every drone over the shipped demo
+/// repository, and a clean client installing the whole set from `/binhost/` at the end.
+#[actix_web::test]
+async fn the_demo_builds_the_demo_repository_with_real_portage() {
+    if portage_venv().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_dir = dir.path().join("demo");
+    let out = tokio::time::timeout(
+        Duration::from_secs(900),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
+            .args(["demo", "--builder", "portage", "--drones", "2", "--dir"])
+            .arg(&demo_dir)
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the demo finishes")
+    .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("built    31"), "{stdout}");
+    assert!(
+        stdout.contains("a clean Portage client installed all 31 packages"),
+        "{stdout}"
+    );
+    assert_eq!(index_paths(&demo_dir.join("binhost")).len(), 31);
 }

@@ -1,6 +1,7 @@
 //! `build-swarm demo`: starts the local swarm (see [`crate::cli::demo::swarm`]), shows `watch`'s live
 //! progress until the set is done, prints the summary and stops every process.
 
+pub mod portage;
 pub mod swarm;
 
 use crate::cli::config::{self, Flags, Places};
@@ -32,7 +33,22 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
     if result.is_ok() {
         demo.wait_indexed().await;
     }
+    // With real Portage: a clean client installs the whole set from the binhost.
+    let installed = match (&demo.portage, &result) {
+        (Some((p, atoms)), Ok(())) => {
+            let client = p.env(
+                &demo.dir.join("portage/client"),
+                Some(&format!("{}/binhost/", demo.orchestrator_url)),
+            );
+            match client {
+                Ok(env) => Some(p.install(&env, atoms).await.map(|n| (n, atoms.len()))),
+                Err(e) => Some(Err(e)),
+            }
+        }
+        _ => None,
+    };
     let summary = demo.summary().await;
+    let orchestrator_url = demo.orchestrator_url.clone();
     demo.stop().await;
     result?;
     match summary {
@@ -49,7 +65,22 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
         Ok(s) => println!("{s}"),
         Err(e) => return Err(CliError::Failed(format!("demo summary: {e}"))),
     }
-    Ok(())
+    match installed {
+        None => Ok(()),
+        Some(Ok((n, total))) if n == total => {
+            if !json {
+                println!(
+                    "a clean Portage client installed all {total} packages from {}/binhost/",
+                    orchestrator_url
+                );
+            }
+            Ok(())
+        }
+        Some(Ok((n, total))) => Err(CliError::Failed(format!(
+            "a clean Portage client installed only {n} of {total} packages from the binhost"
+        ))),
+        Some(Err(e)) => Err(CliError::Failed(format!("demo: {e}"))),
+    }
 }
 
 async fn watch_demo(demo: &Demo, json: bool) -> Result<(), CliError> {

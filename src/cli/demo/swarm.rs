@@ -45,8 +45,19 @@ impl FromStr for PackagesArg {
     }
 }
 
+/// What the demo's drones build with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Builder {
+    /// The shipped stand-in builder (no Portage needed)
+    #[default]
+    StandIn,
+    /// Real emerge on the shipped demo ebuild repository (scripts/install-deps portage)
+    Portage,
+}
+
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    pub builder: Builder,
     pub drones: u32,
     pub slots: u32,
     pub packages: PackagesArg,
@@ -137,6 +148,8 @@ pub struct Demo {
     pub admin_token: String,
     pub started: Instant,
     children: Vec<(String, Child)>,
+    /// With `--builder portage`: Portage and the planned atoms.
+    pub portage: Option<(super::portage::Portage, Vec<String>)>,
 }
 
 impl Demo {
@@ -167,17 +180,6 @@ impl Demo {
             bin("swarm-gateway")?,
             bin("swarm-drone")?,
         );
-        let (set, fails) = match &opts.packages {
-            PackagesArg::Builtin => (
-                BUILTIN_SET.to_string(),
-                BUILTIN_FAILS.iter().map(|s| s.to_string()).collect(),
-            ),
-            PackagesArg::Count(n) => generated_set(*n),
-            PackagesArg::File(p) => (
-                std::fs::read_to_string(p).map_err(io(format!("reading {}", p.display())))?,
-                Vec::new(),
-            ),
-        };
         let dir = match &opts.dir {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!("build-swarm-demo-{}", std::process::id())),
@@ -186,6 +188,28 @@ impl Demo {
         let dir = dir
             .canonicalize()
             .map_err(io(format!("resolving {}", dir.display())))?;
+        let portage = match opts.builder {
+            Builder::StandIn => None,
+            Builder::Portage => Some(super::portage::Portage::find()?),
+        };
+        let (set, fails) = match (&portage, &opts.packages) {
+            (Some(p), _) => {
+                let planner = p.env(&dir.join("portage/planner"), None)?;
+                (p.plan(&planner).await?, Vec::new())
+            }
+            (None, PackagesArg::Builtin) => (
+                BUILTIN_SET.to_string(),
+                BUILTIN_FAILS.iter().map(|s| s.to_string()).collect(),
+            ),
+            (None, PackagesArg::Count(n)) => generated_set(*n),
+            (None, PackagesArg::File(p)) => (
+                std::fs::read_to_string(p).map_err(io(format!("reading {}", p.display())))?,
+                Vec::new(),
+            ),
+        };
+        let planned: Vec<String> = crate::domain::parse_package_set(&set)
+            .map(|s| s.packages.iter().map(|p| p.atom.to_string()).collect())
+            .unwrap_or_default();
         let builder = dir.join("stand-in-builder");
         std::fs::write(&builder, STAND_IN_BUILDER).map_err(io("writing the stand-in builder"))?;
         {
@@ -227,6 +251,7 @@ impl Demo {
             admin_token: admin.clone(),
             started: Instant::now(),
             children: Vec::new(),
+            portage: None,
         };
         demo.spawn("orchestrator", &orch_bin, &orch_cfg, &[])?;
         demo.wait_healthy(&orch_url, "the orchestrator").await?;
@@ -247,16 +272,39 @@ impl Demo {
             let home = dir.join(&name);
             std::fs::create_dir_all(home.join("pkgdir"))
                 .map_err(io(format!("creating {}", home.display())))?;
+            // Real emerge: its own configuration, dependencies from the orchestrator's
+            // /binhost/, one build at a time (emerge locks its ROOT).
+            let (build_command, pkgdir, slots) = match &portage {
+                Some(p) => {
+                    let env =
+                        p.env(&home.join("portage"), Some(&format!("{orch_url}/binhost/")))?;
+                    (
+                        super::portage::Portage::build_command(&env),
+                        env.join("pkgdir"),
+                        1,
+                    )
+                }
+                None => (
+                    vec![
+                        builder.display().to_string(),
+                        "{atom}".into(),
+                        "{pkgdir}".into(),
+                    ],
+                    home.join("pkgdir"),
+                    opts.slots,
+                ),
+            };
+            let build_command = serde_json::to_string(&build_command)
+                .map_err(|e| DemoError::Start(format!("the build command: {e}")))?;
             let cfg = write(
                 &format!("{name}.toml"),
                 format!(
                     "name = \"{name}\"\naliases = [\"demo{i}\"]\nhost = \"localhost\"\ngateway = \"{gw_url}\"\ntoken = \"{drone_token}\"\n\
-                     slots = {slots}\npkgdir = \"{h}/pkgdir\"\nstate_dir = \"{h}/state\"\nbuild_command = [\"{b}\", \"{{atom}}\", \"{{pkgdir}}\"]\n\
+                     slots = {slots}\npkgdir = \"{p}\"\nstate_dir = \"{h}/state\"\nbuild_command = {build_command}\n\
                      build_timeout_s = 600\nbuild_idle_timeout_s = 120\nidle_poll_s = 1\n\n[upload]\nstall_timeout_s = 60\ntotal_timeout_s = 120\n\n\
                      [log]\nfile = \"{h}/drone.log\"\n",
-                    slots = opts.slots,
                     h = home.display(),
-                    b = builder.display(),
+                    p = pkgdir.display(),
                 ),
             )?;
             let env = [
@@ -266,6 +314,7 @@ impl Demo {
             ];
             demo.spawn(&name, &drone_bin, &cfg, &env)?;
         }
+        demo.portage = portage.map(|p| (p, planned));
         Ok(demo)
     }
 
@@ -341,7 +390,12 @@ impl Demo {
         let mut package_bytes = 0u64;
         let mut published = 0usize;
         walk(&binhost, &mut |p| {
-            if let Ok(m) = std::fs::metadata(p) {
+            // Package files, not the index beside them.
+            let is_package = p.file_name().is_some_and(|n| {
+                crate::orchestrator::binhost::metadata::BinpkgFormat::of(&n.to_string_lossy())
+                    .is_some()
+            });
+            if let (true, Ok(m)) = (is_package, std::fs::metadata(p)) {
                 package_bytes += m.len();
                 published += 1;
             }

@@ -1,0 +1,168 @@
+//! `build-swarm demo --builder portage`: the demo with real Portage instead of the stand-in
+//! builder. The set is the shipped demo repository (`portage/repo`, planned with Portage's
+//! resolver), every drone builds with real emerge in its own throwaway configuration
+//! (`scripts/portage-env`) taking dependencies from the orchestrator's `/binhost/`, and at
+//! the end a clean Portage client installs the whole set from there. Needs the checkout
+//! (the repository and the script) and Portage from PyPI (`scripts/install-deps portage`).
+
+use super::swarm::DemoError;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// What the demo asks Portage to plan: the demo repository's packages (with what they
+/// pull in), not the `swarm-broken` ones.
+pub fn atoms() -> Vec<String> {
+    let mut v = vec!["=swarm-apps/app-1.0".to_string()];
+    v.extend((0..24).map(|i| format!("=swarm-extra/extra{i:02}-1.0")));
+    v
+}
+
+/// Where the demo finds Portage, the repository and `scripts/portage-env`.
+pub struct Portage {
+    pub venv: PathBuf,
+    pub repo: PathBuf,
+    script: PathBuf,
+}
+
+impl Portage {
+    pub fn find() -> Result<Portage, DemoError> {
+        let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let venv = std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                    });
+                cache.join("build-swarm/portage-venv")
+            });
+        if !venv.join("bin/emerge").is_file() {
+            return Err(DemoError::Missing(format!(
+                "no Portage in {}: run scripts/install-deps portage",
+                venv.display()
+            )));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(DemoError::Missing(
+                "--builder portage builds and installs as root (Portage without its portage user)"
+                    .into(),
+            ));
+        }
+        let repo = checkout.join("portage/repo");
+        let script = checkout.join("scripts/portage-env");
+        if !repo.is_dir() || !script.is_file() {
+            return Err(DemoError::Missing(format!(
+                "--builder portage runs from the build-swarm checkout ({} is gone)",
+                checkout.display()
+            )));
+        }
+        Ok(Portage { venv, repo, script })
+    }
+
+    /// A throwaway configuration under `dir` (with `binhost`: fetching from it).
+    pub fn env(&self, dir: &Path, binhost: Option<&str>) -> Result<PathBuf, DemoError> {
+        let mut c = std::process::Command::new(&self.script);
+        c.arg(dir).args(["--repo"]).arg(&self.repo);
+        if let Some(b) = binhost {
+            c.args(["--binhost", b]);
+        }
+        let out = c
+            .output()
+            .map_err(|e| DemoError::Start(format!("cannot run {}: {e}", self.script.display())))?;
+        if !out.status.success() {
+            return Err(DemoError::Start(format!(
+                "portage-env: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    /// Runs `script` in `env`'s environment; its standard output.
+    async fn sh(&self, env: &Path, script: &str, what: &str) -> Result<String, DemoError> {
+        let full = format!(". '{}/env.sh'; {script}", env.display());
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &full])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| DemoError::Start(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            return Err(DemoError::Start(format!(
+                "{what} failed: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The demo set, planned by Portage's resolver in `env` (every dependency edge).
+    pub async fn plan(&self, env: &Path) -> Result<String, DemoError> {
+        let python = self.venv.join("bin/python3");
+        let helper = env.join("plan.py");
+        std::fs::write(&helper, crate::cli::plan::HELPER)
+            .map_err(|e| DemoError::Start(format!("writing {}: {e}", helper.display())))?;
+        let atoms: Vec<String> = atoms().iter().map(|a| format!("'{a}'")).collect();
+        self.sh(
+            env,
+            &format!(
+                "exec '{}' '{}' --emptytree {}",
+                python.display(),
+                helper.display(),
+                atoms.join(" ")
+            ),
+            "planning the demo set with Portage",
+        )
+        .await
+    }
+
+    /// The drones' build command in `env`: dependencies from the binhost, the package
+    /// itself built (what config/drone.toml recommends).
+    pub fn build_command(env: &Path) -> Vec<String> {
+        let emerge = env.join("bin/emerge").display().to_string();
+        [
+            emerge.as_str(),
+            "--oneshot",
+            "--buildpkg",
+            "--usepkg",
+            "--getbinpkg",
+            "--usepkg-exclude",
+            "{category}/{name}",
+            "--quiet-build=y",
+            "={atom}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// A clean client in `env` installs `atoms` from the binhost only; how many of them
+    /// are installed afterwards.
+    pub async fn install(&self, env: &Path, atoms: &[String]) -> Result<usize, DemoError> {
+        let args: Vec<String> = atoms.iter().map(|a| format!("'={a}'")).collect();
+        self.sh(
+            env,
+            &format!(
+                "exec '{}/bin/emerge' --getbinpkgonly --oneshot --quiet {}",
+                env.display(),
+                args.join(" ")
+            ),
+            "installing the set from the binhost",
+        )
+        .await?;
+        Ok(atoms
+            .iter()
+            .filter(|a| {
+                let pf = a.split('/').nth(1).unwrap_or_default();
+                let name = pf.rsplit_once('-').map_or(pf, |(n, _)| n);
+                env.join(format!("root/usr/share/{name}/{name}.txt"))
+                    .is_file()
+            })
+            .count())
+    }
+}
