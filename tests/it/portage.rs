@@ -326,12 +326,31 @@ async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() 
 /// (`cat/pf.gpkg.tar`).
 #[actix_web::test]
 async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
-    if portage_venv().is_none() {
+    let Some(venv) = portage_venv() else {
         return;
-    }
+    };
     let work = tempfile::tempdir().expect("tempdir");
     let app = spawn_app(|c| c.leases.heartbeat_ttl_s = 60).await;
-    app.submit(&set_json()).await;
+    // Fed by `build-swarm submit --plan`: Portage's resolver on a planning host.
+    let planner = portage_env(&work.path().join("planner"), None);
+    let script = format!(
+        ". '{}/env.sh'; exec '{}' --orchestrator {} --token {ADMIN} submit --portage-python '{}/bin/python3' --plan --emptytree =swarm-apps/app-1.0",
+        planner.display(),
+        env!("CARGO_BIN_EXE_build-swarm"),
+        app.url,
+        venv.display()
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .await
+        .expect("submit --plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deps_of: BTreeMap<&str, &[&str]> = SET.iter().copied().collect();
     let binhost_url = format!("{}/binhost/", app.url);
     let mut children = Vec::new();
     let mut envs = Vec::new();
@@ -376,6 +395,23 @@ file = "{home}/drone.log"
         "the set built and indexed",
         Duration::from_secs(400),
         || async {
+            // Whatever a drone builds now, the index on disk lists its dependencies.
+            let drones = app.anon().drones().await.ok()?;
+            let listed: HashSet<String> = build_swarm::orchestrator::binhost::index::parse(
+                &std::fs::read_to_string(app.binhost().join("Packages")).unwrap_or_default(),
+            )
+            .entries
+            .iter()
+            .map(|e| e["CPV"].clone())
+            .collect();
+            for atom in drones.drones.iter().flat_map(|d| d.current.iter()) {
+                for dep in deps_of.get(atom.as_str()).copied().unwrap_or_default() {
+                    assert!(
+                        listed.contains(*dep),
+                        "{atom} building before {dep} was indexed"
+                    );
+                }
+            }
             let s = app.anon().status().await.ok()?;
             assert_eq!(s.counts.failed, 0, "{s:?}");
             (s.counts.built == SET.len() && s.counts.unindexed == 0).then_some(())

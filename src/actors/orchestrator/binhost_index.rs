@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Writes are at least this many times their own duration apart.
+const COST_FACTOR: u32 = 4;
+
 pub struct IndexSettings {
     pub dir: PathBuf,
     /// Header keys from the configuration.
@@ -91,6 +94,9 @@ pub struct BinhostIndex {
     /// Something changed while a write was in flight.
     again: bool,
     last_write: Option<Instant>,
+    /// How long the last write took: writes are spaced at least [`COST_FACTOR`] times
+    /// that apart, so a large index costs at most a fifth of a core.
+    last_cost: Duration,
     timestamp: u64,
     failures: u32,
     queue: Recipient<Indexed>,
@@ -114,6 +120,7 @@ impl BinhostIndex {
             scheduled: false,
             again: false,
             last_write: None,
+            last_cost: Duration::ZERO,
             timestamp: 0,
             failures: 0,
             queue,
@@ -149,9 +156,10 @@ impl BinhostIndex {
             return;
         }
         self.scheduled = true;
+        let gap = self.settings.interval.max(self.last_cost * COST_FACTOR);
         let wait = self
             .last_write
-            .map(|t| self.settings.interval.saturating_sub(t.elapsed()))
+            .map(|t| gap.saturating_sub(t.elapsed()))
             .unwrap_or_default();
         let backoff = Duration::from_millis(500) * self.failures.min(20);
         ctx.run_later(wait + backoff, |act, ctx| {
@@ -183,6 +191,7 @@ impl BinhostIndex {
         });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             act.writing = false;
+            act.last_cost = started.elapsed();
             let res = res.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
             match res {
                 Ok(()) => {

@@ -61,12 +61,14 @@ pub enum MetadataError {
     OtherPackage { expected: String, found: String },
 }
 
-/// Reads the metadata of the binary package `f` holds (from its start).
+/// Reads the metadata of the binary package `f` holds (from its start), through a buffer
+/// (tar headers are 512-byte reads: one system call each without it).
 pub fn read<R: Read + Seek>(f: &mut R, format: BinpkgFormat) -> Result<Metadata, MetadataError> {
     f.seek(SeekFrom::Start(0)).map_err(MetadataError::Io)?;
+    let mut buffered = io::BufReader::with_capacity(64 * 1024, f);
     match format {
-        BinpkgFormat::Gpkg => read_gpkg(f),
-        BinpkgFormat::Xpak => read_xpak(f),
+        BinpkgFormat::Gpkg => read_gpkg(&mut buffered),
+        BinpkgFormat::Xpak => read_xpak(&mut buffered),
     }
 }
 

@@ -132,7 +132,7 @@ pub async fn run(opts: &IndexOptions) -> Result<Value, BenchError> {
                     Err(_) => errors.set(errors.get() + 1),
                 }
                 if published.get() >= target.get() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
                 }
             }
         }));
@@ -171,8 +171,8 @@ pub async fn run(opts: &IndexOptions) -> Result<Value, BenchError> {
         at.push(json!({
             "published": published.get(),
             "samples": lat.len(),
-            "p50_ms": round(percentile(&lat, 0.5), 1),
-            "p99_ms": round(percentile(&lat, 0.99), 1),
+            "p50_ms": round(percentile(&lat, 50.0), 1),
+            "p99_ms": round(percentile(&lat, 99.0), 1),
             "max_ms": round(lat.last().copied().unwrap_or(0.0), 1),
             "index_bytes": index_bytes,
         }));
