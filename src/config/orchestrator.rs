@@ -303,6 +303,14 @@ impl OrchestratorConfig {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
         }
+        if self.staging_dir.starts_with(&self.binhost_dir)
+            || self.binhost_dir.starts_with(&self.staging_dir)
+        {
+            return Err(ConfigError::invalid(
+                "binhost_dir",
+                "must not contain staging_dir or be inside it (uploads would be served and indexed half-written)",
+            ));
+        }
         if self.staging_dir == self.binhost_dir {
             return Err(ConfigError::invalid(
                 "binhost_dir",

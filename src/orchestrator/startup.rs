@@ -200,6 +200,10 @@ impl Orchestrator {
             log.clone(),
         )
         .start();
+        if !cfg.binhost.index && cfg.binhost_dir.join("Packages").exists() {
+            warn!(log, "binhost_dir has a Packages index this orchestrator no longer writes ([binhost] index = false): clients see it stale";
+                  "path" => cfg.binhost_dir.join("Packages").display().to_string());
+        }
         let binhost_index = cfg.binhost.index.then(|| {
             let settings = IndexSettings {
                 dir: cfg.binhost_dir.clone(),
@@ -223,6 +227,7 @@ impl Orchestrator {
             drones: registry.clone().recipient(),
             hook: hook.clone().recipient(),
             index: binhost_index.clone().map(Addr::recipient),
+            relist: binhost_index.clone().map(Addr::recipient),
         };
         let queue = queue_ctx.run(
             PackageQueue::restore(settings, snapshot, peers, log.clone())

@@ -937,6 +937,16 @@ async fn a_change_the_state_database_cannot_take_changes_nothing() {
     let state_dir = mnt.path().join("state");
     let app = spawn_app(|c| c.state_dir = state_dir.clone()).await;
     app.register("d1", 4).await;
+    // A built package with a dependent still waiting for it (in the index on disk).
+    app.submit(r#"{"packages":[{"atom":"app-misc/base-1"}]}"#)
+        .await;
+    let wb = app.claim("d1").await;
+    assert!(app.upload_and_complete(&wb).await.accepted);
+    eventually("base indexed", Duration::from_secs(10), || async {
+        let s = app.anon().status().await.ok()?;
+        (s.counts.unindexed == 0).then_some(())
+    })
+    .await;
     app.submit("app-misc/a-1.0\napp-misc/b-1.0\n").await;
     let w = app.claim("d1").await;
     // Fill the filesystem.
@@ -967,7 +977,7 @@ async fn a_change_the_state_database_cannot_take_changes_nothing() {
     };
     eventually("the committed state back", Duration::from_secs(10), settled).await;
     let list = app.anon().packages(None).await.expect("list");
-    assert_eq!(list.total, 2, "no package of the refused set appears");
+    assert_eq!(list.total, 3, "no package of the refused set appears");
     // A claim that cannot be written is refused and uses up no lease id.
     let claimed = app.drone().claim("d1").await;
     let claim_failed = claimed.is_err();
@@ -983,6 +993,18 @@ async fn a_change_the_state_database_cannot_take_changes_nothing() {
     })
     .await;
     assert_eq!(added.added, 2000);
+    // After the state was read back the index says again what it lists: a dependent of
+    // the built package goes.
+    app.submit(r#"{"packages":[{"atom":"app-misc/base-1"},{"atom":"app-misc/top-1","deps":["app-misc/base-1"]}]}"#)
+        .await;
+    eventually("top queued", Duration::from_secs(10), || async {
+        let p = app.anon().packages(Some("queued")).await.ok()?;
+        p.packages
+            .iter()
+            .any(|p| p.atom == "app-misc/top-1")
+            .then_some(())
+    })
+    .await;
     if claim_failed {
         let next = app.claim("d1").await;
         // Lease ids are not sequential; the numbers they are made from are.

@@ -1,14 +1,15 @@
 //! **BinhostIndex** — owns the binhost's `Packages` index (a [`LiveIndex`]): every
 //! published package's entry, the header, the next `TIMESTAMP`.
 //!
-//! Hears `AddToIndex` from the queue (entries of publishes already committed), `Verify`
-//! from the HTTP API, `IndexStatus` for reads. Writes the index whole at most once per
+//! Hears `AddToIndex` from the queue (entries of publishes already committed), `Relist`
+//! from the queue after it read its state back, `Verify` from the HTTP API, `IndexStatus`
+//! for reads. Writes the index whole at most once per
 //! `write_interval_ms` on a blocking thread (temporary file, fsync, rename) and, once an
 //! index listing them is on disk, tells the queue `Indexed` so their dependents may go. At
 //! start it reads the index on disk back, adds the built packages it lacks (reading their
 //! files) and tells the queue which are listed. It never waits on the queue.
 
-use crate::actors::orchestrator::messages::{AddToIndex, Indexed};
+use crate::actors::orchestrator::messages::{AddToIndex, Indexed, Relist};
 use crate::orchestrator::binhost::index::{self, Entry, Header};
 use crate::orchestrator::binhost::index_file;
 use crate::orchestrator::binhost::live::LiveIndex;
@@ -71,6 +72,8 @@ pub struct IndexCounts {
 /// The index read back at start.
 struct Loaded {
     live: LiveIndex,
+    /// Each built package's path.
+    paths: Vec<(String, u32)>,
     /// Listed on disk already.
     listed: Vec<u32>,
     /// Added now: listed once the next write is done.
@@ -89,6 +92,9 @@ pub struct BinhostIndex {
     early: Vec<(u32, Entry)>,
     /// Packages whose entry waits for the next write.
     pending: Vec<u32>,
+    /// Packages an index on disk lists, and each package's path.
+    listed: std::collections::HashSet<u32>,
+    pkg_of_path: std::collections::HashMap<String, u32>,
     writing: bool,
     scheduled: bool,
     /// Something changed while a write was in flight.
@@ -116,6 +122,8 @@ impl BinhostIndex {
             built,
             early: Vec::new(),
             pending: Vec::new(),
+            listed: Default::default(),
+            pkg_of_path: Default::default(),
             writing: false,
             scheduled: false,
             again: false,
@@ -128,9 +136,22 @@ impl BinhostIndex {
         }
     }
 
+    /// The configured header, keys as entries name them (`REPO` is `repository`).
     fn header(&self) -> Header {
         Header {
-            keys: self.settings.header.clone(),
+            keys: self
+                .settings
+                .header
+                .iter()
+                .map(|(k, v)| {
+                    let k = if k == "REPO" {
+                        "repository"
+                    } else {
+                        k.as_str()
+                    };
+                    (k.to_string(), v.clone())
+                })
+                .collect(),
         }
     }
 
@@ -200,6 +221,7 @@ impl BinhostIndex {
                     slog::debug!(act.log, "index written"; "packages" => act.live.as_ref().map_or(0, LiveIndex::len),
                                  "timestamp" => timestamp, "ms" => started.elapsed().as_millis() as u64);
                     if !pkgs.is_empty() {
+                        act.listed.extend(pkgs.iter().copied());
                         act.queue.do_send(Indexed { pkgs });
                     }
                 }
@@ -229,8 +251,29 @@ impl BinhostIndex {
         if temps > 0 {
             warn!(log, "removed temporary index files a crash left"; "files" => temps);
         }
-        let parsed = index_file::read(&dir)?.map(|t| index::parse(&t));
-        let timestamp = parsed.as_ref().and_then(|p| p.timestamp()).unwrap_or(0);
+        // An index that cannot be read is one to write again (from the built packages).
+        let parsed = match index_file::read(&dir) {
+            Ok(t) => t.map(|t| index::parse(&t)),
+            Err(e) => {
+                crit!(log, "cannot read the binhost index; writing it again"; "error" => e.to_string());
+                None
+            }
+        };
+        // The newest TIMESTAMP given out before: the index's, or the mtime of either file
+        // (a crash between the two renames leaves Packages.gz the newer).
+        let mtime_s = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs())
+        };
+        let timestamp = parsed
+            .as_ref()
+            .and_then(|p| p.timestamp())
+            .unwrap_or(0)
+            .max(mtime_s(index_file::INDEX))
+            .max(mtime_s(index_file::INDEX_GZ));
         let mut live = LiveIndex::new(header).after(timestamp);
         let mut on_disk: BTreeMap<String, Entry> = BTreeMap::new();
         if let Some(p) = parsed {
@@ -250,6 +293,10 @@ impl BinhostIndex {
                 .and_then(|m| m.modified())
                 .ok()
         };
+        let paths: Vec<(String, u32)> = built
+            .iter()
+            .map(|(p, _, _, path)| (path.clone(), *p))
+            .collect();
         let mut changed = match (mtime(index_file::INDEX), mtime(index_file::INDEX_GZ)) {
             (Some(a), Some(b)) => !gzip || a != b,
             (Some(_), None) => gzip,
@@ -287,6 +334,7 @@ impl BinhostIndex {
         }
         Ok(Loaded {
             live,
+            paths,
             listed,
             added,
             changed,
@@ -308,20 +356,15 @@ impl Actor for BinhostIndex {
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             let loaded = match res {
                 Ok(Ok(l)) => l,
+                // Without the index read back, dependents of built packages would wait for
+                // ever: the process stops (its supervisor starts it again).
                 Ok(Err(e)) => {
-                    crit!(act.log, "cannot read the binhost index back; writing a new one"; "error" => e.to_string());
-                    Loaded {
-                        live: LiveIndex::new(act.header()),
-                        listed: Vec::new(),
-                        added: Vec::new(),
-                        changed: true,
-                        timestamp: 0,
-                    }
+                    crit!(act.log, "cannot bring the binhost index up to date; stopping"; "error" => e.to_string());
+                    std::process::exit(70);
                 }
                 Err(e) => {
-                    crit!(act.log, "reading the binhost index back failed"; "error" => e.to_string());
-                    ctx.stop();
-                    return;
+                    crit!(act.log, "reading the binhost index back failed; stopping"; "error" => e.to_string());
+                    std::process::exit(70);
                 }
             };
             info!(act.log, "binhost index loaded"; "entries" => loaded.live.len(), "listed" => loaded.listed.len(),
@@ -333,7 +376,9 @@ impl Actor for BinhostIndex {
                 act.pending.push(pkg);
             }
             act.live = Some(live);
+            act.pkg_of_path.extend(loaded.paths);
             if !loaded.listed.is_empty() {
+                act.listed.extend(loaded.listed.iter().copied());
                 act.queue.do_send(Indexed {
                     pkgs: loaded.listed,
                 });
@@ -353,6 +398,7 @@ impl Handler<AddToIndex> for BinhostIndex {
             None => self.early.extend(msg.0),
             Some(live) => {
                 for (pkg, e) in msg.0 {
+                    self.pkg_of_path.insert(e.path().to_string(), pkg);
                     Self::add(live, e);
                     self.pending.push(pkg);
                 }
@@ -382,6 +428,9 @@ impl Handler<Verify> for BinhostIndex {
         let entries: Vec<Entry> = live.entries().cloned().collect();
         let dir = self.settings.dir.clone();
         let fix = msg.fix;
+        // Entries added while the check runs are not the check's to fix.
+        let before: std::collections::HashSet<String> =
+            entries.iter().map(|e| e.path().to_string()).collect();
         let work = actix_web::rt::task::spawn_blocking(move || {
             let problems = verify::check(&dir, &entries).map_err(|source| VerifyError::Io {
                 dir: dir.clone(),
@@ -406,14 +455,24 @@ impl Handler<Verify> for BinhostIndex {
             }
             Ok((problems, fixes))
         });
-        Box::pin(work.into_actor(self).map(|res, act, ctx| {
+        Box::pin(work.into_actor(self).map(move |res, act, ctx| {
             let (problems, fixes) = res.map_err(|e| VerifyError::Interrupted(e.to_string()))??;
             if !fixes.is_empty() {
                 if let Some(live) = act.live.as_mut() {
                     for (path, entry) in fixes {
+                        let pkg = act.pkg_of_path.get(&path).copied();
+                        // Added meanwhile (its write pending): not the check's to touch.
+                        if !before.contains(&path) && live.get(&path).is_some() {
+                            continue;
+                        }
                         live.remove(&path);
                         if let Some(e) = entry {
                             Self::add(live, e);
+                            // A package that could not be indexed before is, with the next
+                            // write: its dependents go then.
+                            if let Some(p) = pkg.filter(|p| !act.listed.contains(p)) {
+                                act.pending.push(p);
+                            }
                         }
                     }
                 }
@@ -422,5 +481,57 @@ impl Handler<Verify> for BinhostIndex {
             }
             Ok(problems)
         }))
+    }
+}
+
+impl Handler<Relist> for BinhostIndex {
+    type Result = ();
+    fn handle(&mut self, msg: Relist, ctx: &mut Self::Context) {
+        if self.live.is_none() {
+            // Still loading: the load answers for every built package.
+            return;
+        }
+        let mut listed = Vec::new();
+        let mut missing = Vec::new();
+        for (pkg, path) in msg.0 {
+            self.pkg_of_path.insert(path.clone(), pkg);
+            if self.listed.contains(&pkg) {
+                listed.push(pkg);
+            } else if !self.pending.contains(&pkg) {
+                missing.push((pkg, path));
+            }
+        }
+        if !listed.is_empty() {
+            self.queue.do_send(Indexed { pkgs: listed });
+        }
+        if missing.is_empty() {
+            return;
+        }
+        // Built, but not in the index (its entry was lost with the refused commit's
+        // answer): read from its file.
+        let dir = self.settings.dir.clone();
+        let log = self.log.clone();
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            missing
+                .into_iter()
+                .filter_map(|(pkg, path)| match verify::entry_of_file(&dir, &path, None) {
+                    Ok(e) => Some((pkg, e)),
+                    Err(why) => {
+                        crit!(log, "a built package cannot be indexed; its dependents wait (build-swarm binhost verify)";
+                              "path" => &path, "error" => why);
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        ctx.spawn(work.into_actor(self).map(|res, act, ctx| {
+            if let (Ok(entries), Some(live)) = (res, act.live.as_mut()) {
+                for (pkg, e) in entries {
+                    Self::add(live, e);
+                    act.pending.push(pkg);
+                }
+                act.schedule(ctx);
+            }
+        }));
     }
 }

@@ -69,3 +69,10 @@ pub struct AddToIndex(pub Vec<(u32, Entry)>);
 pub struct Indexed {
     pub pkgs: Vec<u32>,
 }
+
+/// After the queue read its state back (a failed commit), every built package is
+/// unindexed in its memory again: which of these `(pkg, path)` a live index lists (queue →
+/// binhost index; answered with `Indexed`, the others once indexed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relist(pub Vec<(u32, String)>);

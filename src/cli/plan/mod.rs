@@ -34,14 +34,25 @@ pub fn portage_python(explicit: Option<&Path>) -> Result<PathBuf, CliError> {
         .map_err(|e| CliError::io(format!("cannot read {}", emerge.display()), e))?;
     let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
     let first = String::from_utf8_lossy(first);
-    let interp = shebang_python(&first).ok_or_else(|| {
-        CliError::Invalid(format!(
-            "{} is not a Python script (its first line is `{}`); give --portage-python",
-            emerge.display(),
-            first.trim()
-        ))
-    })?;
-    Ok(PathBuf::from(interp))
+    if let Some(interp) = shebang_python(&first) {
+        return Ok(PathBuf::from(interp));
+    }
+    // Gentoo's emerge is python-exec's wrapper (not a script): the python3 that imports
+    // Portage is the one.
+    let imports = std::process::Command::new("python3")
+        .args(["-c", "import _emerge.depgraph"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if imports {
+        return Ok(PathBuf::from("python3"));
+    }
+    Err(CliError::Invalid(format!(
+        "{} is not a Python script and python3 cannot import Portage; give --portage-python",
+        emerge.display()
+    )))
 }
 
 /// The Python interpreter of a `#!` line (`#!/usr/bin/python3.12`, `#!/usr/bin/env

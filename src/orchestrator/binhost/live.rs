@@ -36,10 +36,14 @@ impl LiveIndex {
         }
     }
 
-    /// An index that continues one written before (its last `TIMESTAMP`).
+    /// An index that continues one written before (its newest `TIMESTAMP`). The ones
+    /// before it are not known: the next is more than 5 s after it, so it cannot be any of
+    /// them + 5.
     pub fn after(mut self, timestamp: u64) -> Self {
-        self.last_timestamp = self.last_timestamp.max(timestamp);
-        self.served.push_back(timestamp);
+        if timestamp > 0 {
+            self.last_timestamp = self.last_timestamp.max(timestamp + CLIENT_TOLERANCE_S);
+            self.served.push_back(timestamp);
+        }
         self
     }
 
@@ -183,7 +187,11 @@ mod tests {
 
     #[test]
     fn timestamps_increase_and_never_land_five_seconds_after_one_served() {
-        let mut live = LiveIndex::new(Header::default()).after(100);
+        // After a restart only the newest is known: the next is past it + 5.
+        let mut again = LiveIndex::new(Header::default()).after(200);
+        assert_eq!(again.next_timestamp(201), 206);
+        let mut live = LiveIndex::new(Header::default());
+        assert_eq!(live.next_timestamp(100), 100);
         assert_eq!(
             live.next_timestamp(50),
             101,

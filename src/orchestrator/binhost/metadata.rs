@@ -90,6 +90,23 @@ pub fn check_package(meta: &Metadata, category: &str, pf: &str) -> Result<(), Me
     Ok(())
 }
 
+/// A buffer that refuses to grow past [`MAX_METADATA`] (xz decompresses into one).
+struct Bounded(Vec<u8>);
+
+impl io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if (self.0.len() + buf.len()) as u64 > MAX_METADATA {
+            self.0.resize(MAX_METADATA as usize + 1, 0);
+            return Err(io::Error::other("metadata too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn member_err(member: &str) -> impl FnOnce(io::Error) -> MetadataError + '_ {
     move |source| MetadataError::Member {
         member: member.to_string(),
@@ -129,11 +146,18 @@ fn read_gpkg<R: Read>(f: &mut R) -> Result<Metadata, MetadataError> {
             ".bz2" => Box::new(bzip2::read::BzDecoder::new(limited)),
             ".lz4" => Box::new(lz4_flex::frame::FrameDecoder::new(limited)),
             ".xz" => {
-                let mut out = Vec::new();
+                let mut out = Bounded(Vec::new());
                 let mut input = io::BufReader::new(limited);
-                lzma_rs::xz_decompress(&mut input, &mut out)
-                    .map_err(|e| member_err(&name)(io::Error::other(e.to_string())))?;
-                Box::new(io::Cursor::new(out))
+                lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| {
+                    if out.0.len() as u64 > MAX_METADATA {
+                        MetadataError::TooLarge {
+                            member: name.clone(),
+                        }
+                    } else {
+                        member_err(&name)(io::Error::other(e.to_string()))
+                    }
+                })?;
+                Box::new(io::Cursor::new(out.0))
             }
             // `.sig` files and anything unknown next to the member.
             _ => continue,

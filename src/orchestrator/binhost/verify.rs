@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 /// One thing that is not as the index says.
 pub use crate::wire::orchestrator::BinhostProblem as Problem;
 
+/// Temporary files younger than this may belong to a publish or an index write under
+/// way: not reported, not removed.
+const TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The binary-package files under `dir` (relative paths, sorted) and the temporary files
-/// left by a publish or an index write that did not finish.
+/// left by a publish or an index write that did not finish (older than an hour).
 pub fn scan(dir: &Path) -> io::Result<(Vec<String>, Vec<String>)> {
     let mut packages = Vec::new();
     let mut temps = Vec::new();
@@ -35,10 +39,18 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<String>, Vec<String>)> {
                 todo.push(path);
             } else if ty.is_file() {
                 let p = path.to_string_lossy().into_owned();
-                if index_file::is_temp(&name)
-                    || (name.starts_with('.') && name.contains(".partial-"))
-                {
-                    temps.push(p);
+                let temp = index_file::is_temp(&name)
+                    || (name.starts_with('.') && name.contains(".partial-"));
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= TEMP_GRACE);
+                if temp {
+                    if old {
+                        temps.push(p);
+                    }
                 } else if BinpkgFormat::of(&name).is_some() {
                     packages.push(p);
                 }
@@ -187,7 +199,17 @@ mod tests {
         bytes[600] ^= 1;
         std::fs::write(d.join("cat/b-1.gpkg.tar"), bytes).unwrap();
         std::fs::write(d.join("cat/z-9.gpkg.tar"), b"x").unwrap();
-        std::fs::write(d.join("cat/.z-9.gpkg.tar.partial-1-0"), b"x").unwrap();
+        let partial = d.join("cat/.z-9.gpkg.tar.partial-1-0");
+        std::fs::write(&partial, b"x").unwrap();
+        // A fresh one may be a publish under way: only an old one is reported.
+        std::fs::write(d.join("cat/.y-1.gpkg.tar.partial-1-1"), b"x").unwrap();
+        let old = std::time::SystemTime::now() - TEMP_GRACE - std::time::Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&partial)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let found: Vec<(String, String)> = check(d, &entries)
             .unwrap()
             .into_iter()

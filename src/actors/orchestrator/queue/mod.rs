@@ -34,7 +34,7 @@ pub use messages::*;
 
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
-use crate::actors::orchestrator::messages::{AddToIndex, ForDrone};
+use crate::actors::orchestrator::messages::{AddToIndex, ForDrone, Relist};
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
 use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
@@ -98,6 +98,8 @@ pub struct Peers {
     pub hook: Recipient<PackagesPublished>,
     /// The binhost index (with `QueueSettings::index`).
     pub index: Option<Recipient<AddToIndex>>,
+    /// The same, asked which built packages it lists after a reload.
+    pub relist: Option<Recipient<Relist>>,
 }
 
 /// What others hear of a change once it is committed.

@@ -104,6 +104,18 @@ impl PackageQueue {
         for msg in std::mem::take(&mut self.deferred_reclaims) {
             self.reclaim_drone(msg, ctx);
         }
+        // Built packages wait for the index again: it says which it lists.
+        if let Some(relist) = &self.peers.relist {
+            let built: Vec<(u32, String)> = (0..self.graph.len() as u32)
+                .filter_map(|id| {
+                    let p = self.graph.get(id);
+                    (p.state == crate::domain::PackageState::Built)
+                        .then(|| p.path.clone().map(|path| (id, path)))
+                        .flatten()
+                })
+                .collect();
+            relist.do_send(crate::actors::orchestrator::messages::Relist(built));
+        }
         self.flush(ctx);
     }
 
