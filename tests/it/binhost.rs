@@ -6,6 +6,15 @@ use crate::common::*;
 use build_swarm::wire::orchestrator::*;
 use std::time::Duration;
 
+/// Waits until the index on disk lists every built package.
+async fn wait_indexed(app: &TestApp) {
+    eventually("everything indexed", Duration::from_secs(10), || async {
+        let s = app.anon().status().await.ok()?;
+        (s.counts.unindexed == 0).then_some(())
+    })
+    .await;
+}
+
 /// Uploads `bytes` as `work`'s artifact (at the flat path) and completes it.
 async fn complete_with(
     app: &TestApp,
@@ -95,11 +104,7 @@ async fn a_package_that_is_not_the_leased_one_is_not_published() {
     // The real one goes in, and into the index.
     let w = app.claim("d1").await;
     assert!(complete_with(&app, &w, &good).await.expect("good").accepted);
-    eventually("indexed", Duration::from_secs(10), || async {
-        let s = app.anon().status().await.ok()?;
-        (s.counts.unindexed == 0).then_some(())
-    })
-    .await;
+    wait_indexed(&app).await;
     assert_eq!(
         index_paths(&app.binhost()),
         vec!["app-misc/foo-1.0.gpkg.tar"]
@@ -154,11 +159,7 @@ async fn the_binhost_is_served_with_exact_if_modified_since_and_ranges() {
     app.submit("app-misc/foo-1.0\n").await;
     let w = app.claim("d1").await;
     assert!(app.upload_and_complete(&w).await.accepted);
-    eventually("indexed", Duration::from_secs(10), || async {
-        let s = app.anon().status().await.ok()?;
-        (s.counts.unindexed == 0).then_some(())
-    })
-    .await;
+    wait_indexed(&app).await;
     let client = awc::Client::default();
     let url = |p: &str| format!("{}/binhost/{p}", app.url);
     let mut r = client.get(url("Packages")).send().await.expect("get");
@@ -254,11 +255,7 @@ async fn binhost_verify_names_each_difference_and_fix_rewrites_the_index() {
         let w = app.claim("d1").await;
         assert!(app.upload_and_complete(&w).await.accepted);
     }
-    eventually("indexed", Duration::from_secs(10), || async {
-        let s = app.anon().status().await.ok()?;
-        (s.counts.unindexed == 0).then_some(())
-    })
-    .await;
+    wait_indexed(&app).await;
     let admin = app.admin();
     let r = admin.verify_binhost(false).await.expect("verify");
     assert!(r.ok && r.problems.is_empty() && r.entries == 3, "{r:?}");
@@ -348,11 +345,7 @@ async fn a_restart_reads_the_index_back_and_completes_it() {
         let w = app.claim("d1").await;
         assert!(app.upload_and_complete(&w).await.accepted);
     }
-    eventually("indexed", Duration::from_secs(10), || async {
-        let s = app.anon().status().await.ok()?;
-        (s.counts.unindexed == 0).then_some(())
-    })
-    .await;
+    wait_indexed(&app).await;
     let read_ts = |b: &std::path::Path| -> u64 {
         let text = std::fs::read_to_string(b.join("Packages")).expect("Packages");
         build_swarm::orchestrator::binhost::index::parse(&text)

@@ -45,16 +45,7 @@ fn set_json() -> String {
 /// The Portage venv, when real Portage can run here (root and the venv). Outside CI a
 /// missing piece skips the test (saying so); in CI it fails it.
 fn portage_venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                });
-            cache.join("build-swarm/portage-venv")
-        });
+    let venv = build_swarm::cli::demo::portage::venv_path();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let ok = root && venv.join("bin/emerge").is_file();

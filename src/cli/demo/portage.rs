@@ -24,19 +24,25 @@ pub struct Portage {
     script: PathBuf,
 }
 
+/// Where scripts/install-deps puts Portage: `$BUILD_SWARM_PORTAGE_VENV`, else
+/// `${XDG_CACHE_HOME:-~/.cache}/build-swarm/portage-venv`.
+pub fn venv_path() -> PathBuf {
+    std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("build-swarm/portage-venv")
+        })
+}
+
 impl Portage {
     pub fn find() -> Result<Portage, DemoError> {
         let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let venv = std::env::var_os("BUILD_SWARM_PORTAGE_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let cache = std::env::var_os("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                    });
-                cache.join("build-swarm/portage-venv")
-            });
+        let venv = venv_path();
         if !venv.join("bin/emerge").is_file() {
             return Err(DemoError::Missing(format!(
                 "no Portage in {}: run scripts/install-deps portage",
