@@ -182,14 +182,19 @@ impl Entry {
                 continue;
             }
             // Keys sort by their internal names (`_mtime_`, `repository` last), as Portage's.
-            out.push_str(written(k));
-            out.push_str(": ");
-            out.push_str(v);
-            out.push('\n');
+            push_line(&mut out, k, v);
         }
         out.push('\n');
         out
     }
+}
+
+/// One `KEY: value` line, the key as Portage writes it.
+fn push_line(out: &mut String, key: &str, value: &str) {
+    out.push_str(written(key));
+    out.push_str(": ");
+    out.push_str(value);
+    out.push('\n');
 }
 
 /// The header's own keys (the profile and configuration), without `PACKAGES`,
@@ -214,13 +219,9 @@ pub fn render<'a>(
     keys.insert("VERSION".into(), VERSION.into());
     let mut out = String::with_capacity(size_hint + 1024);
     for (k, v) in &keys {
-        if v.is_empty() {
-            continue;
+        if !v.is_empty() {
+            push_line(&mut out, k, v);
         }
-        out.push_str(written(k));
-        out.push_str(": ");
-        out.push_str(v);
-        out.push('\n');
     }
     out.push('\n');
     for b in blocks {
