@@ -32,6 +32,7 @@ pub struct OrchestratorConfig {
     pub max_submit_bytes: usize,
     pub auth: AuthConfig,
     pub binhost: BinhostConfig,
+    pub signing: SigningConfig,
     pub breaker: BreakerConfig,
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
@@ -79,6 +80,39 @@ impl Default for BinhostConfig {
             serve: true,
             header: Default::default(),
         }
+    }
+}
+
+/// `[signing]`: the orchestrator signs every published gpkg (Portage's
+/// `binpkg-signing` layout) with one OpenPGP key it holds; drones hold no key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// An ASCII-armored OpenPGP secret key (`gpg --armor --export-secret-keys`); none:
+    /// packages are published unsigned.
+    pub key: Option<PathBuf>,
+    /// `true` (the default once `key` is set): what cannot be signed (an xpak `.tbz2`, an
+    /// artifact that is no gpkg) is refused, never published unsigned. `false`: gpkgs are
+    /// signed, anything else is published unsigned with a warning.
+    pub required: Option<bool>,
+    /// The environment variable holding the key's passphrase, if it has one.
+    pub passphrase_env: String,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            key: None,
+            required: None,
+            passphrase_env: "BUILD_SWARM_SIGNING_PASSPHRASE".into(),
+        }
+    }
+}
+
+impl SigningConfig {
+    /// Whether a package that cannot be signed is refused.
+    pub fn is_required(&self) -> bool {
+        self.key.is_some() && self.required.unwrap_or(true)
     }
 }
 
@@ -210,6 +244,7 @@ impl Default for OrchestratorConfig {
             max_submit_bytes: 64 * 1024 * 1024,
             auth: AuthConfig::default(),
             binhost: BinhostConfig::default(),
+            signing: SigningConfig::default(),
             breaker: BreakerConfig::default(),
             leases: LeaseConfig::default(),
             policy: PolicyConfig::default(),
@@ -343,6 +378,20 @@ impl OrchestratorConfig {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
             }
+        }
+        if self.signing.required == Some(true) && self.signing.key.is_none() {
+            return Err(ConfigError::Missing {
+                key: "signing.key".into(),
+                hint: " (signing.required = true needs the key to sign with)".into(),
+            });
+        }
+        if self
+            .signing
+            .key
+            .as_ref()
+            .is_some_and(|k| k.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid("signing.key", "must not be empty"));
         }
         if self.binhost.write_interval_ms > 60_000 {
             return Err(ConfigError::invalid(

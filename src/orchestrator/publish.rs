@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::orchestrator::binhost::index::{Entry, FileFacts, IndexError};
 use crate::orchestrator::binhost::metadata::{self, BinpkgFormat, MetadataError};
+use crate::orchestrator::binhost::signing::{SignError, Signer};
 use crate::sys::digest::{sha256_file, sums_sized, SumHasher, Sums};
 use crate::sys::dirfd::Dir;
 
@@ -55,8 +56,23 @@ pub enum PublishError {
         #[source]
         source: IndexError,
     },
+    #[error("{path} could not be signed: {source}")]
+    Signing {
+        path: PathBuf,
+        #[source]
+        source: SignError,
+    },
+    #[error("{path} cannot carry a signature (only gpkg packages can) and [signing] required = true: it is not published")]
+    Unsignable { path: PathBuf },
     #[error("publishing {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// Signing on publish: the key, and whether what cannot be signed is refused.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub signer: std::sync::Arc<Signer>,
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +95,8 @@ pub struct PublishJob {
     /// Read the package's metadata, check it is this package and make its index entry
     /// (`None`: the binhost has no index of the orchestrator's).
     pub index: Option<IndexWanted>,
+    /// Publish it signed (`None`: as uploaded).
+    pub signing: Option<Signing>,
 }
 
 /// The package an artifact must be, and its path in the index.
@@ -219,7 +237,11 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
     // Not uploaded (or moved already by a completion whose answer was lost): published
     // already if the binhost has this very content.
     let missing = |dirs: Option<UploadDirs>| {
-        if matches(&job.dest, job.size, &job.sha256)? {
+        let there = match &job.signing {
+            Some(signing) => signed::already_there(job, signing)?,
+            None => matches(&job.dest, job.size, &job.sha256)?,
+        };
+        if there {
             let entry = match &job.index {
                 Some(want) => entry_of_published(want, &job.dest)?,
                 None => None,
@@ -266,6 +288,25 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
             expected: job.size,
             actual: meta.len(),
         });
+    }
+    if let Some(signing) = &job.signing {
+        let name = file_name.to_string_lossy();
+        if BinpkgFormat::of(&name) == Some(BinpkgFormat::Gpkg) {
+            // Read once into a new, signed file only this process writes: the upload
+            // itself is never renamed, whoever owns it.
+            let entry = signed::publish(job, signing, &mut f)?;
+            let _ = dirs.innermost().remove_file(file_name);
+            return Ok(Publication {
+                how: Published::Now,
+                dirs: Some(dirs),
+                entry,
+            });
+        }
+        if signing.required {
+            return Err(PublishError::Unsignable {
+                path: job.staged.clone(),
+            });
+        }
     }
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
@@ -512,5 +553,6 @@ pub fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+mod signed;
 #[cfg(test)]
 mod tests;

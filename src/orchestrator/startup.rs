@@ -16,8 +16,10 @@ use crate::actors::orchestrator::store::{Store, StoreError};
 use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::auth::Auth;
 use crate::http::orchestrator::{self as api_routes, AppState};
+use crate::orchestrator::binhost::signing::Signer;
 use crate::orchestrator::credentials::DroneCredentials;
 use crate::orchestrator::metrics::Metrics;
+use crate::orchestrator::publish::Signing;
 use crate::sys::clock::SharedClock;
 use crate::sys::stall::StallWatch;
 use actix::prelude::*;
@@ -50,6 +52,8 @@ pub enum StartError {
     Interrupted(String),
     #[error("cannot read the kernel's random generator: {0}")]
     Random(#[source] std::io::Error),
+    #[error(transparent)]
+    SigningKey(#[from] crate::orchestrator::binhost::signing::KeyError),
 }
 
 pub struct Orchestrator {
@@ -88,6 +92,21 @@ impl Orchestrator {
     ) -> Result<Orchestrator, StartError> {
         let tokens = cfg.tokens()?;
         let addr = cfg.listen_addr()?;
+        let signing = match &cfg.signing.key {
+            Some(path) => {
+                let (path, env) = (path.clone(), cfg.signing.passphrase_env.clone());
+                let signer = actix_web::rt::task::spawn_blocking(move || Signer::load(&path, &env))
+                    .await
+                    .map_err(|e| StartError::Interrupted(e.to_string()))??;
+                info!(log, "signing published packages"; "key" => signer.fingerprint(),
+                      "required" => cfg.signing.is_required());
+                Some(Signing {
+                    signer: Arc::new(signer),
+                    required: cfg.signing.is_required(),
+                })
+            }
+            None => None,
+        };
         for dir in [&cfg.state_dir, &cfg.staging_dir, &cfg.binhost_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
                 path: dir.clone(),
@@ -164,6 +183,7 @@ impl Orchestrator {
             clock: clock.clone(),
             lease_id_key,
             index: cfg.binhost.index,
+            signing: signing.clone(),
         };
         let built: Vec<BuiltPackage> = snapshot
             .packages
@@ -210,6 +230,7 @@ impl Orchestrator {
                 header: cfg.binhost.header.clone(),
                 gzip: cfg.binhost.compress_index,
                 interval: Duration::from_millis(cfg.binhost.write_interval_ms),
+                signer: signing.as_ref().map(|s| s.signer.clone()),
             };
             BinhostIndex::new(
                 settings,
@@ -253,6 +274,7 @@ impl Orchestrator {
             log: log.new(slog::o!("component" => "http")),
             binhost_index: binhost_index.clone(),
             binhost_dir: cfg.binhost.serve.then(|| cfg.binhost_dir.clone()),
+            signer: signing.as_ref().map(|s| s.signer.clone()),
         });
         let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)
             .map_err(|source| StartError::Bind {

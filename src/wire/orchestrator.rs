@@ -444,7 +444,8 @@ pub struct BinhostVerifyRequest {
 pub struct BinhostProblem {
     /// Relative to the binhost.
     pub path: String,
-    /// `missing`, `size`, `md5`, `sha1`, `unindexed`, `unreadable` or `temporary`.
+    /// `missing`, `size`, `md5`, `sha1`, `signature` (with `[signing]`: unsigned, or not a
+    /// good signature by the binhost's key), `unindexed`, `unreadable` or `temporary`.
     pub kind: String,
     pub detail: String,
 }

@@ -6,15 +6,6 @@ use crate::common::*;
 use build_swarm::wire::orchestrator::*;
 use std::time::Duration;
 
-/// Waits until the index on disk lists every built package.
-async fn wait_indexed(app: &TestApp) {
-    eventually("everything indexed", Duration::from_secs(10), || async {
-        let s = app.anon().status().await.ok()?;
-        (s.counts.unindexed == 0).then_some(())
-    })
-    .await;
-}
-
 /// Uploads `bytes` as `work`'s artifact (at the flat path) and completes it.
 async fn complete_with(
     app: &TestApp,

@@ -296,6 +296,20 @@ pub fn index_paths(binhost: &Path) -> Vec<String> {
     paths
 }
 
+/// Waits until the index on disk lists every built package.
+pub async fn wait_indexed(app: &TestApp) {
+    eventually("everything indexed", Duration::from_secs(10), || async {
+        let s = app.anon().status().await.ok()?;
+        (s.counts.unindexed == 0).then_some(())
+    })
+    .await;
+}
+
+/// The test signing key (an unprotected Ed25519 key, for tests only).
+pub fn test_signing_key() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/signing/test-key.asc")
+}
+
 /// The bytes a test builder "builds" for an atom.
 pub fn artifact_bytes(atom: &str) -> Vec<u8> {
     format!("gpkg of {atom}\n").repeat(64).into_bytes()

@@ -21,3 +21,5 @@ mod gateway;
 mod orchestrator_api;
 mod orchestrator_process;
 mod portage;
+mod portage_signing;
+mod signing;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The demo repository's packages and their dependencies inside the set (DEPEND and
 /// RDEPEND of the ebuilds, with `extra` on).
-const SET: &[(&str, &[&str])] = &[
+pub(crate) const SET: &[(&str, &[&str])] = &[
     ("swarm-base/core-1.0", &[]),
     ("swarm-base/zlib-1.2", &[]),
     ("swarm-libs/liba-1.0", &["swarm-base/zlib-1.2"]),
@@ -34,7 +34,7 @@ const SET: &[(&str, &[&str])] = &[
     ),
 ];
 
-fn set_json() -> String {
+pub(crate) fn set_json() -> String {
     let pkgs: Vec<serde_json::Value> = SET
         .iter()
         .map(|(a, deps)| serde_json::json!({"atom": a, "deps": deps}))
@@ -44,7 +44,7 @@ fn set_json() -> String {
 
 /// The Portage venv, when real Portage can run here (root and the venv). Outside CI a
 /// missing piece skips the test (saying so); in CI it fails it.
-fn portage_venv() -> Option<PathBuf> {
+pub(crate) fn portage_venv() -> Option<PathBuf> {
     let venv = build_swarm::cli::demo::portage::venv_path();
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -65,24 +65,32 @@ fn portage_venv() -> Option<PathBuf> {
 }
 
 /// A throwaway Portage configuration under `dir` (scripts/portage-env).
-fn portage_env(dir: &Path, binhost: Option<&str>) -> PathBuf {
+pub(crate) fn portage_env(dir: &Path, binhost: Option<&str>) -> PathBuf {
     portage_env_with(dir, binhost, true)
 }
 
 /// The same, with binpkg-multi-instance on or off.
-fn portage_env_with(dir: &Path, binhost: Option<&str>, multi_instance: bool) -> PathBuf {
-    let mut c = std::process::Command::new(format!(
-        "{}/scripts/portage-env",
-        env!("CARGO_MANIFEST_DIR")
-    ));
-    c.arg(dir);
+pub(crate) fn portage_env_with(dir: &Path, binhost: Option<&str>, multi_instance: bool) -> PathBuf {
+    let mut args: Vec<&str> = Vec::new();
     if let Some(b) = binhost {
-        c.args(["--binhost", b]);
+        args.extend(["--binhost", b]);
     }
     if !multi_instance {
-        c.args(["--multi-instance", "off"]);
+        args.extend(["--multi-instance", "off"]);
     }
-    let out = c.output().expect("run scripts/portage-env");
+    portage_env_args(dir, &args)
+}
+
+/// The same with scripts/portage-env's options as given.
+pub(crate) fn portage_env_args(dir: &Path, args: &[&str]) -> PathBuf {
+    let out = std::process::Command::new(format!(
+        "{}/scripts/portage-env",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(dir)
+    .args(args)
+    .output()
+    .expect("run scripts/portage-env");
     assert!(
         out.status.success(),
         "portage-env: {}",
@@ -92,14 +100,19 @@ fn portage_env_with(dir: &Path, binhost: Option<&str>, multi_instance: bool) -> 
 }
 
 /// Runs one of the environment's Portage tools; its output, which must be a success.
-async fn portage(env: &Path, tool: &str, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+pub(crate) async fn portage(
+    env: &Path,
+    tool: &str,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> String {
     let (ok, text) = portage_run(env, tool, args, extra_env).await;
     assert!(ok, "{tool} {args:?} failed:\n{text}");
     text
 }
 
 /// The same, whether it succeeds or not: (success, output).
-async fn portage_run(
+pub(crate) async fn portage_run(
     env: &Path,
     tool: &str,
     args: &[&str],
@@ -155,28 +168,10 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-#[actix_web::test]
-async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() {
-    if portage_venv().is_none() {
-        return;
-    }
-    let work = tempfile::tempdir().expect("tempdir");
-    // Real emerge builds the whole set once (every package a binary package).
-    let builder = portage_env(&work.path().join("builder"), None);
-    portage(
-        &builder,
-        "emerge",
-        &["--oneshot", "--buildpkg", "--usepkg", "=swarm-apps/app-1.0"],
-        &[],
-    )
-    .await;
-    let pkgdir = builder.join("pkgdir");
-
-    // The packages go through a real orchestrator, in dependency order, as drones would
-    // upload them.
-    let app = spawn_app(|_| {}).await;
-    app.register("d1", 1).await;
-    app.submit(&set_json()).await;
+/// Publishes the set's packages built into `pkgdir` through `app`, in dependency order,
+/// as drones would upload them (the multi-instance layout), checking that each is handed
+/// out only once the index on disk lists its dependencies; returns once all are indexed.
+pub(crate) async fn publish_through(app: &TestApp, pkgdir: &Path) {
     let d = app.drone();
     let deps_of: BTreeMap<&str, &[&str]> = SET.iter().copied().collect();
     for _ in 0..SET.len() {
@@ -223,6 +218,31 @@ async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() 
         (s.counts.built == SET.len() && s.counts.unindexed == 0).then_some(())
     })
     .await;
+}
+
+#[actix_web::test]
+async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() {
+    if portage_venv().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    // Real emerge builds the whole set once (every package a binary package).
+    let builder = portage_env(&work.path().join("builder"), None);
+    portage(
+        &builder,
+        "emerge",
+        &["--oneshot", "--buildpkg", "--usepkg", "=swarm-apps/app-1.0"],
+        &[],
+    )
+    .await;
+    let pkgdir = builder.join("pkgdir");
+
+    // The packages go through a real orchestrator, in dependency order, as drones would
+    // upload them.
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit(&set_json()).await;
+    publish_through(&app, &pkgdir).await;
     let ours = std::fs::read_to_string(app.binhost().join("Packages")).expect("Packages");
 
     // Portage's own check finds nothing to fix in the orchestrator's binhost...

@@ -29,6 +29,8 @@ pub struct IndexSettings {
     pub header: BTreeMap<String, String>,
     pub gzip: bool,
     pub interval: Duration,
+    /// With `[signing]`: `Verify` checks every package's signature too.
+    pub signer: Option<std::sync::Arc<crate::orchestrator::binhost::signing::Signer>>,
 }
 
 /// A package built before this start: `(id, category, pf, path)`.
@@ -427,14 +429,17 @@ impl Handler<Verify> for BinhostIndex {
         };
         let entries: Vec<Entry> = live.entries().cloned().collect();
         let dir = self.settings.dir.clone();
+        let signer = self.settings.signer.clone();
         let fix = msg.fix;
         // Entries added while the check runs are not the check's to fix.
         let before: std::collections::HashSet<String> =
             entries.iter().map(|e| e.path().to_string()).collect();
         let work = actix_web::rt::task::spawn_blocking(move || {
-            let problems = verify::check(&dir, &entries).map_err(|source| VerifyError::Io {
-                dir: dir.clone(),
-                source,
+            let problems = verify::check(&dir, &entries, signer.as_deref()).map_err(|source| {
+                VerifyError::Io {
+                    dir: dir.clone(),
+                    source,
+                }
             })?;
             // With `fix`: a fresh entry for every file with a problem, the temporary files
             // removed.
@@ -445,11 +450,23 @@ impl Handler<Verify> for BinhostIndex {
                         "temporary" => {
                             let _ = std::fs::remove_file(dir.join(&p.path));
                         }
-                        "missing" => fixes.push((p.path.clone(), None)),
-                        _ => fixes.push((
-                            p.path.clone(),
-                            verify::entry_of_file(&dir, &p.path, None).ok(),
-                        )),
+                        // A package whose signature is not good is no longer listed.
+                        "missing" | "signature" => fixes.push((p.path.clone(), None)),
+                        _ => {
+                            let signed_ok =
+                                |path: &str| match &signer {
+                                    None => true,
+                                    Some(s) => std::fs::File::open(dir.join(path))
+                                        .ok()
+                                        .is_some_and(|mut f| {
+                                            verify::bad_signature(s, &mut f, path).is_none()
+                                        }),
+                                };
+                            let entry = verify::entry_of_file(&dir, &p.path, None)
+                                .ok()
+                                .filter(|_| signed_ok(&p.path));
+                            fixes.push((p.path.clone(), entry))
+                        }
                     }
                 }
             }

@@ -1,7 +1,8 @@
 //! The binhost over HTTP: `GET /binhost/<path>` serves `binhost_dir` read-only (no
 //! listing, no hidden or temporary files, nothing outside it; `Range`; `Last-Modified`
 //! with If-Modified-Since answered 304 only on an exact match, which Portage's client
-//! needs — docs/design.md, "The binhost index"), and `POST /api/v1/binhost/verify`.
+//! needs — docs/design.md, "The binhost index"), the signing key's public half at
+//! `/binhost/key.asc`, and `POST /api/v1/binhost/verify`.
 
 use super::State;
 use crate::actors::orchestrator::binhost_index::{Verify, VerifyError};
@@ -27,6 +28,22 @@ impl From<VerifyError> for ApiError {
     }
 }
 
+/// Where the binhost's public signing key is served (`/binhost/key.asc`).
+pub const KEY_FILE: &str = "key.asc";
+
+/// The public half of the signing key, ASCII-armored, for clients' keyrings.
+fn public_key(state: &State) -> Result<HttpResponse, ApiError> {
+    match &state.signer {
+        Some(s) => Ok(HttpResponse::Ok()
+            .content_type("application/pgp-keys")
+            .insert_header(("X-Key-Fingerprint", s.fingerprint()))
+            .body(s.public_key_armored().to_string())),
+        None => Err(ApiError::NotFound(
+            "this binhost is not signed ([signing] key is not set): there is no key.asc".into(),
+        )),
+    }
+}
+
 fn not_found(rel: &str) -> ApiError {
     ApiError::NotFound(format!("no such file in the binhost: /binhost/{rel}"))
 }
@@ -49,6 +66,9 @@ pub async fn file(
     tail: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let rel = tail.into_inner();
+    if rel == KEY_FILE {
+        return public_key(&state);
+    }
     let Some(root) = state.binhost_dir.clone() else {
         return Err(ApiError::NotFound(
             "this orchestrator does not serve its binhost ([binhost] serve = false)".into(),

@@ -40,6 +40,9 @@ pub struct AppState {
     pub binhost_index: Option<Addr<BinhostIndex>>,
     /// Served at `/binhost/` (with `[binhost] serve`).
     pub binhost_dir: Option<std::path::PathBuf>,
+    /// The binhost's signing key (with `[signing] key`): its public half is served at
+    /// `/binhost/key.asc`.
+    pub signer: Option<Arc<crate::orchestrator::binhost::signing::Signer>>,
 }
 
 impl AppState {

@@ -9,4 +9,5 @@ pub mod index;
 pub mod index_file;
 pub mod live;
 pub mod metadata;
+pub mod signing;
 pub mod verify;

@@ -4,6 +4,7 @@
 use super::index::{Entry, FileFacts};
 use super::index_file;
 use super::metadata::{self, BinpkgFormat};
+use super::signing::Signer;
 use crate::sys::digest::sums_sized;
 use std::fs::File;
 use std::io;
@@ -98,9 +99,9 @@ pub fn unchanged(dir: &Path, e: &Entry) -> bool {
 }
 
 /// Every difference between the files under `dir` and `entries`: each entry's file must
-/// exist with its size, MD5 and SHA-1; every package file must be indexed; no temporary
-/// file may be left.
-pub fn check(dir: &Path, entries: &[Entry]) -> io::Result<Vec<Problem>> {
+/// exist with its size, MD5 and SHA-1 (and, with `signer`, each gpkg must carry a good
+/// signature by it); every package file must be indexed; no temporary file may be left.
+pub fn check(dir: &Path, entries: &[Entry], signer: Option<&Signer>) -> io::Result<Vec<Problem>> {
     let (files, temps) = scan(dir)?;
     let mut problems = Vec::new();
     let problem = |path: &str, kind: &str, detail: String| Problem {
@@ -145,6 +146,9 @@ pub fn check(dir: &Path, entries: &[Entry]) -> io::Result<Vec<Problem>> {
                 ),
             ));
         }
+        if let Some(problem_text) = signer.and_then(|s| bad_signature(s, &mut f, e.path())) {
+            problems.push(problem(e.path(), "signature", problem_text));
+        }
         for (key, got) in [("MD5", &sums.md5), ("SHA1", &sums.sha1)] {
             let want = e.get(key).unwrap_or_default();
             if got.as_deref() != Some(want) {
@@ -176,6 +180,20 @@ pub fn check(dir: &Path, entries: &[Entry]) -> io::Result<Vec<Problem>> {
     Ok(problems)
 }
 
+/// What is wrong with the signature of the package `f` (a gpkg) at `rel`, if anything.
+pub fn bad_signature(signer: &Signer, f: &mut File, rel: &str) -> Option<String> {
+    if BinpkgFormat::of(rel) != Some(BinpkgFormat::Gpkg) {
+        return Some("not a gpkg: it cannot carry a signature".into());
+    }
+    if let Err(e) = io::Seek::rewind(f) {
+        return Some(e.to_string());
+    }
+    signer
+        .check_gpkg(io::BufReader::new(f))
+        .err()
+        .map(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +210,7 @@ mod tests {
             std::fs::write(d.join(&rel), gpkg(pf, &[("CATEGORY", "cat"), ("PF", pf)])).unwrap();
             entries.push(entry_of_file(d, &rel, Some(("cat", pf))).unwrap());
         }
-        assert!(check(d, &entries).unwrap().is_empty());
+        assert!(check(d, &entries, None).unwrap().is_empty());
         assert!(entry_of_file(d, "cat/a-1.gpkg.tar", Some(("cat", "b-1"))).is_err());
         std::fs::remove_file(d.join("cat/a-1.gpkg.tar")).unwrap();
         let mut bytes = std::fs::read(d.join("cat/b-1.gpkg.tar")).unwrap();
@@ -210,7 +228,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let found: Vec<(String, String)> = check(d, &entries)
+        let found: Vec<(String, String)> = check(d, &entries, None)
             .unwrap()
             .into_iter()
             .map(|p| (p.path, p.kind))

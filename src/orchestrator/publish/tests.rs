@@ -16,6 +16,7 @@ fn staged_job(lease: &Path, binhost: &Path) -> PublishJob {
         sha256,
         lease_dir: lease.to_path_buf(),
         index: None,
+        signing: None,
     }
 }
 
@@ -79,6 +80,7 @@ fn lanes_racing_to_make_a_category_directory_all_publish() {
                         sha256,
                         lease_dir: lease,
                         index: None,
+                        signing: None,
                     }
                 })
                 .collect()
@@ -147,6 +149,7 @@ fn symbolic_links_are_never_published() {
         sha256: sum.clone(),
         lease_dir: lease.clone(),
         index: None,
+        signing: None,
     };
     assert!(matches!(
         verify_and_publish(&job),
@@ -160,6 +163,7 @@ fn symbolic_links_are_never_published() {
         staged: lease2.join("app-misc/secret"),
         lease_dir: lease2,
         index: None,
+        signing: None,
         ..job
     };
     assert!(matches!(
@@ -190,6 +194,7 @@ fn a_fifo_is_refused_without_blocking() {
         sha256: "00".repeat(32),
         lease_dir: lease,
         index: None,
+        signing: None,
     };
     // Opened without O_NONBLOCK this would wait for a writer forever.
     assert!(matches!(
@@ -309,4 +314,116 @@ fn join_inside_refuses_escapes() {
     ] {
         assert!(join_inside(base, bad).is_none(), "{bad}");
     }
+}
+
+fn test_signing(required: bool) -> Signing {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/signing/test-key.asc");
+    Signing {
+        signer: std::sync::Arc::new(
+            Signer::load(&key, "BUILD_SWARM_TEST_UNSET_PASSPHRASE").unwrap(),
+        ),
+        required,
+    }
+}
+
+/// A real gpkg of `app-misc/foo-1.0` staged in `lease`, published into `binhost` signed
+/// with an index entry.
+fn signed_job(lease: &Path, binhost: &Path, required: bool) -> PublishJob {
+    let staged = lease.join("app-misc/foo-1.0.gpkg.tar");
+    fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    let pkg =
+        crate::domain::binpkg::stand_in_gpkg("app-misc", "foo-1.0", None, b"payload").unwrap();
+    fs::write(&staged, &pkg).unwrap();
+    let (sha256, size) = sha256_file(&staged).unwrap();
+    PublishJob {
+        staged,
+        dest: binhost.join("app-misc/foo-1.0.gpkg.tar"),
+        size,
+        sha256,
+        lease_dir: lease.to_path_buf(),
+        index: Some(IndexWanted {
+            category: "app-misc".into(),
+            pf: "foo-1.0".into(),
+            rel_path: "app-misc/foo-1.0.gpkg.tar".into(),
+        }),
+        signing: Some(test_signing(required)),
+    }
+}
+
+#[test]
+fn a_signed_publish_indexes_the_signed_file_and_a_retry_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = dir.path().join("staging/lease-1");
+    let job = signed_job(&lease, &dir.path().join("binhost"), true);
+    let p = verify_and_publish(&job).unwrap();
+    assert_eq!(p.how, Published::Now);
+    assert!(!job.staged.exists());
+    let published = fs::read(&job.dest).unwrap();
+    let signing = job.signing.as_ref().unwrap();
+    signing.signer.check_gpkg(&published[..]).unwrap();
+    let entry = p.entry.unwrap();
+    assert_eq!(entry.size(), Some(published.len() as u64));
+    let (sha1, md5) = {
+        let mut f = File::open(&job.dest).unwrap();
+        let s = sums_sized(&mut f, published.len() as u64, true).unwrap();
+        (s.sha1.unwrap(), s.md5.unwrap())
+    };
+    assert_eq!(entry.get("SHA1"), Some(sha1.as_str()));
+    assert_eq!(entry.get("MD5"), Some(md5.as_str()));
+    // No partial file is left beside it.
+    let left: Vec<_> = fs::read_dir(job.dest.parent().unwrap()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+    // The completion retried after a crash: the upload is gone, the signed file is it.
+    let again = verify_and_publish(&job).unwrap();
+    assert_eq!(again.how, Published::AlreadyThere);
+    // Another upload's checksum is not it.
+    let mut other = job.clone();
+    other.sha256 = "11".repeat(32);
+    assert!(matches!(
+        verify_and_publish(&other),
+        Err(PublishError::Missing(_))
+    ));
+}
+
+#[test]
+fn a_signed_publish_refuses_a_wrong_upload_and_what_cannot_be_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let binhost = dir.path().join("binhost");
+    let lease = dir.path().join("staging/lease-1");
+    let mut job = signed_job(&lease, &binhost, true);
+    job.sha256 = "00".repeat(32);
+    assert!(matches!(
+        verify_and_publish(&job),
+        Err(PublishError::Checksum { .. })
+    ));
+    assert!(!job.dest.exists());
+    // Not a tar, under a gpkg name.
+    let lease2 = dir.path().join("staging/lease-2");
+    let mut job = staged_job(&lease2, &binhost);
+    job.signing = Some(test_signing(true));
+    let e = verify_and_publish(&job).unwrap_err();
+    assert!(matches!(e, PublishError::Signing { .. }), "{e}");
+    assert!(!job.dest.exists());
+    // An xpak package: refused when signing is required, published unsigned when not.
+    let lease3 = dir.path().join("staging/lease-3");
+    let staged = lease3.join("app-misc/bar-1.tbz2");
+    fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    fs::write(&staged, b"xpak bytes").unwrap();
+    let (sha256, size) = sha256_file(&staged).unwrap();
+    let mut job = PublishJob {
+        staged,
+        dest: binhost.join("app-misc/bar-1.tbz2"),
+        size,
+        sha256,
+        lease_dir: lease3,
+        index: None,
+        signing: Some(test_signing(true)),
+    };
+    let e = verify_and_publish(&job).unwrap_err();
+    assert!(matches!(e, PublishError::Unsignable { .. }), "{e}");
+    assert!(e.to_string().contains("required = true"));
+    assert!(!job.dest.exists());
+    job.signing = Some(test_signing(false));
+    verify_and_publish(&job).unwrap();
+    assert_eq!(fs::read(&job.dest).unwrap(), b"xpak bytes");
 }

@@ -86,6 +86,8 @@ pub struct QueueSettings {
     /// The orchestrator writes the binhost's `Packages` index: a publish carries its
     /// entry, and dependents wait until an index that lists the package is live.
     pub index: bool,
+    /// Sign each published gpkg (with `[signing] key`).
+    pub signing: Option<crate::orchestrator::publish::Signing>,
 }
 
 /// Who the queue tells things (only ever with `do_send`).
@@ -138,7 +140,8 @@ impl PackageQueue {
         let log = log.new(slog::o!("actor" => "package_queue"));
         let (graph, leases) = Self::state_from(&settings, snap, &log);
         PackageQueue {
-            publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone()),
+            publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone())
+                .with_signing(settings.signing.clone()),
             settings,
             graph,
             leases,

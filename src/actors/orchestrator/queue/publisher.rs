@@ -6,7 +6,7 @@
 use crate::domain::Atom;
 use crate::orchestrator::binhost::index::Entry;
 use crate::orchestrator::publish::{
-    self, join_inside, IndexWanted, PublishError, PublishJob, Published,
+    self, join_inside, IndexWanted, PublishError, PublishJob, Published, Signing,
 };
 use crate::orchestrator::staging::{self, CategorySwap, UploadDirPool};
 use crate::wire::orchestrator::LeaseId;
@@ -141,6 +141,8 @@ pub struct Publisher<M> {
     /// Kept directories handed to leases of the next batch whose category directory must
     /// be renamed beside its commit, before the claims are answered.
     swaps: Vec<CategorySwap>,
+    /// Every published gpkg is signed (with `[signing] key`).
+    signing: Option<Signing>,
 }
 
 impl<M> Publisher<M> {
@@ -157,7 +159,13 @@ impl<M> Publisher<M> {
             cleanup: Vec::new(),
             cleaning: false,
             swaps: Vec::new(),
+            signing: None,
         }
+    }
+
+    pub fn with_signing(mut self, signing: Option<Signing>) -> Self {
+        self.signing = signing;
+        self
     }
 
     pub fn staging_dir(&self) -> &Path {
@@ -182,6 +190,7 @@ impl<M> Publisher<M> {
             sha256: sha256.to_string(),
             lease_dir,
             index,
+            signing: self.signing.clone(),
         })
     }
 
