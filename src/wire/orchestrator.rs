@@ -450,6 +450,107 @@ pub struct BinhostProblem {
     pub detail: String,
 }
 
+/// `POST /api/v1/binhost/snapshots` (added): take a snapshot (`name` optional: the time).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A snapshot of the binhost.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub packages: usize,
+    /// `TIMESTAMP` of its index.
+    pub timestamp: u64,
+    /// Channels serving it now.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Why retention keeps it (empty: the next `gc` removes it).
+    #[serde(default)]
+    pub kept_because: Vec<String>,
+}
+
+/// A channel served at `/binhost/<name>/`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelInfo {
+    pub name: String,
+    /// The snapshot it serves.
+    pub snapshot: String,
+    /// `TIMESTAMP` of the index it serves.
+    pub timestamp: u64,
+    /// When it was pointed at `snapshot` (unix seconds).
+    pub tagged_at: u64,
+    /// What `rollback` would point it at.
+    pub previous: Option<String>,
+    /// Where clients find it, e.g. `/binhost/stable/`.
+    pub path: String,
+}
+
+/// `GET /api/v1/binhost/releases` (added).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseList {
+    /// Oldest first.
+    pub snapshots: Vec<SnapshotInfo>,
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// `POST /api/v1/binhost/channels/{channel}/tag` (added).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TagRequest {
+    pub snapshot: String,
+}
+
+/// A package of a diff.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiffPackage {
+    pub cpv: String,
+    pub build_id: Option<String>,
+    pub path: String,
+}
+
+/// `GET /api/v1/binhost/diff?from=A&to=B` (added).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiffReport {
+    pub from: String,
+    pub to: String,
+    pub added: Vec<DiffPackage>,
+    pub removed: Vec<DiffPackage>,
+    /// Same CPV and BUILD_ID, another file.
+    pub changed: Vec<DiffPackage>,
+}
+
+/// `POST /api/v1/binhost/gc` (added).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GcRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One thing retention removed (or, dry, would remove) or waits to remove.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GcItem {
+    /// `snapshot`, `generation` (a channel's earlier index) or `file` (of the live
+    /// binhost, no longer indexed).
+    pub kind: String,
+    pub name: String,
+    pub detail: String,
+    /// Unix seconds from when it may go (waiting items).
+    pub at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Removed (with `dry_run`: would be removed now).
+    pub removed: Vec<GcItem>,
+    /// Not referenced any more, kept until the grace period is over.
+    pub waiting: Vec<GcItem>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BinhostReport {
     /// Nothing was wrong.

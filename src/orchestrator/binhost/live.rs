@@ -17,6 +17,23 @@ pub const CLIENT_TOLERANCE_S: u64 = 5;
 /// How many timestamps served are remembered for the rule above.
 const REMEMBERED: usize = 4096;
 
+/// The live index at one moment ([`LiveIndex::capture`]): what a snapshot holds.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    pub header: Header,
+    pub timestamp: u64,
+    pub items: Vec<Captured>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The entry as the index renders it.
+    pub block: Arc<str>,
+    pub path: String,
+    pub size: Option<u64>,
+    pub mtime: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct LiveIndex {
     pub header: Header,
@@ -122,6 +139,25 @@ impl LiveIndex {
             self.entries.values().map(|(_, b)| &**b),
             self.bytes,
         )
+    }
+
+    /// Every entry's block with the facts a snapshot checks its hard link against, in
+    /// index order, and the newest `TIMESTAMP` written (for a snapshot of this moment).
+    pub fn capture(&self) -> Capture {
+        Capture {
+            header: self.header.clone(),
+            timestamp: self.last_timestamp,
+            items: self
+                .entries
+                .values()
+                .map(|(e, b)| Captured {
+                    block: b.clone(),
+                    path: e.path().to_string(),
+                    size: e.size(),
+                    mtime: e.mtime(),
+                })
+                .collect(),
+        }
     }
 
     /// The blocks, for rendering on another thread.

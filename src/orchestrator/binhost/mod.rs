@@ -9,5 +9,6 @@ pub mod index;
 pub mod index_file;
 pub mod live;
 pub mod metadata;
+pub mod releases;
 pub mod signing;
 pub mod verify;

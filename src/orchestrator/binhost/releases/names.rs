@@ -1,0 +1,111 @@
+//! What a snapshot or a channel may be called: each names a directory, and a channel is
+//! also the first segment of its URL under `/binhost/`.
+
+use super::ReleaseError;
+
+/// A snapshot name: 1–64 letters, digits, `.`, `_` or `-`, starting with a letter or
+/// digit (so never `..`, never hidden, never a path).
+pub fn check_snapshot(name: &str) -> Result<(), ReleaseError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ReleaseError::InvalidName {
+            what: "snapshot",
+            name: name.to_string(),
+            rule: "use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        })
+    }
+}
+
+/// A channel name: 1–32 lower-case letters, digits or `_`, starting with a letter, not
+/// `virtual`. Gentoo's category names all contain `-` (but `virtual`), so a channel's URL
+/// never hides a category of the live binhost.
+pub fn check_channel(name: &str) -> Result<(), ReleaseError> {
+    let ok = (1..=32).contains(&name.len())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name != "virtual";
+    if ok {
+        Ok(())
+    } else {
+        Err(ReleaseError::InvalidName {
+            what: "channel",
+            name: name.to_string(),
+            rule: "use 1–32 lower-case letters, digits or '_', starting with a letter, not 'virtual' (no '-': it could hide a category of the binhost)",
+        })
+    }
+}
+
+/// The default name of a snapshot taken at `now` (unix seconds): `YYYYMMDD-HHMMSS` (UTC).
+pub fn default_snapshot_name(now: u64) -> String {
+    let days = now / 86_400;
+    let secs = now % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil: (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_their_directory_are_refused() {
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            ".hidden",
+            "-x",
+            "a b",
+            "x\0",
+            &"a".repeat(65),
+        ] {
+            let e = check_snapshot(bad).unwrap_err().to_string();
+            assert!(e.starts_with("snapshot name `"), "{e}");
+        }
+        for good in ["2026-11-30", "v1.2_rc", "A"] {
+            check_snapshot(good).unwrap();
+        }
+        for bad in ["", "Stable", "stable-1", "1st", "virtual", "a.b", "a/b"] {
+            assert!(check_channel(bad).is_err(), "{bad}");
+        }
+        check_channel("stable").unwrap();
+        check_channel("testing_2").unwrap();
+    }
+
+    #[test]
+    fn default_names_are_utc_dates() {
+        assert_eq!(default_snapshot_name(0), "19700101-000000");
+        assert_eq!(default_snapshot_name(1_796_083_199), "20261130-235959");
+        assert_eq!(default_snapshot_name(951_782_400), "20000229-000000");
+    }
+}
