@@ -152,7 +152,8 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },
-    /// The binhost: check it against its index (`binhost verify [--fix]`)
+    /// The binhost: check it (`verify`), its releases (`snapshot`, `tag`, `rollback`,
+    /// `list`, `diff`) and their retention (`gc`)
     Binhost {
         #[command(subcommand)]
         action: BinhostCommand,
@@ -218,6 +219,54 @@ pub enum BinhostCommand {
         #[arg(long)]
         fix: bool,
         /// The orchestrator whose binhost to check, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Snapshot the binhost as it is now (hard links and its index); NAME defaults to
+    /// the time (YYYYMMDD-HHMMSS, UTC)
+    Snapshot {
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Point CHANNEL (served at /binhost/CHANNEL/) at SNAPSHOT, atomically, with an index
+    /// newer than any the channel served
+    Tag {
+        #[arg(value_name = "CHANNEL")]
+        channel: String,
+        #[arg(value_name = "SNAPSHOT")]
+        snapshot: String,
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Point CHANNEL back at the snapshot it served before its last tag
+    Rollback {
+        #[arg(value_name = "CHANNEL")]
+        channel: String,
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Snapshots (what keeps each) and channels (what each serves)
+    List {
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Packages added, removed and changed (by CPV and BUILD_ID) from snapshot A to B
+    /// (`live`: the binhost now)
+    Diff {
+        #[arg(value_name = "A")]
+        from: String,
+        #[arg(value_name = "B")]
+        to_snapshot: String,
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Apply the retention policy ([releases] in the orchestrator's config)
+    Gc {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
     },

@@ -149,6 +149,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Binhost {
             action: args::BinhostCommand::Verify { fix, to },
         } => binhost::verify(&swarm, fix, to.as_deref(), json).await,
+        Command::Binhost { action } => binhost::releases(&swarm, action, json).await,
         Command::Completions { .. }
         | Command::Man
         | Command::Demo { .. }

@@ -294,7 +294,60 @@ impl ApiClient {
         self.post("/api/v1/binhost/verify", &BinhostVerifyRequest { fix })
             .await
     }
+    pub async fn releases(&self) -> Result<ReleaseList, ClientError> {
+        self.get("/api/v1/binhost/releases").await
+    }
+    pub async fn snapshot(&self, name: Option<&str>) -> Result<SnapshotInfo, ClientError> {
+        let req = SnapshotRequest {
+            name: name.map(String::from),
+        };
+        self.post("/api/v1/binhost/snapshots", &req).await
+    }
+    pub async fn tag(&self, channel: &str, snapshot: &str) -> Result<ChannelInfo, ClientError> {
+        let req = TagRequest {
+            snapshot: snapshot.to_string(),
+        };
+        self.post(
+            &format!("/api/v1/binhost/channels/{}/tag", path_segment(channel)),
+            &req,
+        )
+        .await
+    }
+    pub async fn rollback(&self, channel: &str) -> Result<ChannelInfo, ClientError> {
+        let path = format!(
+            "/api/v1/binhost/channels/{}/rollback",
+            path_segment(channel)
+        );
+        self.post(&path, &serde_json::json!({})).await
+    }
+    pub async fn diff(&self, from: &str, to: &str) -> Result<DiffReport, ClientError> {
+        self.get(&format!(
+            "/api/v1/binhost/diff?from={}&to={}",
+            path_segment(from),
+            path_segment(to)
+        ))
+        .await
+    }
+    pub async fn gc(&self, dry_run: bool) -> Result<GcReport, ClientError> {
+        self.post("/api/v1/binhost/gc", &GcRequest { dry_run })
+            .await
+    }
     pub async fn enrollments(&self) -> Result<EnrollmentList, ClientError> {
         self.get("/api/v1/enrollments").await
     }
+}
+
+/// `s` percent-encoded for a path segment or query value (every byte but letters,
+/// digits and `-_~`; `.` too, so `..` stays a name), so a name with `/` or `..` reaches
+/// the server, which names the problem, instead of changing the route.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

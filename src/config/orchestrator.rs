@@ -33,6 +33,7 @@ pub struct OrchestratorConfig {
     pub auth: AuthConfig,
     pub binhost: BinhostConfig,
     pub signing: SigningConfig,
+    pub releases: ReleasesConfig,
     pub breaker: BreakerConfig,
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
@@ -105,6 +106,37 @@ impl Default for SigningConfig {
             key: None,
             required: None,
             passphrase_env: "BUILD_SWARM_SIGNING_PASSPHRASE".into(),
+        }
+    }
+}
+
+/// `[releases]`: snapshots of the binhost, channels served under `/binhost/<channel>/`,
+/// and how long what nothing references any more is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleasesConfig {
+    /// Snapshots and channels; on the binhost's filesystem (snapshots are hard links).
+    /// Default: `binhost_dir` with `.releases` appended.
+    pub dir: Option<PathBuf>,
+    /// Keep the newest this many snapshots.
+    pub keep_last: usize,
+    /// Keep snapshots younger than this many days.
+    pub keep_days: u64,
+    /// Keep what a channel served, and live package files no longer indexed, this many
+    /// seconds after that stopped (clients may hold an index that lists them).
+    pub grace_s: u64,
+    /// Apply the retention policy this often (seconds; 0: only `build-swarm binhost gc`).
+    pub gc_interval_s: u64,
+}
+
+impl Default for ReleasesConfig {
+    fn default() -> Self {
+        ReleasesConfig {
+            dir: None,
+            keep_last: 10,
+            keep_days: 30,
+            grace_s: 86_400,
+            gc_interval_s: 3600,
         }
     }
 }
@@ -245,6 +277,7 @@ impl Default for OrchestratorConfig {
             auth: AuthConfig::default(),
             binhost: BinhostConfig::default(),
             signing: SigningConfig::default(),
+            releases: ReleasesConfig::default(),
             breaker: BreakerConfig::default(),
             leases: LeaseConfig::default(),
             policy: PolicyConfig::default(),
@@ -284,6 +317,15 @@ impl OrchestratorConfig {
                 "listen",
                 format!("`{}` is not an address like 0.0.0.0:8080", self.listen),
             )
+        })
+    }
+
+    /// Where snapshots and channels live (`[releases] dir`, or beside `binhost_dir`).
+    pub fn releases_dir(&self) -> PathBuf {
+        self.releases.dir.clone().unwrap_or_else(|| {
+            let mut name = self.binhost_dir.as_os_str().to_os_string();
+            name.push(".releases");
+            PathBuf::from(name)
         })
     }
 
@@ -377,6 +419,22 @@ impl OrchestratorConfig {
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
+            }
+        }
+        let releases = self.releases_dir();
+        for (key, dir) in [
+            ("binhost_dir", &self.binhost_dir),
+            ("staging_dir", &self.staging_dir),
+        ] {
+            if releases.starts_with(dir) || dir.starts_with(&releases) {
+                return Err(ConfigError::invalid(
+                    "releases.dir",
+                    format!(
+                        "{} must not be inside {key} ({}) or contain it",
+                        releases.display(),
+                        dir.display()
+                    ),
+                ));
             }
         }
         if self.signing.required == Some(true) && self.signing.key.is_none() {

@@ -12,10 +12,12 @@ use crate::actors::orchestrator::lease_deadlines::LeaseDeadlines;
 use crate::actors::orchestrator::publish_hook::PublishHook;
 use crate::actors::orchestrator::queue::policy::FailurePolicy;
 use crate::actors::orchestrator::queue::{PackageQueue, Peers, QueueSettings};
+use crate::actors::orchestrator::releases::ReleaseManager;
 use crate::actors::orchestrator::store::{Store, StoreError};
 use crate::config::{ConfigError, OrchestratorConfig};
 use crate::http::auth::Auth;
 use crate::http::orchestrator::{self as api_routes, AppState};
+use crate::orchestrator::binhost::releases::{Policy, Releases};
 use crate::orchestrator::binhost::signing::Signer;
 use crate::orchestrator::credentials::DroneCredentials;
 use crate::orchestrator::metrics::Metrics;
@@ -240,6 +242,23 @@ impl Orchestrator {
             )
             .start()
         });
+        let releases = Arc::new(Releases {
+            root: cfg.releases_dir(),
+            binhost: cfg.binhost_dir.clone(),
+            gzip: cfg.binhost.compress_index,
+            policy: Policy {
+                keep_last: cfg.releases.keep_last,
+                keep_days: cfg.releases.keep_days,
+                grace_s: cfg.releases.grace_s,
+            },
+        });
+        let release_manager = ReleaseManager::new(
+            releases.clone(),
+            binhost_index.clone().map(Addr::recipient),
+            Duration::from_secs(cfg.releases.gc_interval_s),
+            log.clone(),
+        )
+        .start();
         let peers = Peers {
             store,
             deadlines: deadlines.clone().recipient(),
@@ -275,6 +294,8 @@ impl Orchestrator {
             binhost_index: binhost_index.clone(),
             binhost_dir: cfg.binhost.serve.then(|| cfg.binhost_dir.clone()),
             signer: signing.as_ref().map(|s| s.signer.clone()),
+            releases: release_manager,
+            release_files: cfg.binhost.serve.then_some(releases),
         });
         let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)
             .map_err(|source| StartError::Bind {

@@ -341,6 +341,41 @@ async fn the_gateway_serves_the_merged_dashboard() {
 }
 
 #[actix_web::test]
+async fn dashboard_shows_each_channel_and_the_snapshot_it_serves() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit("app-misc/a-1\n").await;
+    let w = app.claim("d1").await;
+    assert!(app.upload_and_complete(&w).await.accepted);
+    wait_indexed(&app).await;
+    let admin = app.admin();
+    admin.snapshot(Some("one")).await.expect("snapshot");
+    admin.snapshot(Some("two")).await.expect("snapshot");
+    admin.tag("stable", "one").await.expect("tag");
+    admin.tag("testing", "two").await.expect("tag");
+    let dom = dump_dom(&chrome, &format!("{}/", app.url), 3000).await;
+    let rows = tbody(&dom, "channels-body");
+    assert!(
+        rows.contains(r#"data-channel="stable" data-snapshot="one""#),
+        "{rows}"
+    );
+    assert!(
+        rows.contains(r#"data-channel="testing" data-snapshot="two""#),
+        "{rows}"
+    );
+    assert!(rows.contains("/binhost/testing/"), "{rows}");
+    assert!(hidden(&dom, "channels-empty"));
+    assert!(
+        text(&dom, "releases-summary").contains("2 snapshots"),
+        "{dom}"
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn dashboard_asks_for_the_read_token_and_sends_it_as_bearer() {
     let Some(chrome) = chromium() else {
         return skip("chromium");
@@ -996,7 +1031,8 @@ async fn openapi_document_names_exactly_the_registered_routes_and_they_answer() 
             .replace("{pf}", "foo-1.0")
             .replace("{name}", "nobody")
             .replace("{lease}", "1")
-            .replace("{tail}", "Packages");
+            .replace("{tail}", "Packages")
+            .replace("{channel}", "stable");
         let url = format!("{}{concrete}", app.url);
         let mut resp = match method.as_str() {
             "get" => client.get(&url).send().await,
@@ -1153,6 +1189,19 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         progress_pct: 0.0,
         drones: DroneCounts::default(),
         central_fault: None,
+    };
+    let channel = ChannelInfo {
+        name: "stable".into(),
+        snapshot: "s".into(),
+        timestamp: 1,
+        tagged_at: 1,
+        previous: None,
+        path: "/binhost/stable/".into(),
+    };
+    let package = DiffPackage {
+        cpv: "a/b-1".into(),
+        build_id: None,
+        path: "a/b-1.gpkg.tar".into(),
     };
     let samples: Vec<(&str, BTreeSet<String>)> = vec![
         ("ErrorBody", keys(&ErrorBody { error: "e".into() })),
@@ -1330,6 +1379,54 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 entries: 0,
             }),
         ),
+        ("SnapshotRequest", keys(&SnapshotRequest { name: None })),
+        (
+            "SnapshotInfo",
+            keys(&SnapshotInfo {
+                name: "s".into(),
+                created: 1,
+                packages: 0,
+                timestamp: 1,
+                channels: vec![],
+                kept_because: vec![],
+            }),
+        ),
+        ("ChannelInfo", keys(&channel)),
+        (
+            "ReleaseList",
+            keys(&ReleaseList {
+                snapshots: vec![],
+                channels: vec![],
+            }),
+        ),
+        (
+            "TagRequest",
+            keys(&TagRequest {
+                snapshot: "s".into(),
+            }),
+        ),
+        ("DiffPackage", keys(&package)),
+        (
+            "DiffReport",
+            keys(&DiffReport {
+                from: "a".into(),
+                to: "b".into(),
+                added: vec![],
+                removed: vec![],
+                changed: vec![],
+            }),
+        ),
+        ("GcRequest", keys(&GcRequest { dry_run: true })),
+        (
+            "GcItem",
+            keys(&GcItem {
+                kind: "file".into(),
+                name: "n".into(),
+                detail: "d".into(),
+                at: None,
+            }),
+        ),
+        ("GcReport", keys(&GcReport::default())),
         (
             "Enrollment",
             keys(&Enrollment {

@@ -21,5 +21,7 @@ mod gateway;
 mod orchestrator_api;
 mod orchestrator_process;
 mod portage;
+mod portage_releases;
 mod portage_signing;
+mod releases;
 mod signing;

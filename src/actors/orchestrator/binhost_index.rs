@@ -3,13 +3,13 @@
 //!
 //! Hears `AddToIndex` from the queue (entries of publishes already committed), `Relist`
 //! from the queue after it read its state back, `Verify` from the HTTP API, `IndexStatus`
-//! for reads. Writes the index whole at most once per
+//! for reads, `CaptureIndex` from the release manager (a snapshot's entries). Writes the index whole at most once per
 //! `write_interval_ms` on a blocking thread (temporary file, fsync, rename) and, once an
 //! index listing them is on disk, tells the queue `Indexed` so their dependents may go. At
 //! start it reads the index on disk back, adds the built packages it lacks (reading their
 //! files) and tells the queue which are listed. It never waits on the queue.
 
-use crate::actors::orchestrator::messages::{AddToIndex, Indexed, Relist};
+use crate::actors::orchestrator::messages::{AddToIndex, CaptureIndex, Indexed, Relist};
 use crate::orchestrator::binhost::index::{self, Entry, Header};
 use crate::orchestrator::binhost::index_file;
 use crate::orchestrator::binhost::live::LiveIndex;
@@ -498,6 +498,13 @@ impl Handler<Verify> for BinhostIndex {
             }
             Ok(problems)
         }))
+    }
+}
+
+impl Handler<CaptureIndex> for BinhostIndex {
+    type Result = Option<crate::orchestrator::binhost::live::Capture>;
+    fn handle(&mut self, _: CaptureIndex, _: &mut Self::Context) -> Self::Result {
+        self.live.as_ref().map(LiveIndex::capture)
     }
 }
 

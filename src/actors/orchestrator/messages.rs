@@ -6,6 +6,7 @@
 
 use crate::actors::orchestrator::store::DroneRow;
 use crate::orchestrator::binhost::index::Entry;
+use crate::orchestrator::binhost::live::Capture;
 use crate::orchestrator::credentials::CredentialKind;
 use crate::wire::orchestrator::DroneCommand;
 use actix::Message;
@@ -76,3 +77,9 @@ pub struct Indexed {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Relist(pub Vec<(u32, String)>);
+
+/// The live index at this moment, for a snapshot or retention (release manager → binhost
+/// index; `None` while the index is still being read back after the start).
+#[derive(Message)]
+#[rtype(result = "Option<Capture>")]
+pub struct CaptureIndex;

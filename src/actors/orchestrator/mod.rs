@@ -9,7 +9,8 @@
 //! | [`circuit_breaker::CircuitBreaker`] | failure counts, grounding | queue, sessions, operator |
 //! | [`lease_deadlines::LeaseDeadlines`] | every lease's build and upload deadline | queue |
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
-//! | [`binhost_index::BinhostIndex`] | the binhost's `Packages` index and its writes | queue, HTTP handlers |
+//! | [`binhost_index::BinhostIndex`] | the binhost's `Packages` index and its writes | queue, HTTP handlers, release manager |
+//! | [`releases::ReleaseManager`] | snapshots, channels and their retention (`releases_dir`) | HTTP handlers, its gc timer |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry |
 //! | [`gateway_registration::GatewayRegistration`] | this orchestrator's registration with its gateway (re-sent every 30 s) | nobody: its own timers |
 //!
@@ -19,7 +20,7 @@
 //!
 //! Rule against deadlocks: the queue, the breaker, the lease deadlines, the binhost index
 //! and the store never await an answer from anyone; they only `do_send`. Everyone else may
-//! await them.
+//! await them (the release manager awaits the binhost index).
 
 pub mod binhost_index;
 pub mod circuit_breaker;
@@ -30,4 +31,5 @@ pub mod lease_deadlines;
 pub mod messages;
 pub mod publish_hook;
 pub mod queue;
+pub mod releases;
 pub mod store;

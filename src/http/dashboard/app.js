@@ -209,6 +209,32 @@
     replaceRows($('drones-body'), rows);
   }
 
+  async function loadReleases() {
+    const r = await api('api/v1/binhost/releases');
+    const channels = r.channels || [];
+    const snapshots = r.snapshots || [];
+    $('channels-empty').hidden = channels.length > 0;
+    $('releases-summary').textContent = snapshots.length ? fmtInt(snapshots.length) + ' snapshot' + (snapshots.length === 1 ? '' : 's') : '';
+    const rows = channels.map((c) => {
+      const tr = document.createElement('tr');
+      tr.dataset.channel = c.name;
+      tr.dataset.snapshot = c.snapshot;
+      const name = document.createElement('td');
+      const a = el('a', c.path);
+      a.href = c.path.replace(/^\//, '');
+      name.appendChild(a);
+      tr.appendChild(name);
+      tr.appendChild(el('td', c.snapshot, 'snapshot'));
+      const tagged = el('td', ago(c.tagged_at));
+      tagged.title = clockTime(c.tagged_at);
+      tr.appendChild(tagged);
+      tr.appendChild(el('td', c.timestamp, 'num'));
+      tr.appendChild(el('td', c.previous || '—'));
+      return tr;
+    });
+    replaceRows($('channels-body'), rows);
+  }
+
   function pagerText(offset, shown, total) {
     if (total === 0) return 'none';
     return fmtInt(offset + 1) + '–' + fmtInt(offset + shown) + ' of ' + fmtInt(total);
@@ -323,12 +349,13 @@
       renderDrones(both[1].drones || []);
       if (packagesAvailable) {
         try {
-          await Promise.all([loadFailures(), loadPackages()]);
+          await Promise.all([loadFailures(), loadPackages(), loadReleases()]);
         } catch (e) {
           if (e.status === 404) {
             // The gateway merges status and drones only.
             packagesAvailable = false;
             $('failures-section').hidden = true;
+            $('releases-section').hidden = true;
             $('packages-section').hidden = true;
             $('packages-unavailable').hidden = false;
           } else {

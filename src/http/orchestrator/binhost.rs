@@ -1,8 +1,9 @@
 //! The binhost over HTTP: `GET /binhost/<path>` serves `binhost_dir` read-only (no
 //! listing, no hidden or temporary files, nothing outside it; `Range`; `Last-Modified`
 //! with If-Modified-Since answered 304 only on an exact match, which Portage's client
-//! needs — docs/design.md, "The binhost index"), the signing key's public half at
-//! `/binhost/key.asc`, and `POST /api/v1/binhost/verify`.
+//! needs — docs/design.md, "The binhost index"), channels at `/binhost/<channel>/` (their
+//! own index, their snapshot's files: docs/design.md, "Releases"), the signing key's
+//! public half at `/binhost/key.asc`, and `POST /api/v1/binhost/verify`.
 
 use super::State;
 use crate::actors::orchestrator::binhost_index::{Verify, VerifyError};
@@ -44,6 +45,15 @@ fn public_key(state: &State) -> Result<HttpResponse, ApiError> {
     }
 }
 
+/// What `/binhost/<path>` names.
+enum Lookup {
+    File(Box<NamedFile>),
+    /// A channel's `key.asc`.
+    Key,
+    Missing,
+    NotServed,
+}
+
 fn not_found(rel: &str) -> ApiError {
     ApiError::NotFound(format!("no such file in the binhost: /binhost/{rel}"))
 }
@@ -69,16 +79,44 @@ pub async fn file(
     if rel == KEY_FILE {
         return public_key(&state);
     }
-    let Some(root) = state.binhost_dir.clone() else {
-        return Err(ApiError::NotFound(
-            "this orchestrator does not serve its binhost ([binhost] serve = false)".into(),
-        ));
-    };
+    let root = state.binhost_dir.clone();
+    let releases = state.release_files.clone();
     let lookup = rel.clone();
-    let file = web::block(move || resolve(&root, &lookup).and_then(|p| NamedFile::open(p).ok()))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the server is overloaded: {e}")))?
-        .ok_or_else(|| not_found(&rel))?;
+    let found = web::block(move || {
+        // `/binhost/<channel>/…`: a channel's index or one of its snapshot's files.
+        if let (Some(r), Some((first, rest))) = (&releases, lookup.split_once('/')) {
+            if r.is_channel(first) {
+                if rest == KEY_FILE {
+                    return Lookup::Key;
+                }
+                if rest.split('/').any(|s| s.starts_with('.')) {
+                    return Lookup::Missing;
+                }
+                return r
+                    .channel_file(first, rest)
+                    .and_then(|p| NamedFile::open(p).ok())
+                    .map_or(Lookup::Missing, |f| Lookup::File(Box::new(f)));
+            }
+        }
+        let Some(root) = root else {
+            return Lookup::NotServed;
+        };
+        resolve(&root, &lookup)
+            .and_then(|p| NamedFile::open(p).ok())
+            .map_or(Lookup::Missing, |f| Lookup::File(Box::new(f)))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("the server is overloaded: {e}")))?;
+    let file = match found {
+        Lookup::File(f) => *f,
+        Lookup::Key => return public_key(&state),
+        Lookup::Missing => return Err(not_found(&rel)),
+        Lookup::NotServed => {
+            return Err(ApiError::NotFound(
+                "this orchestrator does not serve its binhost ([binhost] serve = false)".into(),
+            ))
+        }
+    };
     // Whole seconds, as HTTP dates are.
     let secs = file
         .metadata()

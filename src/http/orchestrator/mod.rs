@@ -9,6 +9,7 @@ pub mod errors;
 pub mod metrics;
 pub mod openapi;
 pub mod packages;
+pub mod releases;
 pub mod status;
 pub mod work;
 
@@ -16,6 +17,7 @@ use crate::actors::orchestrator::binhost_index::BinhostIndex;
 use crate::actors::orchestrator::circuit_breaker::CircuitBreaker;
 use crate::actors::orchestrator::drone_registry::DroneRegistry;
 use crate::actors::orchestrator::queue::PackageQueue;
+use crate::actors::orchestrator::releases::ReleaseManager;
 use crate::http::auth::Auth;
 use crate::http::{dashboard, error};
 use crate::orchestrator::credentials::Caller;
@@ -43,6 +45,10 @@ pub struct AppState {
     /// The binhost's signing key (with `[signing] key`): its public half is served at
     /// `/binhost/key.asc`.
     pub signer: Option<Arc<crate::orchestrator::binhost::signing::Signer>>,
+    /// Snapshots, channels, retention.
+    pub releases: Addr<ReleaseManager>,
+    /// The channels' files, served at `/binhost/<channel>/` (with `[binhost] serve`).
+    pub release_files: Option<Arc<crate::orchestrator::binhost::releases::Releases>>,
 }
 
 impl AppState {
@@ -112,7 +118,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/drones/{name}/enroll", web::post().to(enrollment::enroll))
             .route("/drones/{name}/revoke", web::post().to(enrollment::revoke))
             .route("/enrollments", web::get().to(enrollment::list))
-            .route("/binhost/verify", web::post().to(binhost::verify)),
+            .route("/binhost/verify", web::post().to(binhost::verify))
+            .route("/binhost/releases", web::get().to(releases::list))
+            .route("/binhost/snapshots", web::post().to(releases::snapshot))
+            .route("/binhost/diff", web::get().to(releases::diff))
+            .route("/binhost/gc", web::post().to(releases::gc))
+            .route(
+                "/binhost/channels/{channel}/tag",
+                web::post().to(releases::tag),
+            )
+            .route(
+                "/binhost/channels/{channel}/rollback",
+                web::post().to(releases::rollback),
+            ),
     )
     .default_service(web::to(not_found));
 }

@@ -4,6 +4,7 @@
 //! the `current` symbolic link to it with one `rename`, so a reader always finds a
 //! complete index and Portage clients holding an older one fetch the new one.
 
+use super::snapshot::SnapshotMeta;
 use super::{io_err, names, write_atomic, ReleaseError, Releases};
 use crate::orchestrator::binhost::index_file;
 use crate::orchestrator::binhost::live::CLIENT_TOLERANCE_S;
@@ -47,12 +48,25 @@ impl ChannelState {
         self.generations.last()
     }
 
-    /// The snapshot a rollback would tag.
+    /// The snapshot tagged before the current one, if the channel remembers one.
     pub fn previous(&self) -> Option<&str> {
         self.stack
             .len()
             .checked_sub(2)
             .map(|i| self.stack[i].as_str())
+    }
+
+    /// The snapshot a rollback would tag: the one tagged before the current one or, when
+    /// the channel was tagged only once (or that one is gone), the newest snapshot taken
+    /// before the one it serves. `snapshots`: those that exist, oldest first.
+    pub fn rollback_target<'a>(&'a self, snapshots: &'a [SnapshotMeta]) -> Option<&'a str> {
+        let exists = |n: &str| snapshots.iter().any(|s| s.name == n);
+        if let Some(p) = self.previous().filter(|p| exists(p)) {
+            return Some(p);
+        }
+        let current = &self.current()?.snapshot;
+        let at = snapshots.iter().position(|s| &s.name == current)?;
+        snapshots[..at].last().map(|s| s.name.as_str())
     }
 
     /// The `TIMESTAMP` of the next generation at `now`: newer than every one served, and
@@ -145,7 +159,7 @@ impl Releases {
         Ok(state)
     }
 
-    /// Points `channel` back at the snapshot it served before its last tag.
+    /// Points `channel` back at its rollback target ([`ChannelState::rollback_target`]).
     pub fn rollback(&self, channel: &str, now: u64) -> Result<ChannelState, ReleaseError> {
         let mut state = self
             .channel(channel)?
@@ -154,17 +168,19 @@ impl Releases {
             channel: channel.to_string(),
             why,
         };
-        let previous = state
-            .previous()
-            .ok_or_else(|| no("it has not been tagged twice".into()))?
+        let snapshots = self.snapshots()?;
+        let target = state
+            .rollback_target(&snapshots)
+            .ok_or_else(|| {
+                no("it was tagged once and no snapshot is older than the one it serves".into())
+            })?
             .to_string();
-        if self.snapshot_meta(&previous)?.is_none() {
-            return Err(no(format!(
-                "the snapshot before the current one, `{previous}`, was removed"
-            )));
+        self.switch(&mut state, &target, now)?;
+        if state.previous() == Some(target.as_str()) {
+            state.stack.pop();
+        } else {
+            state.stack = vec![target];
         }
-        self.switch(&mut state, &previous, now)?;
-        state.stack.pop();
         self.save(&state)?;
         Ok(state)
     }

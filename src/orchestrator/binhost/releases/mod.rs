@@ -40,6 +40,10 @@ pub enum ReleaseError {
     Shadows(String),
     #[error("snapshots need the orchestrator's own index ([binhost] index = true)")]
     NoIndex,
+    #[error("the binhost index is still being read back after the start; try again shortly")]
+    IndexLoading,
+    #[error("the operation was interrupted: {0}")]
+    Interrupted(String),
     #[error("cannot hard-link from {binhost} into {releases}: they are on different filesystems (set [releases] dir to a directory on the binhost's filesystem)")]
     CrossDevice { binhost: PathBuf, releases: PathBuf },
     #[error("{path}: {source}")]
@@ -84,6 +88,26 @@ impl Releases {
 
     pub fn channel_dir(&self, name: &str) -> PathBuf {
         self.channels_dir().join(name)
+    }
+
+    /// Removes what an interrupted snapshot or removal left (hidden directories under
+    /// `snapshots/`); run at start, before any operation.
+    pub fn clean_leftovers(&self) -> Result<(), ReleaseError> {
+        let dir = self.snapshots_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && (name.contains(".partial-") || name.contains(".removing-"))
+            {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -60,7 +60,7 @@ pub fn plan_snapshots(
                 if c.current().is_some_and(|g| g.snapshot == s.name) {
                     why.push(format!("served by channel {}", c.name));
                 }
-                if c.previous() == Some(s.name.as_str()) {
+                if c.rollback_target(snapshots) == Some(s.name.as_str()) {
                     why.push(format!("rollback target of channel {}", c.name));
                 }
                 let until = c
@@ -205,11 +205,12 @@ struct GcState {
 }
 
 impl Releases {
-    /// Applies the retention policy at `now`; `listed`: the paths the live index lists.
-    /// With `dry_run` nothing changes (not even what gc remembers).
+    /// Applies the retention policy at `now`; `listed`: the paths the live index lists
+    /// (`None`: the orchestrator keeps no index, live files are left alone). With
+    /// `dry_run` nothing changes (not even what gc remembers).
     pub fn gc(
         &self,
-        listed: &HashSet<String>,
+        listed: Option<&HashSet<String>>,
         now: u64,
         dry_run: bool,
     ) -> Result<GcReport, ReleaseError> {
@@ -266,6 +267,9 @@ impl Releases {
                 }
             }
         }
+        let Some(listed) = listed else {
+            return Ok(report);
+        };
         let files = self.live_files()?;
         let state_path = self.root.join(GC_STATE);
         let state: GcState = match fs::read(&state_path) {

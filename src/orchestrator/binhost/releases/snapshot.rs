@@ -21,6 +21,9 @@ pub struct SnapshotMeta {
     pub packages: usize,
     /// `TIMESTAMP` of its `Packages`.
     pub timestamp: u64,
+    /// Order of taking (snapshots of the same second keep their order).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 const META: &str = ".snapshot.json";
@@ -73,7 +76,8 @@ impl Releases {
             fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
         }
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let built = self.fill(&tmp, capture, &name, now).and_then(|meta| {
+        let seq = self.snapshots()?.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
+        let built = self.fill(&tmp, capture, &name, now, seq).and_then(|meta| {
             fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
             crate::orchestrator::publish::sync_dir(&snapshots).map_err(io_err(&snapshots))?;
             Ok(meta)
@@ -101,6 +105,7 @@ impl Releases {
         capture: &Capture,
         name: &str,
         now: u64,
+        seq: u64,
     ) -> Result<SnapshotMeta, ReleaseError> {
         use std::os::unix::fs::MetadataExt;
         let mut made: HashSet<PathBuf> = HashSet::new();
@@ -160,6 +165,7 @@ impl Releases {
             created: now,
             packages: blocks.len(),
             timestamp: capture.timestamp,
+            seq,
         };
         let json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
         write_atomic(&dir.join(META), &json)?;
@@ -185,7 +191,7 @@ impl Releases {
                 out.push(meta);
             }
         }
-        out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        out.sort_by(|a, b| (a.created, a.seq, &a.name).cmp(&(b.created, b.seq, &b.name)));
         Ok(out)
     }
 

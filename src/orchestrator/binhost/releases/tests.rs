@@ -174,7 +174,10 @@ fn tags_move_the_link_atomically_with_newer_timestamps_and_rollback_goes_back() 
         let m = fs::metadata(w.releases.channel_file("stable", "Packages").unwrap()).unwrap();
         assert_eq!(m.mtime() as u64, t3, "Last-Modified is the TIMESTAMP");
     }
-    let e = w.releases.rollback("stable", 2_001).unwrap_err();
+    // Tagged once more than rolled back: back to the snapshot taken before "two".
+    let st = w.releases.rollback("stable", 2_001).unwrap();
+    assert_eq!(st.current().unwrap().snapshot, "one");
+    let e = w.releases.rollback("stable", 2_002).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("channel `stable` cannot roll back"),
@@ -234,6 +237,7 @@ fn retention_plans_are_explained() {
         created,
         packages: 0,
         timestamp: 0,
+        seq: 0,
     };
     let policy = Policy {
         keep_last: 1,
@@ -379,19 +383,20 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
                     let before = files_under(&w.releases.binhost);
                     let snaps_before = w.releases.snapshots().unwrap();
                     let targets = |w: &World| -> Vec<Option<String>> {
+                        let snaps = w.releases.snapshots().unwrap();
                         w.releases
                             .channels()
                             .unwrap()
                             .iter()
-                            .map(|c| c.previous().map(String::from))
+                            .map(|c| c.rollback_target(&snaps).map(String::from))
                             .collect()
                     };
                     let rollback_before = targets(&w);
                     // A dry run changes nothing.
-                    let dry = w.releases.gc(&w.listed(), now, true).unwrap();
+                    let dry = w.releases.gc(Some(&w.listed()), now, true).unwrap();
                     assert_eq!(files_under(&w.releases.binhost), before, "{ctx}");
                     assert_eq!(w.releases.snapshots().unwrap(), snaps_before, "{ctx}");
-                    let real = w.releases.gc(&w.listed(), now, false).unwrap();
+                    let real = w.releases.gc(Some(&w.listed()), now, false).unwrap();
                     let names = |r: &crate::wire::orchestrator::GcReport| {
                         let mut v: Vec<String> = r
                             .removed
@@ -483,7 +488,7 @@ fn check(w: &World, m: &Model, policy: &Policy, now: u64, ctx: &str) {
             exists.contains(state.current().unwrap().snapshot.as_str()),
             "{ctx}: {ch}'s snapshot gone"
         );
-        if let Some(prev) = state.previous() {
+        if let Some(prev) = state.rollback_target(&snaps) {
             assert!(
                 exists.contains(prev),
                 "{ctx}: {ch}'s rollback target {prev} gone"
