@@ -104,6 +104,36 @@ fn throughput_smoke_with_and_without_the_index() {
 }
 
 #[test]
+fn throughput_smoke_signed_and_unsigned() {
+    let v = run(&["throughput", "--smoke", "--compare-signing"]);
+    assert_eq!(v["signing"], true);
+    for key in ["cycles_per_s", "cycles_per_s_unsigned", "signed_share"] {
+        assert!(num(&v, key) > 0.0, "{key}: {v}");
+    }
+    assert_eq!(num(&v, "errors"), 0.0, "{v}");
+    assert_eq!(num(&v, "built"), num(&v, "acknowledged"), "{v}");
+}
+
+#[test]
+fn sign_and_snapshot_smoke() {
+    let v = run(&["sign", "--smoke"]);
+    assert_eq!(v["benchmark"], "sign");
+    let small = &v["by_payload_bytes"]["16384"];
+    assert!(
+        num(small, "ms_p50") > 0.0 && num(small, "ms_p99") >= num(small, "ms_p50"),
+        "{v}"
+    );
+    let v = run(&["snapshot", "--smoke"]);
+    assert_eq!(v["benchmark"], "snapshot");
+    assert_eq!(num(&v, "files"), 500.0, "{v}");
+    // Hard links: the snapshot's own bytes are far below the package data it holds.
+    assert!(
+        num(&v, "snapshot_own_bytes") < num(&v, "package_bytes"),
+        "{v}"
+    );
+}
+
+#[test]
 fn index_smoke() {
     let v = run(&["index", "--smoke"]);
     assert_eq!(v["bench"], "index");

@@ -3,7 +3,7 @@
 
 mod bench;
 
-use bench::{graph, index, scale, schedule, stub, throughput, transfer};
+use bench::{graph, index, releases, scale, schedule, stub, throughput, transfer};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -78,6 +78,9 @@ enum Cmd {
         /// Run it twice, with the binhost index off and on, and report both
         #[arg(long)]
         compare_index: bool,
+        /// Run it twice, with signing off and on, and report both
+        #[arg(long, conflicts_with = "compare_index")]
+        compare_signing: bool,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -97,6 +100,30 @@ enum Cmd {
         /// The orchestrator's `[binhost] write_interval_ms`.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Milliseconds to sign a package (the publish path's signer), per payload size.
+    Sign {
+        /// Payload sizes in bytes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [16_384usize, 1_048_576, 104_857_600])]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// A snapshot of many published files: seconds, and disk beyond the linked packages.
+    Snapshot {
+        #[arg(long, default_value_t = 100_000)]
+        files: usize,
+        /// Scratch directory root (e.g. /dev/shm).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         #[arg(long)]
         smoke: bool,
         #[arg(long)]
@@ -259,6 +286,7 @@ async fn run(args: Args) {
             warmup,
             files_dir,
             compare_index,
+            compare_signing,
             smoke,
             keep,
         } => {
@@ -270,6 +298,7 @@ async fn run(args: Args) {
                 keep,
                 files_dir,
                 index: true,
+                signing: false,
             };
             let opts = if smoke {
                 throughput::ThroughputOptions {
@@ -282,12 +311,32 @@ async fn run(args: Args) {
             } else {
                 opts
             };
-            if compare_index {
+            if compare_signing {
+                throughput::compare_signing(&opts).await
+            } else if compare_index {
                 throughput::compare_index(&opts).await
             } else {
                 throughput::run(&opts).await
             }
         }
+        Cmd::Sign {
+            sizes,
+            samples,
+            smoke,
+            keep,
+        } => {
+            if smoke {
+                releases::sign(&[16_384, 1_048_576], 3, keep)
+            } else {
+                releases::sign(&sizes, samples, keep)
+            }
+        }
+        Cmd::Snapshot {
+            files,
+            dir,
+            smoke,
+            keep,
+        } => releases::snapshot(if smoke { 500 } else { files }, dir.as_deref(), keep),
         Cmd::Scale {
             packages,
             drones,

@@ -227,11 +227,26 @@ impl Signer {
     }
 
     fn detached(&self, data: &[u8]) -> Result<DetachedSignature, pgp::errors::Error> {
-        let mut hasher = self.config(SignatureType::Binary)?.into_hasher()?;
-        hasher.write_all(data)?;
-        Ok(DetachedSignature::new(
-            hasher.sign(&self.signing_key(), &Password::empty())?,
-        ))
+        let mut sha = Sha512::new();
+        Digest::update(&mut sha, data);
+        self.sign_hashed(sha).map(DetachedSignature::new)
+    }
+
+    /// A detached binary signature over data whose SHA-512 state (over the data alone) is
+    /// `data`: the member's Manifest digest and its signature share one pass over its
+    /// bytes. (What rPGP's `SignatureHasher::sign` does after hashing: the signature's
+    /// hashed data and trailer, then the key signs the digest; `Signer::load` checks the
+    /// result with rPGP's own verification.)
+    fn sign_hashed(&self, data: Sha512) -> Result<pgp::packet::Signature, pgp::errors::Error> {
+        let config = self.config(SignatureType::Binary)?;
+        let mut hasher: Box<dyn sha2::digest::DynDigest + Send> = Box::new(data);
+        let len = config.hash_signature_data(&mut hasher)?;
+        hasher.update(&config.trailer(len)?);
+        let digest = hasher.finalize();
+        let sig = self
+            .signing_key()
+            .sign(&Password::empty(), DIGEST, &digest)?;
+        pgp::packet::Signature::from_config(config, [digest[0], digest[1]], sig)
     }
 
     /// Writes `input` (a gpkg) to `output` signed. Reads the input once, front to back.
@@ -270,18 +285,9 @@ impl Signer {
             let mtime = entry.header().mtime().unwrap_or(0);
             let size = entry.size();
             let mut hashes = MemberHashes::new();
-            let mut sig = if base == "gpkg-1" {
-                None
-            } else {
-                let config = self
-                    .config(SignatureType::Binary)
-                    .map_err(SignError::Sign)?;
-                Some(config.into_hasher().map_err(SignError::Sign)?)
-            };
             let tap = Tap {
                 inner: &mut entry,
                 hashes: &mut hashes,
-                sig: sig.as_mut(),
             };
             let mut header = member_header(size, mtime);
             out.append_data(&mut header, &name, tap)
@@ -290,9 +296,9 @@ impl Signer {
                 return Err(SignError::NotGpkg(format!("{name} is cut short")));
             }
             manifest.push_str(&hashes.line(base));
-            if let Some(sig) = sig {
-                let sig = sig
-                    .sign(&self.signing_key(), &Password::empty())
+            if base != "gpkg-1" {
+                let sig = self
+                    .sign_hashed(hashes.sha512.clone())
                     .map_err(SignError::Sign)?;
                 let armored = DetachedSignature::new(sig)
                     .to_armored_bytes(ArmorOptions::default())
@@ -531,20 +537,16 @@ impl MemberHashes {
     }
 }
 
-/// Reads through `inner`, feeding what it reads to the member's digests and signature.
+/// Reads through `inner`, feeding what it reads to the member's digests.
 struct Tap<'a, R> {
     inner: R,
     hashes: &'a mut MemberHashes,
-    sig: Option<&'a mut pgp::packet::SignatureHasher>,
 }
 
 impl<R: Read> Read for Tap<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hashes.update(&buf[..n]);
-        if let Some(sig) = self.sig.as_mut() {
-            sig.write_all(&buf[..n])?;
-        }
         Ok(n)
     }
 }

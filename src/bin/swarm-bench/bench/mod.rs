@@ -11,12 +11,14 @@
 //!   restart recovery time.
 //! - [`transfer`] — bytes on the wire per upload, and upload latency over ssh.
 //! - [`index`] — completion → the binhost index on disk lists the package.
+//! - [`releases`] — signing a package (ms, small and large) and a snapshot of many files.
 //! - [`stub`] — the builder the schedule benchmark's drones run.
 //! - [`http`] — a minimal keep-alive HTTP/1.1 client for load generation.
 
 pub mod graph;
 pub mod http;
 pub mod index;
+pub mod releases;
 pub mod scale;
 pub mod schedule;
 pub mod stub;

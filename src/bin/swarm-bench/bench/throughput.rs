@@ -30,9 +30,33 @@ pub struct ThroughputOptions {
     pub files_dir: Option<std::path::PathBuf>,
     /// The orchestrator writes the binhost's Packages index (`[binhost] index`).
     pub index: bool,
+    /// The orchestrator signs every package (`[signing] key`).
+    pub signing: bool,
 }
 
 /// The same run with the binhost index off, then on: both figures and their ratio.
+/// The same run with signing off, then on: both figures and their ratio.
+pub async fn compare_signing(opts: &ThroughputOptions) -> Result<Value, BenchError> {
+    let off = run(&ThroughputOptions {
+        signing: false,
+        ..opts.clone()
+    })
+    .await?;
+    let mut on = run(&ThroughputOptions {
+        signing: true,
+        ..opts.clone()
+    })
+    .await?;
+    let (a, b) = (
+        off["cycles_per_s"].as_f64().unwrap_or(0.0),
+        on["cycles_per_s"].as_f64().unwrap_or(0.0),
+    );
+    on["cycles_per_s_unsigned"] = json!(a);
+    on["orchestrator_us_per_cycle_unsigned"] = off["orchestrator_us_per_cycle"].clone();
+    on["signed_share"] = json!(round(b / a.max(1e-9), 3));
+    Ok(on)
+}
+
 pub async fn compare_index(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     let off = run(&ThroughputOptions {
         index: false,
@@ -172,12 +196,18 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     let scratch = Scratch::new("throughput", opts.keep)?;
     let files_scratch = Scratch::files_in(opts.files_dir.as_deref(), "throughput", opts.keep)?;
     let files = files_scratch.as_ref().map(|s| s.path.clone());
+    let signing = if opts.signing {
+        let key = super::releases::key_file(&scratch.path)?;
+        format!("\n[signing]\nkey = {:?}\n", key.display().to_string())
+    } else {
+        String::new()
+    };
     let orch = OrchProc::start(
         &scratch.path,
         files.as_deref(),
         "",
         &format!(
-            "[leases]\nheartbeat_ttl_s = 3600\n\n[binhost]\nindex = {}\n",
+            "[leases]\nheartbeat_ttl_s = 3600\n\n[binhost]\nindex = {}\n{signing}",
             opts.index
         ),
     )
@@ -265,6 +295,7 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
     Ok(json!({
         "bench": "throughput",
         "index": opts.index,
+        "signing": opts.signing,
         "drones": opts.drones,
         "packages": opts.packages,
         "seconds": opts.seconds,
