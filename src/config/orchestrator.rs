@@ -323,9 +323,17 @@ impl OrchestratorConfig {
     /// Where snapshots and channels live (`[releases] dir`, or beside `binhost_dir`).
     pub fn releases_dir(&self) -> PathBuf {
         self.releases.dir.clone().unwrap_or_else(|| {
-            let mut name = self.binhost_dir.as_os_str().to_os_string();
+            // A sibling of binhost_dir (however it is written, `/x/` too).
+            let mut name = self
+                .binhost_dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             name.push(".releases");
-            PathBuf::from(name)
+            match self.binhost_dir.parent() {
+                Some(parent) => parent.join(name),
+                None => PathBuf::from(name),
+            }
         })
     }
 
@@ -436,6 +444,12 @@ impl OrchestratorConfig {
                     ),
                 ));
             }
+        }
+        if self.releases.grace_s < 60 {
+            return Err(ConfigError::invalid(
+                "releases.grace_s",
+                "must be at least 60 seconds (clients holding an older index need its files)",
+            ));
         }
         if self.signing.required == Some(true) && self.signing.key.is_none() {
             return Err(ConfigError::Missing {

@@ -237,9 +237,12 @@ pub fn verify_and_publish(job: &PublishJob) -> Result<Publication, PublishError>
     // Not uploaded (or moved already by a completion whose answer was lost): published
     // already if the binhost has this very content.
     let missing = |dirs: Option<UploadDirs>| {
+        let dest_name = job.dest.to_string_lossy();
         let there = match &job.signing {
-            Some(signing) => signed::already_there(job, signing)?,
-            None => matches(&job.dest, job.size, &job.sha256)?,
+            Some(_) if BinpkgFormat::of(&dest_name) == Some(BinpkgFormat::Gpkg) => {
+                signed::already_there(job)?
+            }
+            _ => matches(&job.dest, job.size, &job.sha256)?,
         };
         if there {
             let entry = match &job.index {

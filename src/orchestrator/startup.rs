@@ -232,7 +232,7 @@ impl Orchestrator {
                 header: cfg.binhost.header.clone(),
                 gzip: cfg.binhost.compress_index,
                 interval: Duration::from_millis(cfg.binhost.write_interval_ms),
-                signer: signing.as_ref().map(|s| s.signer.clone()),
+                signing: signing.clone(),
             };
             BinhostIndex::new(
                 settings,

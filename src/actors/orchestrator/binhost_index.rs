@@ -30,7 +30,7 @@ pub struct IndexSettings {
     pub gzip: bool,
     pub interval: Duration,
     /// With `[signing]`: `Verify` checks every package's signature too.
-    pub signer: Option<std::sync::Arc<crate::orchestrator::binhost::signing::Signer>>,
+    pub signing: Option<crate::orchestrator::publish::Signing>,
 }
 
 /// A package built before this start: `(id, category, pf, path)`.
@@ -97,6 +97,9 @@ pub struct BinhostIndex {
     /// Packages an index on disk lists, and each package's path.
     listed: std::collections::HashSet<u32>,
     pkg_of_path: std::collections::HashMap<String, u32>,
+    /// Paths `Verify { fix }` stopped listing and nothing listed again since: the live
+    /// files retention may remove (after its grace period).
+    dropped: std::collections::HashSet<String>,
     writing: bool,
     scheduled: bool,
     /// Something changed while a write was in flight.
@@ -126,6 +129,7 @@ impl BinhostIndex {
             pending: Vec::new(),
             listed: Default::default(),
             pkg_of_path: Default::default(),
+            dropped: Default::default(),
             writing: false,
             scheduled: false,
             again: false,
@@ -401,6 +405,7 @@ impl Handler<AddToIndex> for BinhostIndex {
             Some(live) => {
                 for (pkg, e) in msg.0 {
                     self.pkg_of_path.insert(e.path().to_string(), pkg);
+                    self.dropped.remove(e.path());
                     Self::add(live, e);
                     self.pending.push(pkg);
                 }
@@ -429,13 +434,13 @@ impl Handler<Verify> for BinhostIndex {
         };
         let entries: Vec<Entry> = live.entries().cloned().collect();
         let dir = self.settings.dir.clone();
-        let signer = self.settings.signer.clone();
+        let signing = self.settings.signing.clone();
         let fix = msg.fix;
         // Entries added while the check runs are not the check's to fix.
         let before: std::collections::HashSet<String> =
             entries.iter().map(|e| e.path().to_string()).collect();
         let work = actix_web::rt::task::spawn_blocking(move || {
-            let problems = verify::check(&dir, &entries, signer.as_deref()).map_err(|source| {
+            let problems = verify::check(&dir, &entries, signing.as_ref()).map_err(|source| {
                 VerifyError::Io {
                     dir: dir.clone(),
                     source,
@@ -454,7 +459,7 @@ impl Handler<Verify> for BinhostIndex {
                         "missing" | "signature" => fixes.push((p.path.clone(), None)),
                         _ => {
                             let signed_ok =
-                                |path: &str| match &signer {
+                                |path: &str| match &signing {
                                     None => true,
                                     Some(s) => std::fs::File::open(dir.join(path))
                                         .ok()
@@ -483,7 +488,11 @@ impl Handler<Verify> for BinhostIndex {
                             continue;
                         }
                         live.remove(&path);
+                        if entry.is_none() {
+                            act.dropped.insert(path.clone());
+                        }
                         if let Some(e) = entry {
+                            act.dropped.remove(e.path());
                             Self::add(live, e);
                             // A package that could not be indexed before is, with the next
                             // write: its dependents go then.
@@ -504,7 +513,9 @@ impl Handler<Verify> for BinhostIndex {
 impl Handler<CaptureIndex> for BinhostIndex {
     type Result = Option<crate::orchestrator::binhost::live::Capture>;
     fn handle(&mut self, _: CaptureIndex, _: &mut Self::Context) -> Self::Result {
-        self.live.as_ref().map(LiveIndex::capture)
+        let mut capture = self.live.as_ref().map(LiveIndex::capture)?;
+        capture.dropped = self.dropped.iter().cloned().collect();
+        Some(capture)
     }
 }
 

@@ -83,9 +83,21 @@ impl Runner {
         self,
         work: impl FnOnce(&Releases) -> Result<T, ReleaseError> + Send + 'static,
     ) -> Result<T, ReleaseError> {
+        self.run_with(std::future::ready(Ok(())), |r, ()| work(r))
+            .await
+    }
+
+    /// As [`Runner::run`], with what `first` gives once it is this operation's turn (the
+    /// live index captured then, not while an earlier operation ran).
+    async fn run_with<A: Send + 'static, T: Send + 'static>(
+        self,
+        first: impl std::future::Future<Output = Result<A, ReleaseError>>,
+        work: impl FnOnce(&Releases, A) -> Result<T, ReleaseError> + Send + 'static,
+    ) -> Result<T, ReleaseError> {
         let _turn = self.busy.lock_owned().await;
+        let a = first.await?;
         let releases = self.releases;
-        actix_web::rt::task::spawn_blocking(move || work(&releases))
+        actix_web::rt::task::spawn_blocking(move || work(&releases, a))
             .await
             .unwrap_or_else(|e| Err(interrupted(e)))
     }
@@ -125,8 +137,8 @@ impl ReleaseManager {
     }
 }
 
-fn interrupted(e: impl std::fmt::Display) -> ReleaseError {
-    ReleaseError::Interrupted(e.to_string())
+fn interrupted(e: impl std::error::Error + Send + Sync + 'static) -> ReleaseError {
+    ReleaseError::Interrupted(Box::new(e))
 }
 
 fn now() -> u64 {
@@ -200,9 +212,9 @@ impl Handler<TakeSnapshot> for ReleaseManager {
         let capture = self.capture();
         let (runner, log) = (self.runner.clone(), self.log.clone());
         Box::pin(async move {
-            let capture = capture.await?.ok_or(ReleaseError::NoIndex)?;
             let info = runner
-                .run(move |r| {
+                .run_with(capture, move |r, capture| {
+                    let capture = capture.ok_or(ReleaseError::NoIndex)?;
                     let meta = r.take_snapshot(msg.name.as_deref(), &capture, now())?;
                     Ok(snapshot_info(meta, &r.channels()?, Vec::new()))
                 })
@@ -295,12 +307,15 @@ impl Handler<CollectGarbage> for ReleaseManager {
         let capture = self.capture();
         let (runner, log) = (self.runner.clone(), self.log.clone());
         Box::pin(async move {
-            let listed: Option<HashSet<String>> = capture
-                .await?
-                .map(|c| c.items.into_iter().map(|i| i.path).collect());
             let dry_run = msg.dry_run;
             let report = runner
-                .run(move |r| r.gc(listed.as_ref(), now(), dry_run))
+                .run_with(capture, move |r, capture| {
+                    let live: Option<(HashSet<String>, HashSet<String>)> = capture.map(|c| {
+                        let listed = c.items.into_iter().map(|i| i.path).collect();
+                        (listed, c.dropped.into_iter().collect())
+                    });
+                    r.gc(live.as_ref().map(|(l, d)| (l, d)), now(), dry_run)
+                })
                 .await;
             match &report {
                 Ok(rep) if !dry_run && !rep.removed.is_empty() => {

@@ -23,6 +23,9 @@ pub struct Capture {
     pub header: Header,
     pub timestamp: u64,
     pub items: Vec<Captured>,
+    /// Paths `binhost verify --fix` stopped listing (since the start) and nothing listed
+    /// again: the only live files retention may remove.
+    pub dropped: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +160,7 @@ impl LiveIndex {
                     mtime: e.mtime(),
                 })
                 .collect(),
+            dropped: Vec::new(),
         }
     }
 

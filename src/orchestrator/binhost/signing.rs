@@ -78,8 +78,10 @@ pub enum SignError {
 pub enum CheckError {
     #[error("unsigned: no signed Manifest")]
     Unsigned,
+    #[error("the Manifest is not UTF-8 text")]
+    ManifestText,
     #[error("the Manifest's signature is not a good signature by the binhost's key: {0}")]
-    BadManifest(String),
+    BadManifest(#[source] Box<pgp::errors::Error>),
     #[error("{0}")]
     Mismatch(String),
     #[error("reading the package: {0}")]
@@ -370,15 +372,14 @@ impl Signer {
             }
         }
         let manifest = manifest.ok_or(CheckError::Unsigned)?;
-        let text = String::from_utf8(manifest)
-            .map_err(|_| CheckError::BadManifest("the Manifest is not UTF-8".into()))?;
+        let text = String::from_utf8(manifest).map_err(|_| CheckError::ManifestText)?;
         if !text.contains("-----BEGIN PGP SIGNED MESSAGE-----") {
             return Err(CheckError::Unsigned);
         }
         let (msg, _) = CleartextSignedMessage::from_string(&text)
-            .map_err(|e| CheckError::BadManifest(e.to_string()))?;
+            .map_err(|e| CheckError::BadManifest(Box::new(e)))?;
         self.verify_cleartext(&msg)
-            .map_err(|e| CheckError::BadManifest(e.to_string()))?;
+            .map_err(|e| CheckError::BadManifest(Box::new(e)))?;
         let listed: BTreeMap<String, ManifestLine> = msg
             .signed_text()
             .lines()

@@ -4,7 +4,7 @@
 use super::index::{Entry, FileFacts};
 use super::index_file;
 use super::metadata::{self, BinpkgFormat};
-use super::signing::Signer;
+use crate::orchestrator::publish::Signing;
 use crate::sys::digest::sums_sized;
 use std::fs::File;
 use std::io;
@@ -99,9 +99,10 @@ pub fn unchanged(dir: &Path, e: &Entry) -> bool {
 }
 
 /// Every difference between the files under `dir` and `entries`: each entry's file must
-/// exist with its size, MD5 and SHA-1 (and, with `signer`, each gpkg must carry a good
-/// signature by it); every package file must be indexed; no temporary file may be left.
-pub fn check(dir: &Path, entries: &[Entry], signer: Option<&Signer>) -> io::Result<Vec<Problem>> {
+/// exist with its size, MD5 and SHA-1 (and, with `signing`, each gpkg must carry a good
+/// signature by its key); every package file must be indexed; no temporary file may be
+/// left.
+pub fn check(dir: &Path, entries: &[Entry], signing: Option<&Signing>) -> io::Result<Vec<Problem>> {
     let (files, temps) = scan(dir)?;
     let mut problems = Vec::new();
     let problem = |path: &str, kind: &str, detail: String| Problem {
@@ -146,7 +147,7 @@ pub fn check(dir: &Path, entries: &[Entry], signer: Option<&Signer>) -> io::Resu
                 ),
             ));
         }
-        if let Some(problem_text) = signer.and_then(|s| bad_signature(s, &mut f, e.path())) {
+        if let Some(problem_text) = signing.and_then(|s| bad_signature(s, &mut f, e.path())) {
             problems.push(problem(e.path(), "signature", problem_text));
         }
         for (key, got) in [("MD5", &sums.md5), ("SHA1", &sums.sha1)] {
@@ -180,11 +181,16 @@ pub fn check(dir: &Path, entries: &[Entry], signer: Option<&Signer>) -> io::Resu
     Ok(problems)
 }
 
-/// What is wrong with the signature of the package `f` (a gpkg) at `rel`, if anything.
-pub fn bad_signature(signer: &Signer, f: &mut File, rel: &str) -> Option<String> {
+/// What is wrong with the signature of the package `f` at `rel`, if anything: a gpkg
+/// must carry a good one; anything else cannot, which is wrong only when signing is
+/// `required`.
+pub fn bad_signature(signing: &Signing, f: &mut File, rel: &str) -> Option<String> {
     if BinpkgFormat::of(rel) != Some(BinpkgFormat::Gpkg) {
-        return Some("not a gpkg: it cannot carry a signature".into());
+        return signing
+            .required
+            .then(|| "not a gpkg: it cannot carry a signature, and signing is required".into());
     }
+    let signer = &signing.signer;
     if let Err(e) = io::Seek::rewind(f) {
         return Some(e.to_string());
     }

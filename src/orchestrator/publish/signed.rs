@@ -2,11 +2,11 @@
 //! into a new signed file beside its final name while its SHA-256 is checked; the signed
 //! file's own sums go into the index; only a signed file whose upload verified is renamed
 //! into place. The upload's SHA-256 is kept on the published file (extended attribute
-//! `user.build-swarm.upload-sha256`) so a completion retried after a crash finds it.
+//! `user.build-swarm.upload-sha256`) so a completion retried after a crash finds it (on a
+//! filesystem without user extended attributes it does not: the drone builds again).
 
 use super::{index_entry, io_err, make_parent, partial_name, PublishError, PublishJob, Signing};
 use crate::orchestrator::binhost::index::Entry;
-use crate::orchestrator::binhost::metadata::{self, BinpkgFormat};
 use crate::sys::digest::{SumHasher, Sums};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -45,7 +45,7 @@ pub(super) fn publish(
     }
     .map_err(io_err(&tmp))?;
     let result = sign_into(job, signing, upload, &out, &tmp).and_then(|entry| {
-        set_upload_sum(&out, &job.sha256);
+        set_upload_sum(&out, &job.sha256).map_err(io_err(&tmp))?;
         fs::rename(&tmp, to).map_err(io_err(to))?;
         Ok(entry)
     });
@@ -115,42 +115,38 @@ fn check_upload(job: &PublishJob, read: &Sums) -> Result<(), PublishError> {
 }
 
 /// Whether the job's destination is this upload, published signed before (a completion
-/// retried after the orchestrator stopped between publishing and recording it): its
-/// recorded upload checksum is the job's, or (on a filesystem without extended
-/// attributes) it is this package, signed by this key.
-pub(super) fn already_there(job: &PublishJob, signing: &Signing) -> Result<bool, PublishError> {
-    let mut f = match File::open(&job.dest) {
+/// retried after the orchestrator stopped between publishing and recording it): the
+/// upload checksum recorded on it is the job's.
+pub(super) fn already_there(job: &PublishJob) -> Result<bool, PublishError> {
+    let f = match File::open(&job.dest) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err(&job.dest)(e)),
     };
-    match upload_sum(&f) {
-        Some(sum) => return Ok(sum.eq_ignore_ascii_case(&job.sha256)),
-        None if !xattrs_unsupported(&f) => return Ok(false),
-        None => {}
-    }
-    if signing.signer.check_gpkg(BufReader::new(&mut f)).is_err() {
-        return Ok(false);
-    }
-    let Some(want) = &job.index else {
-        return Ok(true);
-    };
-    io::Seek::rewind(&mut f).map_err(io_err(&job.dest))?;
-    Ok(metadata::read(&mut f, BinpkgFormat::Gpkg)
-        .is_ok_and(|m| metadata::check_package(&m, &want.category, &want.pf).is_ok()))
+    Ok(upload_sum(&f).is_some_and(|sum| sum.eq_ignore_ascii_case(&job.sha256)))
 }
 
-fn set_upload_sum(f: &File, sha256: &str) {
+/// Records the upload's SHA-256 on the signed file; a filesystem without user extended
+/// attributes is not an error (a retried completion then finds nothing).
+fn set_upload_sum(f: &File, sha256: &str) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the name is NUL-terminated, the value's pointer and length are a live slice.
-    unsafe {
+    let rc = unsafe {
         libc::fsetxattr(
             f.as_raw_fd(),
             UPLOAD_SHA256.as_ptr(),
             sha256.as_ptr().cast(),
             sha256.len(),
             0,
-        );
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOTSUP) => Ok(()),
+        _ => Err(e),
     }
 }
 
@@ -167,23 +163,6 @@ fn upload_sum(f: &File) -> Option<String> {
         )
     };
     (n > 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
-}
-
-/// Whether `f`'s filesystem keeps no user extended attributes (so a missing one says
-/// nothing).
-fn xattrs_unsupported(f: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut buf = [0u8; 1];
-    // SAFETY: as in `upload_sum`.
-    let n = unsafe {
-        libc::fgetxattr(
-            f.as_raw_fd(),
-            UPLOAD_SHA256.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            0,
-        )
-    };
-    n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSUP)
 }
 
 /// Passes bytes through, adding them to `sums`.

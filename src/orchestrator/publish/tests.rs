@@ -426,4 +426,9 @@ fn a_signed_publish_refuses_a_wrong_upload_and_what_cannot_be_signed() {
     job.signing = Some(test_signing(false));
     verify_and_publish(&job).unwrap();
     assert_eq!(fs::read(&job.dest).unwrap(), b"xpak bytes");
+    // Its completion retried: found by its checksum, as without signing.
+    assert_eq!(
+        verify_and_publish(&job).unwrap().how,
+        Published::AlreadyThere
+    );
 }

@@ -150,12 +150,12 @@ impl Releases {
             name: channel.to_string(),
             ..ChannelState::default()
         });
-        self.switch(&mut state, snapshot, now)?;
-        state.stack.push(snapshot.to_string());
-        if state.stack.len() > STACK {
-            state.stack.remove(0);
-        }
-        self.save(&state)?;
+        self.switch(&mut state, snapshot, now, |stack| {
+            stack.push(snapshot.to_string());
+            if stack.len() > STACK {
+                stack.remove(0);
+            }
+        })?;
         Ok(state)
     }
 
@@ -175,23 +175,26 @@ impl Releases {
                 no("it was tagged once and no snapshot is older than the one it serves".into())
             })?
             .to_string();
-        self.switch(&mut state, &target, now)?;
-        if state.previous() == Some(target.as_str()) {
-            state.stack.pop();
-        } else {
-            state.stack = vec![target];
-        }
-        self.save(&state)?;
+        self.switch(&mut state, &target, now, |stack| {
+            if stack.len() >= 2 && stack[stack.len() - 2] == target {
+                stack.pop();
+            } else {
+                *stack = vec![target.clone()];
+            }
+        })?;
         Ok(state)
     }
 
-    /// Writes the next generation for `snapshot` and moves `current` to it; the record is
-    /// saved before the rename, so a `TIMESTAMP` is never served unrecorded.
+    /// Writes the next generation for `snapshot` and moves `current` to it. The record
+    /// (with the rollback stack as `stack` leaves it) is saved before the rename, so a
+    /// `TIMESTAMP` is never served unrecorded; the generation is complete and synced
+    /// before either.
     fn switch(
         &self,
         state: &mut ChannelState,
         snapshot: &str,
         now: u64,
+        stack: impl FnOnce(&mut Vec<String>),
     ) -> Result<(), ReleaseError> {
         let dir = self.channel_dir(&state.name);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -206,13 +209,14 @@ impl Releases {
         let text = index_file::read(&src)
             .map_err(io_err(&src))?
             .ok_or_else(|| ReleaseError::UnknownSnapshot(snapshot.to_string()))?;
+        // SNAPSHOT first: the index write syncs the directory with both in it.
+        write_atomic(&gen_dir.join(SNAPSHOT_FILE), snapshot.as_bytes())?;
         index_file::write(&gen_dir, &restamp(&text, timestamp), timestamp, self.gzip).map_err(
             |e| ReleaseError::Io {
                 path: e.path,
                 source: e.source,
             },
         )?;
-        write_atomic(&gen_dir.join(SNAPSHOT_FILE), snapshot.as_bytes())?;
         if let Some(g) = state.generations.last_mut() {
             g.untagged_at = Some(now);
         }
@@ -224,6 +228,7 @@ impl Releases {
             untagged_at: None,
         });
         state.last_timestamp = timestamp;
+        stack(&mut state.stack);
         self.save(state)?;
         // One rename replaces the link: there is never a moment without one.
         let tmp = dir.join(format!(".{CURRENT}.tmp-{}", std::process::id()));
@@ -279,7 +284,7 @@ impl Releases {
             .map(|s| self.snapshot_dir(s))
             .find_map(|root| {
                 let path = crate::orchestrator::publish::join_inside(&root, rel)?;
-                path.is_file().then_some(path)
+                super::snapshot::inside(&root, &path).then_some(path)
             })
     }
 

@@ -43,7 +43,7 @@ pub enum ReleaseError {
     #[error("the binhost index is still being read back after the start; try again shortly")]
     IndexLoading,
     #[error("the operation was interrupted: {0}")]
-    Interrupted(String),
+    Interrupted(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot hard-link from {binhost} into {releases}: they are on different filesystems (set [releases] dir to a directory on the binhost's filesystem)")]
     CrossDevice { binhost: PathBuf, releases: PathBuf },
     #[error("{path}: {source}")]
@@ -91,7 +91,8 @@ impl Releases {
     }
 
     /// Removes what an interrupted snapshot or removal left (hidden directories under
-    /// `snapshots/`); run at start, before any operation.
+    /// `snapshots/`, and a snapshot without its record, which no list or tag sees); run
+    /// at start, before any operation.
     pub fn clean_leftovers(&self) -> Result<(), ReleaseError> {
         let dir = self.snapshots_dir();
         let rd = match std::fs::read_dir(&dir) {
@@ -101,8 +102,11 @@ impl Releases {
         };
         for entry in rd.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && (name.contains(".partial-") || name.contains(".removing-"))
-            {
+            let leftover = name.starts_with('.')
+                && (name.contains(".partial-") || name.contains(".removing-"));
+            let unrecorded =
+                !name.starts_with('.') && !entry.path().join(".snapshot.json").exists();
+            if leftover || unrecorded {
                 let path = entry.path();
                 std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
             }

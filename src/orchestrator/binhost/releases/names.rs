@@ -4,9 +4,11 @@
 use super::ReleaseError;
 
 /// A snapshot name: 1–64 letters, digits, `.`, `_` or `-`, starting with a letter or
-/// digit (so never `..`, never hidden, never a path).
+/// digit (so never `..`, never hidden, never a path), not `live` (the live binhost in a
+/// diff).
 pub fn check_snapshot(name: &str) -> Result<(), ReleaseError> {
     let ok = (1..=64).contains(&name.len())
+        && name != super::snapshot::LIVE
         && name
             .bytes()
             .next()
@@ -20,7 +22,7 @@ pub fn check_snapshot(name: &str) -> Result<(), ReleaseError> {
         Err(ReleaseError::InvalidName {
             what: "snapshot",
             name: name.to_string(),
-            rule: "use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            rule: "use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit (not 'live')",
         })
     }
 }
@@ -87,6 +89,7 @@ mod tests {
             "-x",
             "a b",
             "x\0",
+            "live",
             &"a".repeat(65),
         ] {
             let e = check_snapshot(bad).unwrap_err().to_string();

@@ -205,12 +205,13 @@ struct GcState {
 }
 
 impl Releases {
-    /// Applies the retention policy at `now`; `listed`: the paths the live index lists
-    /// (`None`: the orchestrator keeps no index, live files are left alone). With
+    /// Applies the retention policy at `now`. `live`: the paths the live index lists and
+    /// those `binhost verify --fix` stopped listing (`None`: the orchestrator keeps no
+    /// index); only the latter, unlisted, are live files retention may remove. With
     /// `dry_run` nothing changes (not even what gc remembers).
     pub fn gc(
         &self,
-        listed: Option<&HashSet<String>>,
+        live: Option<(&HashSet<String>, &HashSet<String>)>,
         now: u64,
         dry_run: bool,
     ) -> Result<GcReport, ReleaseError> {
@@ -267,10 +268,11 @@ impl Releases {
                 }
             }
         }
-        let Some(listed) = listed else {
+        let Some((listed, dropped)) = live else {
             return Ok(report);
         };
-        let files = self.live_files()?;
+        let mut files = self.live_files()?;
+        files.retain(|f| dropped.contains(&f.path));
         let state_path = self.root.join(GC_STATE);
         let state: GcState = match fs::read(&state_path) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
@@ -323,19 +325,35 @@ impl Releases {
         Ok(out)
     }
 
-    /// Removes `f` if it is still that very file. Whether it did.
+    /// Removes `f` if it is still that very file: moved aside to a hidden name first and
+    /// checked there (a publish renaming a new file over the path in between is then
+    /// not touched, and a file that turns out to be another is put back). Whether it did.
     fn remove_live_file(&self, f: &LiveFile) -> Result<bool, ReleaseError> {
         let path = self.binhost.join(&f.path);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if FileId::of(&m) == f.id => match fs::remove_file(&path) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(io_err(&path)(e)),
-            },
-            Ok(_) => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err(&path)(e)),
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = path.with_file_name(format!(".{name}.gc-{}", std::process::id()));
+        match fs::rename(&path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&path)(e)),
         }
+        let same = fs::symlink_metadata(&aside).is_ok_and(|m| FileId::of(&m) == f.id);
+        if same {
+            fs::remove_file(&aside).map_err(io_err(&aside))?;
+            return Ok(true);
+        }
+        // Another file (published meanwhile): back under its name, unless something newer
+        // took the name since.
+        match fs::hard_link(&aside, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        fs::remove_file(&aside).map_err(io_err(&aside))?;
+        Ok(false)
     }
 }
 

@@ -78,6 +78,9 @@ impl Releases {
         fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         let seq = self.snapshots()?.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
         let built = self.fill(&tmp, capture, &name, now, seq).and_then(|meta| {
+            // Links, directories and records durable before the name says it is whole.
+            let dir = fs::File::open(&tmp).map_err(io_err(&tmp))?;
+            crate::orchestrator::publish::sync_filesystem(&dir).map_err(io_err(&tmp))?;
             fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
             crate::orchestrator::publish::sync_dir(&snapshots).map_err(io_err(&snapshots))?;
             Ok(meta)
@@ -116,6 +119,11 @@ impl Releases {
                 continue;
             };
             let from = self.binhost.join(&item.path);
+            // Only a regular file inside the binhost: a symbolic link (of the file or of
+            // a directory on its way) could make the snapshot serve a file from anywhere.
+            if !inside(&self.binhost, &from) {
+                continue;
+            }
             if let Some(parent) = to.parent() {
                 if made.insert(parent.to_path_buf()) {
                     fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -281,5 +289,17 @@ fn package_ref(k: &Key, e: &BTreeMap<String, String>) -> PackageRef {
         cpv: k.0.clone(),
         build_id: k.1.clone(),
         path: e.get("PATH").cloned().unwrap_or_default(),
+    }
+}
+
+/// Whether `path` is a regular file that is, after every symbolic link, inside `root`.
+pub(crate) fn inside(root: &Path, path: &Path) -> bool {
+    match (
+        fs::symlink_metadata(path),
+        path.canonicalize(),
+        root.canonicalize(),
+    ) {
+        (Ok(m), Ok(real), Ok(root)) => m.file_type().is_file() && real.starts_with(root),
+        _ => false,
     }
 }

@@ -10,6 +10,8 @@ struct World {
     _dir: tempfile::TempDir,
     releases: Releases,
     live: LiveIndex,
+    /// What `verify --fix` stopped listing (the binhost-index actor keeps this).
+    dropped: HashSet<String>,
     next: u32,
 }
 
@@ -27,6 +29,7 @@ impl World {
             },
             _dir: dir,
             live: LiveIndex::new(Header::default()),
+            dropped: HashSet::new(),
             next: 0,
         }
     }
@@ -41,6 +44,7 @@ impl World {
         fs::rename(&tmp, &path).unwrap();
         let e = verify::entry_of_file(&self.releases.binhost, &rel, None).unwrap();
         self.live.insert(e);
+        self.dropped.remove(&rel);
         // The index on disk, as the binhost-index actor writes it.
         let ts = self.live.next_timestamp(1_000);
         let text = self.live.render(ts);
@@ -328,6 +332,11 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
         let mut m = Model::default();
         let mut now = 1_700_000_000u64;
         let mut pending: HashSet<String> = HashSet::new();
+        // A file nobody indexed (put there by hand, or not indexable at start): never
+        // retention's to remove.
+        let manual = w.releases.binhost.join("cat/manual-1.gpkg.tar");
+        fs::create_dir_all(manual.parent().unwrap()).unwrap();
+        fs::write(&manual, b"not ours").unwrap();
         for step in 0..120 {
             let ctx = format!("seed {seed} step {step}");
             match rng.below(10) {
@@ -338,7 +347,10 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
                 }
                 3 => {
                     // Rebuilt in place (binpkg-multi-instance off): a new file, listed.
-                    let all: Vec<String> = files_under(&w.releases.binhost).into_iter().collect();
+                    let mut all: Vec<String> =
+                        files_under(&w.releases.binhost).into_iter().collect();
+                    all.retain(|p| !p.contains("manual"));
+                    all.sort();
                     if let Some(rel) = all.get(rng.below(all.len() as u64) as usize) {
                         let pf = rel
                             .trim_start_matches("cat/")
@@ -354,6 +366,7 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
                     let listed: Vec<String> = w.listed().into_iter().collect();
                     if let Some(p) = listed.get(rng.below(listed.len() as u64) as usize) {
                         w.live.remove(p);
+                        w.dropped.insert(p.clone());
                         pending.insert(p.clone());
                     }
                 }
@@ -393,10 +406,16 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
                     };
                     let rollback_before = targets(&w);
                     // A dry run changes nothing.
-                    let dry = w.releases.gc(Some(&w.listed()), now, true).unwrap();
+                    let dry = w
+                        .releases
+                        .gc(Some((&w.listed(), &w.dropped)), now, true)
+                        .unwrap();
                     assert_eq!(files_under(&w.releases.binhost), before, "{ctx}");
                     assert_eq!(w.releases.snapshots().unwrap(), snaps_before, "{ctx}");
-                    let real = w.releases.gc(Some(&w.listed()), now, false).unwrap();
+                    let real = w
+                        .releases
+                        .gc(Some((&w.listed(), &w.dropped)), now, false)
+                        .unwrap();
                     let names = |r: &crate::wire::orchestrator::GcReport| {
                         let mut v: Vec<String> = r
                             .removed
@@ -431,6 +450,7 @@ fn gc_never_removes_what_a_snapshot_a_channel_or_the_live_index_needs() {
                         );
                     }
                     check(&w, &m, &policy, now, &ctx);
+                    assert!(manual.exists(), "{ctx}: a file never indexed was removed");
                 }
             }
         }
