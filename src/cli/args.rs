@@ -61,7 +61,11 @@ pub enum Command {
     /// Overall progress, package counts and drones
     Status,
     /// Every drone with its state and current work
-    Drones,
+    Drones {
+        /// Only drones running a version older than their orchestrator's
+        #[arg(long)]
+        outdated: bool,
+    },
     /// One drone's status, queue, logs, restart, ssh, address (also `build-swarm NAME ACTION`)
     Drone(DroneArgs),
     /// Add a package set: plain atoms, `emerge --pretend` output or JSON (`-` reads stdin)

@@ -110,7 +110,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let json = g.json;
     match cli.command {
         Command::Status => overview::status(&swarm, json).await,
-        Command::Drones => overview::drones(&swarm, json).await,
+        Command::Drones { outdated } => overview::drones(&swarm, outdated, json).await,
         Command::Orchestrators => overview::orchestrators(&swarm, json).await,
         Command::Drone(d) => drone::run(&swarm, &settings, d, json, verbose).await,
         Command::Submit {

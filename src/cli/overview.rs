@@ -82,8 +82,24 @@ pub fn drone_state(d: &DroneView, now: u64) -> String {
     }
 }
 
-pub async fn drones(swarm: &Swarm, json: bool) -> Result<(), CliError> {
-    let (raw, list) = swarm.drones().await?;
+pub async fn drones(swarm: &Swarm, outdated: bool, json: bool) -> Result<(), CliError> {
+    let (raw, mut list) = swarm.drones().await?;
+    if outdated {
+        list.retain(|d| d.outdated);
+        if json {
+            // The raw entries of the outdated drones, in the shape `drones --json` has.
+            let mut raw = raw;
+            if let Some(all) = raw.get_mut("drones").and_then(|d| d.as_array_mut()) {
+                all.retain(|d| d.get("outdated").and_then(|o| o.as_bool()) == Some(true));
+            }
+            print_json(&raw);
+            return Ok(());
+        }
+        if list.is_empty() {
+            println!("no drone runs a version older than its orchestrator's");
+            return Ok(());
+        }
+    }
     if json {
         print_json(&raw);
         return Ok(());
@@ -102,6 +118,7 @@ pub async fn drones(swarm: &Swarm, json: bool) -> Result<(), CliError> {
         "FAILS",
         "LAST SEEN",
         "HOST",
+        "VERSION",
     ];
     if with_orch {
         headers.push("ORCHESTRATOR");
@@ -126,6 +143,14 @@ pub async fn drones(swarm: &Swarm, json: bool) -> Result<(), CliError> {
                 .unwrap_or_else(|| "never".into())
                 .into(),
             d.host.clone().into(),
+            colored(
+                if d.version.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    d.version.clone()
+                } + if d.outdated { " (outdated)" } else { "" },
+                d.outdated.then_some(Color::Yellow),
+            ),
         ];
         if with_orch {
             row.push(d.orchestrator.clone().unwrap_or_default().into());

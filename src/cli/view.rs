@@ -68,6 +68,8 @@ pub struct DroneView {
     pub previous_host: Option<String>,
     /// `own`, `shared` or `admin`: the credential it registered with.
     pub credential: Option<String>,
+    /// Older than its orchestrator (`drones --outdated`).
+    pub outdated: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,11 +1,12 @@
 //! The domain of build-swarm, free of actors and HTTP: atoms, package sets, states,
-//! drone names, and the minimal binary package a stand-in builder makes.
+//! drone names, versions, and the minimal binary package a stand-in builder makes.
 
 pub mod atom;
 pub mod binpkg;
 pub mod drone_name;
 pub mod package_set;
 pub mod state;
+pub mod version;
 
 pub use atom::{Atom, AtomError};
 pub use drone_name::{check_drone_name, BadDroneName};

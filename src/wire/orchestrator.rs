@@ -182,6 +182,9 @@ pub struct DroneInfo {
     /// not registered since the orchestrator started).
     #[serde(default)]
     pub credential: Option<String>,
+    /// Its `version` is older than the orchestrator's (added).
+    #[serde(default)]
+    pub outdated: bool,
 }
 
 /// `POST /api/v1/drones/{name}/enroll` (admin).

@@ -149,6 +149,58 @@ fn json(out: &Out) -> serde_json::Value {
 }
 
 #[actix_web::test]
+async fn drones_outdated_lists_the_drones_older_than_the_orchestrator() {
+    let app = spawn_app(|_| {}).await;
+    register(&app, "current", &[], "h1").await;
+    app.register_with(RegisterRequest {
+        version: "0.0.1".into(),
+        ..registration("old", 1)
+    })
+    .await;
+    app.register_with(RegisterRequest {
+        version: String::new(),
+        ..registration("silent", 1)
+    })
+    .await;
+    let cli = Cli::new();
+    let out = cli.ok(&app, &["drones", "--outdated"]).await;
+    assert!(
+        out.stdout.contains("old") && out.stdout.contains("0.0.1 (outdated)"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("silent") && out.stdout.contains("unknown (outdated)"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("current"), "{out:?}");
+    let out = cli.ok(&app, &["--json", "drones", "--outdated"]).await;
+    let names: Vec<String> = json(&out)["drones"]
+        .as_array()
+        .expect("drones")
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!names.contains(&"current".to_string()));
+    // Everyone up to date: said so.
+    let fresh = spawn_app(|_| {}).await;
+    register(&fresh, "current", &[], "h1").await;
+    let out = cli.ok(&fresh, &["drones", "--outdated"]).await;
+    assert_eq!(
+        out.stdout,
+        "no drone runs a version older than its orchestrator's\n"
+    );
+    let all = app.anon().drones().await.expect("drones");
+    assert!(all.drones.iter().any(|d| d.name == "old" && d.outdated));
+    assert!(all
+        .drones
+        .iter()
+        .any(|d| d.name == "current" && !d.outdated));
+    app.stop().await;
+    fresh.stop().await;
+}
+
+#[actix_web::test]
 async fn the_seeds_examples_work() {
     let app = spawn_app(|_| {}).await;
     fleet(&app).await;

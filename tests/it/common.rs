@@ -163,7 +163,7 @@ pub fn registration(name: &str, slots: u32) -> RegisterRequest {
         aliases: vec![],
         host: format!("{name}.example"),
         slots,
-        version: "test".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         restart_command: vec![],
     }
 }

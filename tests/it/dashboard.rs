@@ -341,6 +341,36 @@ async fn the_gateway_serves_the_merged_dashboard() {
 }
 
 #[actix_web::test]
+async fn dashboard_marks_drones_older_than_the_orchestrator() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    let app = spawn_app(|_| {}).await;
+    app.register("current", 1).await;
+    app.register_with(RegisterRequest {
+        version: "0.0.1".into(),
+        ..registration("old", 1)
+    })
+    .await;
+    let dom = dump_dom(&chrome, &format!("{}/", app.url), 3000).await;
+    let rows = tbody(&dom, "drones-body");
+    let row_of = |name: &str| {
+        let at = rows
+            .find(&format!(r#"data-drone="{name}""#))
+            .expect("a row");
+        rows[at..]
+            .split("</tr>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row_of("old").contains(r#"data-outdated="1""#), "{rows}");
+    assert!(row_of("old").contains("outdated"), "{rows}");
+    assert!(!row_of("current").contains("outdated"), "{rows}");
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn dashboard_shows_each_channel_and_the_snapshot_it_serves() {
     let Some(chrome) = chromium() else {
         return skip("chromium");
@@ -1175,6 +1205,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         enrolled_host: Some("h.lan".into()),
         previous_host: Some("old".into()),
         credential: Some("own".into()),
+        outdated: false,
     };
     let lease = LeaseView {
         lease: 1,

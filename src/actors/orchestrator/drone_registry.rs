@@ -208,6 +208,10 @@ impl DroneRegistry {
             enrolled_host: enrolled.and_then(|e| e.host),
             previous_host: summary.previous_host.clone(),
             credential: summary.credential.map(|c| c.as_str().to_string()),
+            outdated: crate::domain::version::older_than(
+                &summary.version,
+                env!("CARGO_PKG_VERSION"),
+            ),
         }
     }
 

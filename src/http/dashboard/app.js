@@ -190,6 +190,13 @@
       tr.dataset.state = d.state;
       const name = el('td', d.name);
       if (d.host) name.title = d.host + (d.version ? ' · ' + d.version : '');
+      if (d.outdated) {
+        tr.dataset.outdated = '1';
+        const badge = el('span', 'outdated', 'badge outdated');
+        badge.title = 'runs ' + (d.version || 'an unknown version') + ', older than the orchestrator';
+        name.appendChild(document.createTextNode(' '));
+        name.appendChild(badge);
+      }
       tr.appendChild(name);
       const st = document.createElement('td');
       st.appendChild(statePill(d.state));
