@@ -202,6 +202,10 @@ pub enum Command {
         /// Size of each stand-in package, KiB
         #[arg(long, default_value_t = 384, value_name = "KIB")]
         package_kb: u32,
+        /// Leave the swarm running once the set is done (the dashboard and the CLI keep
+        /// working on it) until Ctrl-C, which stops every process
+        #[arg(long)]
+        keep: bool,
     },
 }
 

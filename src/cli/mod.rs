@@ -82,6 +82,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             dir,
             build_seconds,
             package_kb,
+            keep,
         } => {
             let opts = crate::cli::demo::swarm::DemoOptions {
                 builder: *builder,
@@ -93,6 +94,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 dir: dir.clone(),
                 build_seconds: *build_seconds,
                 package_kb: *package_kb,
+                keep: *keep,
             };
             return demo::run(&opts, g.json).await;
         }

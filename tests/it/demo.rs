@@ -1,7 +1,7 @@
 //! The main job end to end: `build-swarm demo` starts an orchestrator, a gateway and drones
 //! as real processes, builds a generated set with the stand-in builder (one package fails,
 //! its dependents are blocked), uploads with rsync, publishes, prints the summary and stops
-//! every process it started.
+//! every process it started — with `--keep` only on Ctrl-C.
 
 use crate::common::processes_matching;
 use std::time::Duration;
@@ -90,6 +90,109 @@ async fn the_demo_runs_a_small_set_end_to_end() {
         .expect("ratio in the summary");
     assert!(ratio > 0.9 && ratio <= 1.02, "{ratio}");
     // Every process the demo started is gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = processes_matching(&demo_dir.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// `--keep`: the swarm stays up after the set is done, the dashboard and the CLI work on
+/// it, and Ctrl-C (SIGINT) stops every process.
+#[actix_web::test]
+async fn the_demo_keeps_the_swarm_up_until_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    if std::process::Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "rsync missing in CI");
+        eprintln!("SKIPPED: rsync is not installed (scripts/install-deps)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let mut child = tokio::process::Command::new(CLI)
+        .args([
+            "demo",
+            "--keep",
+            "--drones",
+            "1",
+            "--packages",
+            "5",
+            "--build-seconds",
+            "0.1",
+            "--package-kb",
+            "16",
+            "--dir",
+        ])
+        .arg(&demo_dir)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the demo");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("build-swarm binhost snapshot") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no --keep notice: {text}");
+    assert!(text.contains("Ctrl-C stops every process"), "{text}");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let dashboard = field("Dashboard:");
+    let exports = field("export");
+    // The dashboard answers, and the CLI works with what the notice says.
+    let mut resp = awc::Client::default()
+        .get(&dashboard)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(String::from_utf8_lossy(&resp.body().await.expect("body")).contains("build-swarm"));
+    let mut cli = tokio::process::Command::new(CLI);
+    cli.arg("drones")
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path());
+    for kv in exports.split_whitespace() {
+        let (k, v) = kv.split_once('=').expect("KEY=value");
+        cli.env(k, v);
+    }
+    let out = cli.output().await.expect("the CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("drone-1"), "{listing}");
+    // Still up a moment later; then Ctrl-C stops everything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the demo ended without Ctrl-C"
+    );
+    let pid = child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the demo stops on Ctrl-C")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let left = processes_matching(&demo_dir.display().to_string());
     assert!(left.is_empty(), "left running: {left:?}");

@@ -1,5 +1,6 @@
 //! `build-swarm demo`: starts the local swarm (see [`crate::cli::demo::swarm`]), shows `watch`'s live
-//! progress until the set is done, prints the summary and stops every process.
+//! progress until the set is done, prints the summary and stops every process (with
+//! `--keep`: once Ctrl-C comes).
 
 pub mod portage;
 pub mod swarm;
@@ -49,19 +50,24 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
     };
     let summary = demo.summary().await;
     let orchestrator_url = demo.orchestrator_url.clone();
+    if opts.keep && result.is_ok() {
+        if let Ok(s) = &summary {
+            if json {
+                println!("{}", summary_json(s));
+            } else {
+                println!("{s}");
+            }
+        }
+        println!("{}", kept_notice(&demo));
+        crate::sys::process::stop_signal().await;
+        eprintln!("build-swarm demo: stopping the swarm");
+        demo.stop().await;
+        return Ok(());
+    }
     demo.stop().await;
     result?;
     match summary {
-        Ok(s) if json => println!(
-            "{}",
-            serde_json::json!({
-                "total": s.total, "built": s.built, "blocked": s.blocked,
-                "failed": s.failed.iter().map(|(a, r)| serde_json::json!({"atom": a, "reason": r})).collect::<Vec<_>>(),
-                "wall_s": s.wall.as_secs_f64(), "uploaded_bytes": s.uploaded_bytes, "uploads": s.uploads,
-                "package_bytes": s.package_bytes, "published": s.published,
-                "binhost": s.binhost, "dir": s.dir,
-            })
-        ),
+        Ok(s) if json => println!("{}", summary_json(&s)),
         Ok(s) => println!("{s}"),
         Err(e) => return Err(CliError::Failed(format!("demo summary: {e}"))),
     }
@@ -81,6 +87,35 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
         ))),
         Some(Err(e)) => Err(CliError::Failed(format!("demo: {e}"))),
     }
+}
+
+fn summary_json(s: &swarm::Summary) -> serde_json::Value {
+    serde_json::json!({
+        "total": s.total, "built": s.built, "blocked": s.blocked,
+        "failed": s.failed.iter().map(|(a, r)| serde_json::json!({"atom": a, "reason": r})).collect::<Vec<_>>(),
+        "wall_s": s.wall.as_secs_f64(), "uploaded_bytes": s.uploaded_bytes, "uploads": s.uploads,
+        "package_bytes": s.package_bytes, "published": s.published,
+        "binhost": s.binhost, "dir": s.dir,
+    })
+}
+
+/// What `--keep` prints once the set is done: where to look and what to try.
+fn kept_notice(demo: &Demo) -> String {
+    format!(
+        "\nThe swarm keeps running (--keep); Ctrl-C stops every process.\n\
+         Dashboard:  {orch}/\n\
+         Binhost:    {orch}/binhost/\n\
+         Try, in another shell:\n  \
+         export BUILD_SWARM_GATEWAY={gw} BUILD_SWARM_TOKEN={token}\n  \
+         build-swarm status\n  \
+         build-swarm drones\n  \
+         build-swarm drone-1 logs\n  \
+         build-swarm packages --state failed\n  \
+         build-swarm binhost snapshot && build-swarm binhost list",
+        orch = demo.orchestrator_url,
+        gw = demo.gateway_url,
+        token = demo.admin_token,
+    )
 }
 
 async fn watch_demo(demo: &Demo, json: bool) -> Result<(), CliError> {

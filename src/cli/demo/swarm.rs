@@ -66,6 +66,8 @@ pub struct DemoOptions {
     pub build_seconds: f64,
     /// Size of each package's payload, KiB.
     pub package_kb: u32,
+    /// Keep every process running after the set is done, until Ctrl-C.
+    pub keep: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
