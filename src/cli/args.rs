@@ -84,6 +84,19 @@ pub enum Command {
         #[arg(long, value_name = "EMERGE ARGS", num_args = 1.., allow_hyphen_values = true,
               conflicts_with = "file")]
         plan: Option<Vec<String>>,
+        /// Operator priority of the set: higher sets are handed out first (-1000 to
+        /// 1000; default 0); what they need rises with them
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+        priority: i32,
+    },
+    /// Move a package and everything it still needs ahead of all other work
+    Bump {
+        #[arg(value_name = "ATOM")]
+        atom: String,
+        /// The orchestrator that has it, when a gateway knows several
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
     },
     /// Portage's resolver on this host plans a set (JSON, with every dependency edge):
     /// `build-swarm plan --emptytree @world > world.json`

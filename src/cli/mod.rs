@@ -120,6 +120,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             to,
             portage_python,
             plan,
+            priority,
         } => {
             let (label, body) = match (file, plan) {
                 (_, Some(args)) => {
@@ -134,8 +135,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
                     ))
                 }
             };
-            packages::submit(&swarm, &label, body, to.as_deref(), json).await
+            packages::submit(&swarm, &label, body, priority, to.as_deref(), json).await
         }
+        Command::Bump { atom, to } => packages::bump(&swarm, &atom, to.as_deref(), json).await,
         Command::Packages { state } => packages::list(&swarm, state.as_deref(), json).await,
         Command::Failures => packages::failures(&swarm, json).await,
         Command::Log { atom } => packages::log(&swarm, &atom, json).await,

@@ -30,6 +30,7 @@ pub async fn submit(
     swarm: &Swarm,
     label: &str,
     body: Vec<u8>,
+    priority: i32,
     to: Option<&str>,
     json: bool,
 ) -> Result<(), CliError> {
@@ -37,7 +38,7 @@ pub async fn submit(
     let size = body.len() as u64;
     let r: SubmitResult = orch
         .client
-        .submit(body)
+        .submit_with_priority(body, priority)
         .await
         .map_err(|e| match swarm.err(e) {
             CliError::Refused(msg) => CliError::Refused(format!("{label} was refused: {msg}")),
@@ -343,6 +344,21 @@ pub async fn retry(
         println!(
             "retried {} package(s); {} blocked dependent(s) are waiting again",
             total.retried, total.unblocked
+        );
+    }
+    Ok(())
+}
+
+/// `build-swarm bump ATOM`.
+pub async fn bump(swarm: &Swarm, atom: &str, to: Option<&str>, json: bool) -> Result<(), CliError> {
+    let orch = swarm.one(to)?;
+    let r = orch.client.bump(atom).await.map_err(|e| swarm.err(e))?;
+    if json {
+        print_json(&r);
+    } else {
+        println!(
+            "{} and what it still needs ({} package(s)) now go ahead of everything else (priority {})",
+            r.atom, r.moved, r.priority
         );
     }
     Ok(())

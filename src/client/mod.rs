@@ -188,7 +188,19 @@ impl ApiClient {
     }
     /// Sends a package set as it is (plain, portage output or JSON).
     pub async fn submit(&self, body: Vec<u8>) -> Result<SubmitResult, ClientError> {
-        let url = self.url("/api/v1/packages");
+        self.submit_with_priority(body, 0).await
+    }
+    /// A set with an operator priority (higher sets go first).
+    pub async fn submit_with_priority(
+        &self,
+        body: Vec<u8>,
+        priority: i32,
+    ) -> Result<SubmitResult, ClientError> {
+        let url = if priority == 0 {
+            self.url("/api/v1/packages")
+        } else {
+            self.url(&format!("/api/v1/packages?priority={priority}"))
+        };
         let res = self
             .request(awc::http::Method::POST, &url)
             .insert_header(("content-type", "text/plain"))
@@ -293,6 +305,12 @@ impl ApiClient {
     pub async fn verify_binhost(&self, fix: bool) -> Result<BinhostReport, ClientError> {
         self.post("/api/v1/binhost/verify", &BinhostVerifyRequest { fix })
             .await
+    }
+    pub async fn bump(&self, atom: &str) -> Result<BumpResult, ClientError> {
+        let req = BumpRequest {
+            atom: atom.to_string(),
+        };
+        self.post("/api/v1/packages/bump", &req).await
     }
     pub async fn releases(&self) -> Result<ReleaseList, ClientError> {
         self.get("/api/v1/binhost/releases").await

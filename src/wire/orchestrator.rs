@@ -98,6 +98,10 @@ pub struct PackageInfo {
     pub drone: Option<String>,
     pub attempts: u32,
     pub reason: Option<String>,
+    /// Operator priority (added): the highest of its sets' (`submit --priority`), raised
+    /// by `bump`; 0 by default.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -451,6 +455,21 @@ pub struct BinhostProblem {
     /// good signature by the binhost's key), `unindexed`, `unreadable` or `temporary`.
     pub kind: String,
     pub detail: String,
+}
+
+/// `POST /api/v1/packages/bump` (added).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BumpRequest {
+    pub atom: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BumpResult {
+    pub atom: String,
+    /// Packages that moved ahead (the atom and what it still needs).
+    pub moved: usize,
+    /// Its operator priority now.
+    pub priority: i32,
 }
 
 /// `POST /api/v1/binhost/snapshots` (added): take a snapshot (`name` optional: the time).

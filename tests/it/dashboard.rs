@@ -1186,6 +1186,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         drone: None,
         attempts: 1,
         reason: Some("r".into()),
+        priority: 0,
     };
     let drone = DroneInfo {
         name: "d".into(),
@@ -1408,6 +1409,20 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 problems: vec![],
                 fixed: false,
                 entries: 0,
+            }),
+        ),
+        (
+            "BumpRequest",
+            keys(&BumpRequest {
+                atom: "a/b-1".into(),
+            }),
+        ),
+        (
+            "BumpResult",
+            keys(&BumpResult {
+                atom: "a/b-1".into(),
+                moved: 1,
+                priority: 1,
             }),
         ),
         ("SnapshotRequest", keys(&SnapshotRequest { name: None })),

@@ -23,5 +23,6 @@ mod orchestrator_process;
 mod portage;
 mod portage_releases;
 mod portage_signing;
+mod priority;
 mod releases;
 mod signing;

@@ -50,6 +50,8 @@ pub struct PackageRow {
     pub log_tail: Option<String>,
     pub estimate_s: Option<f64>,
     pub priority: u64,
+    /// Operator priority (`submit --priority`, `bump`).
+    pub boost: i32,
     pub epoch: u64,
     pub drone: Option<String>,
     /// Drones the build failed on (JSON list in the table).
@@ -245,6 +247,7 @@ impl Store {
             ("drones", "restart_command", "TEXT NOT NULL DEFAULT '[]'"),
             ("leases", "upload_dir", "TEXT"),
             ("leases", "seq", "INTEGER"),
+            ("packages", "boost", "INTEGER NOT NULL DEFAULT 0"),
         ];
         for (table, column, decl) in columns {
             let has: i64 = conn
@@ -297,7 +300,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, atom, seq, state, attempts, infra_failures, reason, log_tail, estimate_s,
-                        priority, epoch, drone, failed_on, path, size, sha256
+                        priority, epoch, drone, failed_on, path, size, sha256, boost
                  FROM packages ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -321,6 +324,7 @@ impl Store {
                         r.get::<_, Option<String>>(13)?,
                         r.get::<_, Option<i64>>(14)?,
                         r.get::<_, Option<String>>(15)?,
+                        r.get::<_, i64>(16)?,
                     ),
                 ))
             })
@@ -340,7 +344,7 @@ impl Store {
                 epoch,
                 drone,
                 failed_on,
-                (path, size, sha),
+                (path, size, sha, boost),
             ) = row.map_err(|e| self.err(e))?;
             let state = PackageState::parse(&state).ok_or_else(|| {
                 self.corrupt(
@@ -361,6 +365,7 @@ impl Store {
                 log_tail,
                 estimate_s: est,
                 priority: prio as u64,
+                boost: boost.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
                 epoch: epoch as u64,
                 drone,
                 failed_on,
@@ -533,9 +538,10 @@ impl Store {
             let mut pkg = tx
                 .prepare_cached(
                     "INSERT INTO packages(id, atom, seq, state, attempts, infra_failures, reason, log_tail,
-                        estimate_s, priority, epoch, drone, failed_on, path, size, sha256)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)
+                        estimate_s, priority, epoch, drone, failed_on, path, size, sha256, boost)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)
                      ON CONFLICT(id) DO UPDATE SET state=excluded.state, attempts=excluded.attempts,
+                        boost=excluded.boost,
                         infra_failures=excluded.infra_failures, reason=excluded.reason,
                         log_tail=excluded.log_tail, epoch=excluded.epoch, drone=excluded.drone,
                         failed_on=excluded.failed_on, path=excluded.path, size=excluded.size,
@@ -583,6 +589,7 @@ impl Store {
                             p.path,
                             p.size.map(|s| s as i64),
                             p.sha256,
+                            p.boost,
                         ])
                         .map_err(sql)?;
                     }
@@ -703,6 +710,7 @@ mod tests {
             log_tail: None,
             estimate_s: Some(3.5),
             priority: 7,
+            boost: 0,
             epoch: 0,
             drone: None,
             failed_on: vec![],

@@ -3,6 +3,7 @@
 use crate::actors::orchestrator::drone_registry::RegistryError;
 use crate::actors::orchestrator::drone_session::ClaimError;
 use crate::actors::orchestrator::queue::commit::CommitError;
+use crate::actors::orchestrator::queue::graph::boost::BumpError;
 use crate::actors::orchestrator::queue::graph::RetryError;
 use crate::actors::orchestrator::queue::QueueError;
 use crate::http::error::ApiError;
@@ -13,7 +14,9 @@ impl From<QueueError> for ApiError {
         match e {
             QueueError::UnknownLease(_)
             | QueueError::UnknownPackage(_)
-            | QueueError::Retry(RetryError::Unknown(_)) => ApiError::NotFound(m),
+            | QueueError::Retry(RetryError::Unknown(_))
+            | QueueError::Bump(BumpError::Unknown(_)) => ApiError::NotFound(m),
+            QueueError::Bump(BumpError::Built(_)) => ApiError::Conflict(m),
             QueueError::Forbidden { .. } => ApiError::Forbidden(m),
             QueueError::WrongEpoch { .. }
             | QueueError::PathRefused(_)

@@ -104,6 +104,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/packages", web::get().to(packages::list))
             .route("/packages", web::post().to(packages::submit))
             .route("/packages/retry", web::post().to(packages::retry))
+            .route("/packages/bump", web::post().to(packages::bump))
             .route(
                 "/packages/{category}/{pf}/log",
                 web::get().to(packages::log),

@@ -1,12 +1,15 @@
 //! Package endpoints: list, submit a set, retry, a package's build-log tail.
 
 use super::State;
-use crate::actors::orchestrator::queue::{GetLog, ListPackages, Retry, Submit};
+use crate::actors::orchestrator::queue::graph::boost::PRIORITY_RANGE;
+use crate::actors::orchestrator::queue::{Bump, GetLog, ListPackages, Retry, Submit};
 use crate::domain::{parse_package_set_bytes, PackageState};
 use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::JsonObject;
-use crate::wire::orchestrator::{PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult};
+use crate::wire::orchestrator::{
+    BumpRequest, BumpResult, PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult,
+};
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -49,12 +52,28 @@ pub async fn list(
 }
 
 /// The body is read with an explicit limit so an oversized set gets a JSON 413.
+#[derive(Debug, Deserialize)]
+pub struct SubmitQuery {
+    /// Operator priority of the set (higher first; -1000 to 1000, default 0).
+    #[serde(default)]
+    pub priority: i32,
+}
+
 pub async fn submit(
     req: HttpRequest,
     state: State,
+    query: web::Query<SubmitQuery>,
     mut body: web::Payload,
 ) -> Result<web::Json<SubmitResult>, ApiError> {
     state.auth.authorize(&req, Role::Admin)?;
+    let priority = query.into_inner().priority;
+    if !PRIORITY_RANGE.contains(&priority) {
+        return Err(ApiError::BadRequest(format!(
+            "priority {priority} is out of range: use {} to {}",
+            PRIORITY_RANGE.start(),
+            PRIORITY_RANGE.end()
+        )));
+    }
     let limit = state.max_submit_bytes;
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
@@ -71,7 +90,19 @@ pub async fn submit(
     let set = web::block(move || parse_package_set_bytes(&bytes))
         .await
         .map_err(|e| ApiError::Unavailable(format!("parser: {e}")))??;
-    Ok(web::Json(state.queue.send(Submit(set)).await??))
+    Ok(web::Json(
+        state.queue.send(Submit { set, priority }).await??,
+    ))
+}
+
+pub async fn bump(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<JsonObject<BumpRequest>>,
+) -> Result<web::Json<BumpResult>, ApiError> {
+    state.auth.authorize(&req, Role::Admin)?;
+    let atom = body.into_inner().0.atom;
+    Ok(web::Json(state.queue.send(Bump { atom }).await??))
 }
 
 pub async fn retry(

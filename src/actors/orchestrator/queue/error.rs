@@ -40,5 +40,7 @@ pub enum QueueError {
     #[error(transparent)]
     Retry(#[from] RetryError),
     #[error(transparent)]
+    Bump(#[from] super::graph::boost::BumpError),
+    #[error(transparent)]
     Commit(#[from] CommitError),
 }

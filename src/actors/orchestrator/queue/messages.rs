@@ -5,6 +5,7 @@ use super::QueueError;
 use crate::actors::orchestrator::store::DroneRow;
 use crate::domain::{PackageSet, PackageState};
 use crate::orchestrator::credentials::Caller;
+use crate::wire::orchestrator::BumpResult;
 use crate::wire::orchestrator::{
     Ack, CompleteRequest, CompleteResponse, DroneQueue, FailRequest, LeaseId, PackageCounts,
     PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult, WorkAssignment,
@@ -14,7 +15,18 @@ use std::collections::HashMap;
 
 #[derive(Message)]
 #[rtype(result = "Result<SubmitResult, QueueError>")]
-pub struct Submit(pub PackageSet);
+pub struct Submit {
+    pub set: PackageSet,
+    /// Operator priority of the set (`submit --priority`; 0 by default).
+    pub priority: i32,
+}
+
+/// Moves a package and everything it still needs ahead of the rest (`build-swarm bump`).
+#[derive(Message)]
+#[rtype(result = "Result<BumpResult, QueueError>")]
+pub struct Bump {
+    pub atom: String,
+}
 
 /// A drone asks for work (its session checked it may claim).
 #[derive(Message)]

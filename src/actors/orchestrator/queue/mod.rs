@@ -45,7 +45,7 @@ use crate::orchestrator::metrics::{Metrics, QueueMetrics};
 use crate::orchestrator::staging;
 use crate::sys::clock::SharedClock;
 use crate::wire::orchestrator::{
-    Ack, CompleteRequest, DroneAction, DroneCommand, LeaseId, PackageLog, RetryResult,
+    Ack, BumpResult, CompleteRequest, DroneAction, DroneCommand, LeaseId, PackageLog, RetryResult,
     SubmitResult, WorkAssignment,
 };
 use actix::prelude::*;
@@ -586,8 +586,9 @@ impl Handler<Submit> for PackageQueue {
         if let Some(refused) = self.refuse_while_reloading() {
             return refused;
         }
-        let res = self.graph.submit(&msg.0);
-        info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing, "format" => format!("{:?}", res.format));
+        let res = self.graph.submit_with_priority(&msg.set, msg.priority);
+        info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing,
+              "format" => format!("{:?}", res.format), "priority" => msg.priority);
         let rx = self.durable(ctx);
         answer_after(rx, Ok(res))
     }
@@ -666,6 +667,33 @@ impl Handler<Fail> for PackageQueue {
             self.verdict(drone, outcome);
             Ack::done()
         });
+        let rx = self.durable(ctx);
+        answer_after(rx, res)
+    }
+}
+
+impl Handler<Bump> for PackageQueue {
+    type Result = ResponseFuture<Result<BumpResult, QueueError>>;
+    fn handle(&mut self, msg: Bump, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(refused) = self.refuse_while_reloading() {
+            return refused;
+        }
+        let res = self
+            .graph
+            .bump(&msg.atom)
+            .map(|moved| BumpResult {
+                atom: msg.atom.clone(),
+                moved,
+                priority: self
+                    .graph
+                    .by_atom
+                    .get(&msg.atom)
+                    .map_or(0, |id| self.graph.get(*id).boost),
+            })
+            .map_err(QueueError::from);
+        if let Ok(r) = &res {
+            info!(self.log, "bumped"; "atom" => &r.atom, "moved" => r.moved, "priority" => r.priority);
+        }
         let rx = self.durable(ctx);
         answer_after(rx, res)
     }

@@ -54,6 +54,7 @@ pub fn list(
                 drone: p.drone.clone(),
                 attempts: p.tries.attempts,
                 reason: p.reason.clone(),
+                priority: p.boost,
             });
         }
         total += 1;

@@ -3,6 +3,9 @@
 //! no actix: the queue actor owns one and the tests below drive it directly.
 //!
 //! Every package whose row changed is remembered in `dirty` until the commit batch takes it.
+//! Operator priorities (set priorities, `bump`) and the fair turn are in [`boost`].
+
+pub mod boost;
 
 use super::policy::{Attempts, FailurePolicy, Verdict};
 use crate::actors::orchestrator::store::PackageRow;
@@ -33,7 +36,11 @@ pub struct Package {
     pub reason: Option<String>,
     pub log_tail: Option<String>,
     pub estimate_s: Option<f64>,
+    /// Critical-path priority (ms of estimated work from here to the end of the graph).
     pub priority: u64,
+    /// Operator priority: the highest of the sets it belongs to (`submit --priority`),
+    /// raised by `bump`. Ranks before the critical path.
+    pub boost: i32,
     pub epoch: u64,
     pub drone: Option<String>,
     pub path: Option<String>,
@@ -70,6 +77,7 @@ impl Package {
             log_tail: None,
             estimate_s: None,
             priority: 0,
+            boost: 0,
             epoch: 0,
             drone: None,
             path: None,
@@ -97,6 +105,7 @@ impl Package {
             log_tail: self.log_tail.clone(),
             estimate_s: self.estimate_s,
             priority: self.priority,
+            boost: self.boost,
             epoch: self.epoch,
             drone: self.drone.clone(),
             failed_on: self.tries.failed_on.clone(),
@@ -107,10 +116,12 @@ impl Package {
     }
 }
 
-/// A ready heap entry: highest priority first, then set order. Entries go stale when the
-/// package leaves `queued` or is pushed again at a higher priority; stale ones are skipped.
+/// A ready heap entry: highest operator priority first, then critical path, then set
+/// order. Entries go stale when the package leaves `queued` or is pushed again at a higher
+/// priority; stale ones are skipped.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Ready {
+    pub boost: i32,
     pub priority: u64,
     pub seq: Reverse<u64>,
     pub id: u32,
@@ -118,7 +129,7 @@ pub struct Ready {
 
 impl Ord for Ready {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+        (self.boost, self.priority, self.seq).cmp(&(other.boost, other.priority, other.seq))
     }
 }
 impl PartialOrd for Ready {
@@ -148,6 +159,11 @@ pub struct PackageGraph {
     pub packages: Vec<Package>,
     pub by_atom: HashMap<String, u32>,
     pub ready: BinaryHeap<Ready>,
+    /// The same ready packages, oldest in set order first: every [`boost::FAIR_EVERY`]th
+    /// hand-out goes to the oldest one when higher operator priorities keep it waiting.
+    fair: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Hand-outs so far (for the fair turn).
+    takes: u64,
     counts: [usize; 7],
     /// Built packages not yet in a live index.
     unindexed: usize,
@@ -165,6 +181,8 @@ impl PackageGraph {
             packages: Vec::new(),
             by_atom: HashMap::new(),
             ready: BinaryHeap::new(),
+            fair: BinaryHeap::new(),
+            takes: 0,
             counts: [0; 7],
             unindexed: 0,
             next_seq: 0,
@@ -213,6 +231,7 @@ impl PackageGraph {
             p.log_tail = row.log_tail;
             p.estimate_s = row.estimate_s;
             p.priority = row.priority;
+            p.boost = row.boost;
             p.epoch = row.epoch;
             p.drone = row.drone;
             p.path = row.path;
@@ -313,10 +332,12 @@ impl PackageGraph {
             ScheduleOrder::Fifo => 0,
         };
         self.ready.push(Ready {
+            boost: p.boost,
             priority,
             seq: Reverse(p.seq),
             id,
         });
+        self.fair.push(Reverse((p.seq, id)));
     }
 
     /// Queued if every dependency is built, waiting otherwise, blocked if one failed.
@@ -345,6 +366,12 @@ impl PackageGraph {
         now: Instant,
         may_take: impl Fn(u32, &Package) -> bool,
     ) -> Option<u32> {
+        self.takes += 1;
+        if self.takes.is_multiple_of(boost::FAIR_EVERY) {
+            if let Some(id) = self.take_starved(now, &may_take) {
+                return Some(id);
+            }
+        }
         let mut passed = Vec::new();
         let mut found = None;
         while let Some(r) = self.ready.pop() {

@@ -222,6 +222,7 @@ fn ready_order_is_priority_then_set_order() {
     let mut h = BinaryHeap::new();
     for (priority, seq) in [(5, 2), (9, 3), (5, 1)] {
         h.push(Ready {
+            boost: 0,
             priority,
             seq: Reverse(seq),
             id: seq as u32,
@@ -229,4 +230,95 @@ fn ready_order_is_priority_then_set_order() {
     }
     let order: Vec<u32> = std::iter::from_fn(|| h.pop().map(|r| r.id)).collect();
     assert_eq!(order, vec![3, 1, 2]);
+}
+
+fn submit(g: &mut PackageGraph, set: &str, priority: i32) {
+    let set = parse_package_set_bytes(set.as_bytes()).unwrap();
+    g.submit_with_priority(&set, priority);
+}
+
+/// Takes until nothing is ready, building nothing: the hand-out order.
+fn order(g: &mut PackageGraph) -> Vec<String> {
+    std::iter::from_fn(|| take(g)).collect()
+}
+
+#[test]
+fn a_higher_priority_set_goes_first_and_lifts_what_it_needs() {
+    let mut g = graph("low/a-1\nlow/b-1\nlow/c-1\n");
+    // The high set needs low/c-1: it rises with the set.
+    submit(
+        &mut g,
+        r#"{"packages": [{"atom": "low/c-1"}, {"atom": "high/x-1", "deps": ["low/c-1"]}, {"atom": "high/y-1"}]}"#,
+        5,
+    );
+    assert_eq!(g.get(id(&g, "low/c-1")).boost, 5);
+    assert_eq!(g.get(id(&g, "high/x-1")).boost, 5);
+    assert_eq!(g.get(id(&g, "low/a-1")).boost, 0);
+    // High first (c before y: critical path, c has a dependent), then low; the fourth
+    // hand-out is the fair turn, which only matters while higher work is ready.
+    let got = order(&mut g);
+    assert_eq!(&got[..2], ["low/c-1", "high/y-1"]);
+    assert_eq!(got.len(), 4, "{got:?}"); // high/x-1 waits for low/c-1 to be built
+                                         // A negative priority sinks only the set's own new packages.
+    let mut g = graph("a/shared-1\n");
+    submit(&mut g, "a/shared-1\nb/background-1\n", -3);
+    assert_eq!(g.get(id(&g, "a/shared-1")).boost, 0);
+    assert_eq!(g.get(id(&g, "b/background-1")).boost, -3);
+    assert_eq!(order(&mut g), ["a/shared-1", "b/background-1"]);
+}
+
+#[test]
+fn bump_moves_a_package_and_its_missing_dependencies_ahead_of_everything() {
+    let mut g = graph(DIAMOND);
+    submit(&mut g, "z/other-1\n", 7);
+    // d needs b and c, which need a: all four go above priority 7.
+    assert_eq!(g.bump("x/d-1").unwrap(), 4);
+    assert_eq!(g.get(id(&g, "x/a-1")).boost, 8);
+    assert_eq!(g.get(id(&g, "x/e-1")).boost, 0);
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    // Already built: refused; unknown: refused.
+    g.mark_built(id(&g, "x/a-1"), "p".into(), 1, "00", true);
+    assert!(matches!(g.bump("x/a-1"), Err(boost::BumpError::Built(_))));
+    assert!(matches!(
+        g.bump("x/nope-1"),
+        Err(boost::BumpError::Unknown(_))
+    ));
+    // b and c (bumped) before z/other (7) before e (0).
+    let got = order(&mut g);
+    assert_eq!(&got[..2], ["x/c-1", "x/b-1"]);
+    assert!(got.contains(&"z/other-1".to_string()) && got.contains(&"x/e-1".to_string()));
+}
+
+#[test]
+fn higher_priorities_never_starve_the_rest() {
+    // 40 high packages stay ready; 5 low ones wait below them.
+    let mut g = graph("low/l0-1\nlow/l1-1\nlow/l2-1\nlow/l3-1\nlow/l4-1\n");
+    let high: String = (0..40).map(|i| format!("high/h{i}-1\n")).collect();
+    submit(&mut g, &high, 10);
+    let first: Vec<String> = (0..20).filter_map(|_| take(&mut g)).collect();
+    let low = first.iter().filter(|a| a.starts_with("low/")).count();
+    // One hand-out in FAIR_EVERY goes to the oldest outranked package.
+    assert_eq!(low, 20 / boost::FAIR_EVERY as usize, "{first:?}");
+    assert_eq!(first[boost::FAIR_EVERY as usize - 1], "low/l0-1");
+    // Without higher work ready, the fair turn changes nothing: critical path as usual
+    // (longest estimate first, against set order).
+    let set: Vec<String> = (0..8)
+        .map(|i| format!(r#"{{"atom": "p/s{i}-1", "estimate_s": {}}}"#, i + 1))
+        .collect();
+    let mut g = graph(&format!(r#"{{"packages": [{}]}}"#, set.join(",")));
+    let want: Vec<String> = (0..8).rev().map(|i| format!("p/s{i}-1")).collect();
+    assert_eq!(order(&mut g), want);
+}
+
+#[test]
+fn operator_priority_survives_a_restart() {
+    let mut g = graph("a/x-1\n");
+    submit(&mut g, "b/y-1\n", 4);
+    let rows: Vec<PackageRow> = g
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.row(i as u32))
+        .collect();
+    assert_eq!(rows[1].boost, 4);
 }
