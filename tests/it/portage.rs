@@ -634,4 +634,27 @@ async fn the_demo_builds_the_demo_repository_with_real_portage() {
         "{stdout}"
     );
     assert_eq!(index_paths(&demo_dir.join("binhost")).len(), 31);
+    // The binhost is signed and the client verified it.
+    assert!(
+        stdout.contains("verifying every package's signature"),
+        "{stdout}"
+    );
+    let conf =
+        std::fs::read_to_string(demo_dir.join("portage/client/config/etc/portage/binrepos.conf"))
+            .expect("the client's binrepos.conf");
+    assert!(conf.contains("verify-signature = true"), "{conf}");
+    let key = build_swarm::orchestrator::binhost::signing::Signer::load(
+        &demo_dir.join("signing-key.asc"),
+        "BUILD_SWARM_TEST_UNSET_PASSPHRASE",
+    )
+    .expect("the demo's key");
+    for rel in index_paths(&demo_dir.join("binhost")) {
+        let bytes = std::fs::read(demo_dir.join("binhost").join(&rel)).expect("package");
+        key.check_gpkg(&bytes[..])
+            .expect("signed by the demo's key");
+    }
+    // Nothing is left running (GnuPG's agent included).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = processes_matching(&demo_dir.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
 }

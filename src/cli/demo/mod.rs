@@ -37,10 +37,15 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
     // With real Portage: a clean client installs the whole set from the binhost.
     let installed = match (&demo.portage, &result) {
         (Some((p, atoms)), Ok(())) => {
-            let client = p.env(
-                &demo.dir.join("portage/client"),
-                Some(&format!("{}/binhost/", demo.orchestrator_url)),
-            );
+            // The client trusts the key the binhost serves and verifies every package.
+            let key = public_key(&demo).await;
+            let client = key.and_then(|key| {
+                p.env(
+                    &demo.dir.join("portage/client"),
+                    Some(&format!("{}/binhost/", demo.orchestrator_url)),
+                    Some(&key),
+                )
+            });
             match client {
                 Ok(env) => Some(p.install(&env, atoms).await.map(|n| (n, atoms.len()))),
                 Err(e) => Some(Err(e)),
@@ -76,7 +81,8 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
         Some(Ok((n, total))) if n == total => {
             if !json {
                 println!(
-                    "a clean Portage client installed all {total} packages from {}/binhost/",
+                    "a clean Portage client installed all {total} packages from {}/binhost/, \
+                     verifying every package's signature (verify-signature = true, the key from /binhost/key.asc)",
                     orchestrator_url
                 );
             }
@@ -87,6 +93,25 @@ pub async fn run(opts: &DemoOptions, json: bool) -> Result<(), CliError> {
         ))),
         Some(Err(e)) => Err(CliError::Failed(format!("demo: {e}"))),
     }
+}
+
+/// `/binhost/key.asc` of the demo's orchestrator, saved beside the client's configuration.
+async fn public_key(demo: &Demo) -> Result<std::path::PathBuf, swarm::DemoError> {
+    let url = format!("{}/binhost/key.asc", demo.orchestrator_url);
+    let fail = |e: String| swarm::DemoError::Start(format!("fetching {url}: {e}"));
+    let mut resp = awc::Client::default()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    let body = resp.body().await.map_err(|e| fail(e.to_string()))?;
+    let path = demo.dir.join("portage/binhost-key.asc");
+    std::fs::create_dir_all(demo.dir.join("portage")).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&path, &body).map_err(|e| fail(e.to_string()))?;
+    Ok(path)
 }
 
 fn summary_json(s: &swarm::Summary) -> serde_json::Value {

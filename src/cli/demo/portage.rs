@@ -67,12 +67,21 @@ impl Portage {
         Ok(Portage { venv, repo, script })
     }
 
-    /// A throwaway configuration under `dir` (with `binhost`: fetching from it).
-    pub fn env(&self, dir: &Path, binhost: Option<&str>) -> Result<PathBuf, DemoError> {
+    /// A throwaway configuration under `dir` (with `binhost`: fetching from it; with
+    /// `verify_key`: trusting that key and verifying every package's signature).
+    pub fn env(
+        &self,
+        dir: &Path,
+        binhost: Option<&str>,
+        verify_key: Option<&Path>,
+    ) -> Result<PathBuf, DemoError> {
         let mut c = std::process::Command::new(&self.script);
         c.arg(dir).args(["--repo"]).arg(&self.repo);
         if let Some(b) = binhost {
             c.args(["--binhost", b]);
+        }
+        if let Some(k) = verify_key {
+            c.arg("--verify-key").arg(k);
         }
         let out = c
             .output()
@@ -84,6 +93,41 @@ impl Portage {
             )));
         }
         Ok(dir.to_path_buf())
+    }
+
+    /// A new Ed25519 signing key for the demo's orchestrator (made with GnuPG, which
+    /// Portage needs anyway), exported to `dir/signing-key.asc`; its path. GnuPG's agent
+    /// is stopped again, so nothing is left running.
+    pub fn signing_key(&self, dir: &Path) -> Result<PathBuf, DemoError> {
+        let home = dir.join("gnupg");
+        std::fs::create_dir_all(&home)
+            .map_err(|e| DemoError::Start(format!("creating {}: {e}", home.display())))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700));
+        }
+        let key = dir.join("signing-key.asc");
+        let uid = "build-swarm demo <demo@build-swarm.invalid>";
+        let script = format!(
+            "set -e; export GNUPGHOME='{h}'; \
+             gpg --batch --quiet --passphrase '' --quick-gen-key '{uid}' ed25519 sign never; \
+             gpg --batch --armor --export-secret-keys demo@build-swarm.invalid > '{k}'; \
+             gpgconf --kill all",
+            h = home.display(),
+            k = key.display()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| DemoError::Start(format!("making a signing key with gpg: {e}")))?;
+        if !out.status.success() {
+            return Err(DemoError::Start(format!(
+                "making a signing key with gpg (scripts/install-deps portage installs it): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(key)
     }
 
     /// Runs `script` in `env`'s environment; its standard output.
@@ -148,19 +192,29 @@ impl Portage {
     }
 
     /// A clean client in `env` installs `atoms` from the binhost only; how many of them
-    /// are installed afterwards.
+    /// are installed afterwards. (Any GnuPG agent verifying signatures started is stopped.)
     pub async fn install(&self, env: &Path, atoms: &[String]) -> Result<usize, DemoError> {
         let args: Vec<String> = atoms.iter().map(|a| format!("'={a}'")).collect();
-        self.sh(
-            env,
-            &format!(
-                "exec '{}/bin/emerge' --getbinpkgonly --oneshot --quiet {}",
-                env.display(),
-                args.join(" ")
-            ),
-            "installing the set from the binhost",
-        )
-        .await?;
+        let installed = self
+            .sh(
+                env,
+                &format!(
+                    "'{}/bin/emerge' --getbinpkgonly --oneshot --quiet {}",
+                    env.display(),
+                    args.join(" ")
+                ),
+                "installing the set from the binhost",
+            )
+            .await;
+        if env.join("gnupg").is_dir() {
+            let _ = std::process::Command::new("gpgconf")
+                .args(["--homedir"])
+                .arg(env.join("gnupg"))
+                .args(["--kill", "all"])
+                .stdin(Stdio::null())
+                .output();
+        }
+        installed?;
         Ok(atoms
             .iter()
             .filter(|a| {

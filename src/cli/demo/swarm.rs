@@ -196,7 +196,7 @@ impl Demo {
         };
         let (set, fails) = match (&portage, &opts.packages) {
             (Some(p), _) => {
-                let planner = p.env(&dir.join("portage/planner"), None)?;
+                let planner = p.env(&dir.join("portage/planner"), None, None)?;
                 (p.plan(&planner).await?, Vec::new())
             }
             (None, PackagesArg::Builtin) => (
@@ -230,13 +230,21 @@ impl Demo {
             std::fs::write(&p, text).map_err(io(format!("writing {}", p.display())))?;
             Ok(p)
         };
+        // With real Portage the binhost is signed, and the client verifies it.
+        let signing = match &portage {
+            Some(p) => format!(
+                "\n[signing]\nkey = {:?}\n",
+                p.signing_key(&dir)?.display().to_string()
+            ),
+            None => String::new(),
+        };
         let orch_cfg = write(
             "orchestrator.toml",
             format!(
                 "listen = \"127.0.0.1:{orch_port}\"\nname = \"demo\"\nstate_dir = \"{d}/state\"\nstaging_dir = \"{d}/staging\"\n\
                  binhost_dir = \"{d}/binhost\"\ngateway = \"{gw_url}\"\npublic_url = \"{orch_url}\"\n\n\
                  [auth]\nadmin_token = \"{admin}\"\nshared_drone_token = false\n\n[leases]\nheartbeat_ttl_s = 20\n\n\
-                 [log]\nfile = \"{d}/orchestrator.log\"\n"
+                 [log]\nfile = \"{d}/orchestrator.log\"\n{signing}"
             ),
         )?;
         let gw_cfg = write(
@@ -278,8 +286,11 @@ impl Demo {
             // /binhost/, one build at a time (emerge locks its ROOT).
             let (build_command, pkgdir, slots) = match &portage {
                 Some(p) => {
-                    let env =
-                        p.env(&home.join("portage"), Some(&format!("{orch_url}/binhost/")))?;
+                    let env = p.env(
+                        &home.join("portage"),
+                        Some(&format!("{orch_url}/binhost/")),
+                        None,
+                    )?;
                     (
                         super::portage::Portage::build_command(&env),
                         env.join("pkgdir"),
