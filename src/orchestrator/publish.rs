@@ -390,29 +390,8 @@ fn make_parent(to: &Path) -> Result<(), PublishError> {
 /// once `to`'s filesystem is synced.
 fn copy_verified(job: &PublishJob, from: &mut File) -> Result<Option<Entry>, PublishError> {
     use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
     let to = &job.dest;
-    let tmp = partial_name(to);
-    let create = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&tmp)
-    };
-    let mut out = match create() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            make_parent(to)?;
-            create()
-        }
-        // Left by an earlier run of this process that had the same pid: nobody writes it.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(&tmp).map_err(io_err(&tmp))?;
-            create()
-        }
-        other => other,
-    }
-    .map_err(io_err(&tmp))?;
+    let (tmp, mut out) = create_partial(to)?;
     let mut copy = || -> io::Result<Sums> {
         let mut h = SumHasher::new(job.index.is_some());
         let mut buf = vec![0u8; 256 * 1024];
@@ -452,6 +431,36 @@ fn copy_verified(job: &PublishJob, from: &mut File) -> Result<Option<Entry>, Pub
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A new read-only file under a hidden name beside `to` (its directory made when
+/// missing), open for reading and writing: where a published file is written before it
+/// is renamed to `to`.
+fn create_partial(to: &Path) -> Result<(PathBuf, File), PublishError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = partial_name(to);
+    let create = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&tmp)
+    };
+    let file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_parent(to)?;
+            create()
+        }
+        // Left by an earlier run of this process that had the same pid: nobody writes it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(io_err(&tmp))?;
+    Ok((tmp, file))
 }
 
 /// Makes renames into `dir` durable.

@@ -5,7 +5,7 @@
 //! `user.build-swarm.upload-sha256`) so a completion retried after a crash finds it (on a
 //! filesystem without user extended attributes it does not: the drone builds again).
 
-use super::{index_entry, io_err, make_parent, partial_name, PublishError, PublishJob, Signing};
+use super::{create_partial, index_entry, io_err, PublishError, PublishJob, Signing};
 use crate::orchestrator::binhost::index::Entry;
 use crate::sys::digest::{SumHasher, Sums};
 use std::fs::{self, File};
@@ -21,29 +21,8 @@ pub(super) fn publish(
     signing: &Signing,
     upload: &mut File,
 ) -> Result<Option<Entry>, PublishError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let to = &job.dest;
-    let tmp = partial_name(to);
-    let create = || {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&tmp)
-    };
-    let out = match create() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            make_parent(to)?;
-            create()
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(&tmp).map_err(io_err(&tmp))?;
-            create()
-        }
-        other => other,
-    }
-    .map_err(io_err(&tmp))?;
+    let (tmp, out) = create_partial(to)?;
     let result = sign_into(job, signing, upload, &out, &tmp).and_then(|entry| {
         set_upload_sum(&out, &job.sha256).map_err(io_err(&tmp))?;
         fs::rename(&tmp, to).map_err(io_err(to))?;
