@@ -129,6 +129,22 @@ impl PackageGraph {
         found
     }
 
+    /// Rebuilds the fair heap from the packages still queued.
+    pub(super) fn compact_fair(&mut self) {
+        let mut ids: Vec<u32> = self
+            .ready
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| self.packages[*id as usize].state == PackageState::Queued)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.fair = ids
+            .into_iter()
+            .map(|id| Reverse((self.packages[id as usize].seq, id)))
+            .collect();
+    }
+
     /// The operator priority leading the ready heap (stale entries dropped on the way).
     fn top_boost(&mut self) -> Option<i32> {
         while let Some(r) = self.ready.peek() {

@@ -338,6 +338,11 @@ impl PackageGraph {
             id,
         });
         self.fair.push(Reverse((p.seq, id)));
+        // The fair heap is only popped on fair turns: keep it from growing with entries
+        // of packages handed out long ago.
+        if self.fair.len() > 2 * self.ready.len() + 4096 {
+            self.compact_fair();
+        }
     }
 
     /// Queued if every dependency is built, waiting otherwise, blocked if one failed.

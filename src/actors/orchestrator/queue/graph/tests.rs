@@ -322,3 +322,18 @@ fn operator_priority_survives_a_restart() {
         .collect();
     assert_eq!(rows[1].boost, 4);
 }
+
+#[test]
+fn the_fair_heap_does_not_grow_with_packages_handed_out_long_ago() {
+    let set: String = (0..12_000).map(|i| format!("a/p{i}-1\n")).collect();
+    let mut g = graph(&set);
+    while take(&mut g).is_some() {}
+    let more: String = (0..5_000).map(|i| format!("b/q{i}-1\n")).collect();
+    submit(&mut g, &more, 0);
+    assert!(
+        g.fair.len() <= 2 * g.ready.len() + 4096 + 1,
+        "{} {}",
+        g.fair.len(),
+        g.ready.len()
+    );
+}
