@@ -168,6 +168,29 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The client `env` installs the whole set with `--getbinpkgonly` (which must succeed);
+/// every package's file must then be there. Emerge's output.
+pub(crate) async fn install_set(client: &Path) -> String {
+    let out = portage(
+        client,
+        "emerge",
+        &["--getbinpkgonly", "--oneshot", "=swarm-apps/app-1.0"],
+        &[],
+    )
+    .await;
+    for (atom, _) in SET {
+        let name = atom
+            .split('/')
+            .nth(1)
+            .and_then(|pf| pf.rsplit_once('-'))
+            .map(|(n, _)| n);
+        let name = name.expect("name");
+        let installed = client.join(format!("root/usr/share/{name}/{name}.txt"));
+        assert!(installed.is_file(), "{atom} not installed:\n{out}");
+    }
+    out
+}
+
 /// Publishes the set's packages built into `pkgdir` through `app`, in dependency order,
 /// as drones would upload them (the multi-instance layout), checking that each is handed
 /// out only once the index on disk lists its dependencies; returns once all are indexed.
@@ -307,23 +330,7 @@ async fn portage_builds_are_indexed_as_emaint_does_and_a_client_installs_them() 
         &work.path().join("client"),
         Some(&format!("{}/binhost/", app.url)),
     );
-    let out = portage(
-        &client,
-        "emerge",
-        &["--getbinpkgonly", "--oneshot", "=swarm-apps/app-1.0"],
-        &[],
-    )
-    .await;
-    for (atom, _) in SET {
-        let name = atom
-            .split('/')
-            .nth(1)
-            .and_then(|pf| pf.rsplit_once('-'))
-            .map(|(n, _)| n);
-        let name = name.expect("name");
-        let installed = client.join(format!("root/usr/share/{name}/{name}.txt"));
-        assert!(installed.is_file(), "{atom} not installed:\n{out}");
-    }
+    let out = install_set(&client).await;
     assert!(
         !out.contains("Compiling"),
         "the client built something from source:\n{out}"

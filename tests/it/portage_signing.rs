@@ -6,7 +6,7 @@
 
 use crate::common::*;
 use crate::portage::{
-    portage, portage_env_args, portage_run, portage_venv, publish_through, set_json, SET,
+    install_set, portage, portage_env_args, portage_run, portage_venv, publish_through, set_json,
 };
 use build_swarm::orchestrator::binhost::signing::Signer;
 use std::io::Read;
@@ -97,27 +97,7 @@ async fn a_verifying_client_installs_the_signed_set_and_refuses_a_replaced_signa
     let conf =
         std::fs::read_to_string(client.join("config/etc/portage/binrepos.conf")).expect("conf");
     assert!(conf.contains("verify-signature = true"), "{conf}");
-    let out = portage(
-        &client,
-        "emerge",
-        &["--getbinpkgonly", "--oneshot", "=swarm-apps/app-1.0"],
-        &[],
-    )
-    .await;
-    for (atom, _) in SET {
-        let name = atom
-            .split('/')
-            .nth(1)
-            .and_then(|pf| pf.rsplit_once('-'))
-            .map(|(n, _)| n);
-        let name = name.expect("name");
-        assert!(
-            client
-                .join(format!("root/usr/share/{name}/{name}.txt"))
-                .is_file(),
-            "{atom} not installed:\n{out}"
-        );
-    }
+    install_set(&client).await;
 
     // Someone with the server replaces a package's signatures with their own key's and
     // fixes the index to match (the index is not signed): Portage refuses it.
