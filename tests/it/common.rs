@@ -296,6 +296,19 @@ pub fn index_paths(binhost: &Path) -> Vec<String> {
     paths
 }
 
+/// Runs the `build-swarm` CLI against `app` with the admin token (its home in the app's
+/// directory, so no user config is read).
+pub async fn admin_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
+        .args(["--orchestrator", &app.url, "--token", ADMIN])
+        .args(args)
+        .env("HOME", app.dir.path())
+        .env("XDG_CONFIG_HOME", app.dir.path())
+        .output()
+        .await
+        .expect("run the CLI")
+}
+
 /// Waits until the index on disk lists every built package.
 pub async fn wait_indexed(app: &TestApp) {
     eventually("everything indexed", Duration::from_secs(10), || async {

@@ -5,17 +5,9 @@
 
 use crate::common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_build-swarm");
-
+/// The CLI's success and its whole output.
 async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(["--orchestrator", &app.url, "--token", ADMIN])
-        .args(args)
-        .env("HOME", app.dir.path())
-        .env("XDG_CONFIG_HOME", app.dir.path())
-        .output()
-        .await
-        .expect("run the CLI");
+    let out = admin_cli(app, args).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -111,20 +111,7 @@ async fn snapshot_tag_rollback_diff_and_gc_through_the_api() {
     );
 
     // The CLI, with --json.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
-        .args([
-            "--orchestrator",
-            &app.url,
-            "--token",
-            ADMIN,
-            "--json",
-            "binhost",
-            "list",
-        ])
-        .env("HOME", app.dir.path())
-        .output()
-        .await
-        .expect("run the CLI");
+    let out = admin_cli(&app, &["--json", "binhost", "list"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -132,21 +119,7 @@ async fn snapshot_tag_rollback_diff_and_gc_through_the_api() {
     );
     let parsed: ReleaseList = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(parsed, admin.releases().await.expect("list"));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
-        .args([
-            "--orchestrator",
-            &app.url,
-            "--token",
-            ADMIN,
-            "binhost",
-            "diff",
-            "one",
-            "live",
-        ])
-        .env("HOME", app.dir.path())
-        .output()
-        .await
-        .expect("run the CLI");
+    let out = admin_cli(&app, &["binhost", "diff", "one", "live"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("+ app-misc/c-1") && stdout.contains("1 added, 0 removed"),

@@ -110,16 +110,8 @@ impl Releases {
 
     /// Every channel, by name.
     pub fn channels(&self) -> Result<Vec<ChannelState>, ReleaseError> {
-        let dir = self.channels_dir();
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
         let mut out = Vec::new();
-        for entry in rd {
-            let name = entry.map_err(io_err(&dir))?.file_name();
-            let name = name.to_string_lossy();
+        for name in super::entry_names(&self.channels_dir())? {
             if names::check_channel(&name).is_err() {
                 continue;
             }

@@ -115,6 +115,21 @@ impl Releases {
     }
 }
 
+/// The names in directory `dir` (none when it does not exist yet).
+pub(crate) fn entry_names(dir: &Path) -> Result<Vec<String>, ReleaseError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    rd.map(|entry| {
+        entry
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map_err(io_err(dir))
+    })
+    .collect()
+}
+
 /// Writes `bytes` to `path` through a hidden temporary name, synced, then renamed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
     use std::io::Write;

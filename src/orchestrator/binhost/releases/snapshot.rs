@@ -182,16 +182,8 @@ impl Releases {
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotMeta>, ReleaseError> {
-        let dir = self.snapshots_dir();
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in super::entry_names(&self.snapshots_dir())? {
             if names::check_snapshot(&name).is_err() {
                 continue;
             }
