@@ -141,6 +141,7 @@ async fn control(
         ControlAction::Pause => "paused: it gets no new work and finishes what it has",
         ControlAction::Resume => "resumed: it gets work again",
         ControlAction::Unground => "ungrounded: it may claim work now",
+        ControlAction::Sync => "told to sync its repositories (with its next heartbeat); its environment is checked again after",
         ControlAction::Restart => "asked to restart at its next heartbeat",
     };
     println!("{} {what}", drone.name);

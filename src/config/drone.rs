@@ -40,6 +40,22 @@ pub struct DroneConfig {
     pub idle_poll_s: f64,
     /// With a gateway: ask it again after this long without work.
     pub no_work_recheck_s: u64,
+    /// argv printing the build environment as `KEY=VALUE` lines (docs/contract.md, drone
+    /// keys); empty: report none (the drone counts as matching any environment).
+    pub environment_command: Vec<String>,
+    /// `environment_command` is killed after this long (and the failure reported).
+    pub environment_timeout_s: u64,
+    /// Run `environment_command` again this often; a changed environment is reported with
+    /// the next heartbeat.
+    pub environment_check_s: u64,
+    /// What the operator declares this drone has (`x86-64-v3`, `big-mem`): packages that
+    /// require one go only to drones that have it.
+    pub capabilities: Vec<String>,
+    /// argv run when the orchestrator says the repositories lag (or `build-swarm DRONE
+    /// sync`); the environment is checked again after it.
+    pub sync_command: Vec<String>,
+    /// `sync_command` is killed after this long.
+    pub sync_timeout_s: u64,
     pub upload: UploadConfig,
     pub log: super::orchestrator::LogConfig,
 }
@@ -121,11 +137,51 @@ impl Default for DroneConfig {
             state_dir: "/var/lib/build-swarm-drone".into(),
             idle_poll_s: 5.0,
             no_work_recheck_s: 60,
+            environment_command: vec![
+                "sh".into(),
+                "-c".into(),
+                DEFAULT_ENVIRONMENT_SCRIPT.into(),
+            ],
+            environment_timeout_s: 120,
+            environment_check_s: 300,
+            capabilities: Vec::new(),
+            sync_command: ["emaint", "sync", "--auto"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            sync_timeout_s: 3600,
             upload: UploadConfig::default(),
             log: super::orchestrator::LogConfig::default(),
         }
     }
 }
+
+/// What the default `environment_command` runs (`sh -c`): Portage's view of the keys
+/// that decide a binary package (`portageq envvar`), the profile, and each repository's
+/// revision (git HEAD and commit time, else `metadata/timestamp.x` or `.chk`) from the
+/// repositories `emerge --info` lists.
+pub const DEFAULT_ENVIRONMENT_SCRIPT: &str = r#"set -e
+vars=$(portageq envvar -v CHOST CBUILD CFLAGS CXXFLAGS LDFLAGS USE ACCEPT_KEYWORDS FEATURES BINPKG_FORMAT PKGDIR PORTAGE_TMPDIR PORTAGE_CONFIGROOT)
+printf '%s
+' "$vars"
+eval "$vars"
+profile=$(realpath "${PORTAGE_CONFIGROOT:-/}/etc/portage/make.profile")
+echo "PROFILE=${profile#*/profiles/}"
+emerge --info | awk '/^Repositories:/ {r = 1; next} r && /^[^ ]/ && /=/ {exit} r && /^[^ ]/ {name = $1} r && /^    location: / {print name, $2}' |
+while read -r repo path; do
+  rev=; ts=
+  if [ -d "$path/.git" ] && command -v git >/dev/null; then
+    rev=$(git -C "$path" rev-parse HEAD 2>/dev/null || true)
+    ts=$(git -C "$path" log -1 --format=%ct 2>/dev/null || true)
+  elif [ -f "$path/metadata/timestamp.x" ]; then
+    ts=$(cut -d' ' -f1 "$path/metadata/timestamp.x"); rev=$ts
+  elif [ -f "$path/metadata/timestamp.chk" ]; then
+    rev=$(head -n1 "$path/metadata/timestamp.chk"); ts=$(date -u -d "$rev" +%s 2>/dev/null || true)
+  fi
+  echo "REPO_REVISION/$repo=${rev:-unknown}"
+  if [ -n "$ts" ]; then echo "REPO_TIMESTAMP/$repo=$ts"; fi
+done
+"#;
 
 /// `[upload] reuse_connections` unless configured.
 pub const REUSE_CONNECTIONS_DEFAULT: bool = true;
@@ -220,11 +276,39 @@ impl DroneConfig {
         if self.restart_command.is_empty() {
             return Err(ConfigError::invalid("restart_command", "must not be empty"));
         }
+        if self.sync_command.first().is_none_or(|p| p.is_empty()) {
+            return Err(ConfigError::invalid(
+                "sync_command",
+                "must name a program",
+            ));
+        }
+        if self.environment_command.first().is_some_and(|p| p.is_empty()) {
+            return Err(ConfigError::invalid(
+                "environment_command",
+                "the program name is empty (use [] to report no environment)",
+            ));
+        }
+        if self.capabilities.len() > crate::domain::environment::MAX_CAPABILITIES {
+            return Err(ConfigError::invalid(
+                "capabilities",
+                format!(
+                    "at most {} capabilities",
+                    crate::domain::environment::MAX_CAPABILITIES
+                ),
+            ));
+        }
+        for c in &self.capabilities {
+            crate::domain::environment::check_capability(c)
+                .map_err(|e| ConfigError::invalid("capabilities", e.to_string()))?;
+        }
         for (key, v) in [
             ("build_timeout_s", self.build_timeout_s),
             ("build_idle_timeout_s", self.build_idle_timeout_s),
             ("upload.stall_timeout_s", self.upload.stall_timeout_s),
             ("upload.total_timeout_s", self.upload.total_timeout_s),
+            ("environment_timeout_s", self.environment_timeout_s),
+            ("environment_check_s", self.environment_check_s),
+            ("sync_timeout_s", self.sync_timeout_s),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1 second"));
@@ -342,5 +426,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("slots"), "{err}");
+        let err = parse(&format!("{BASE}capabilities = [\"big mem\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("capabilities") && err.contains("big mem"), "{err}");
+        let err = parse(&format!("{BASE}environment_timeout_s = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment_timeout_s"), "{err}");
+        assert!(parse(&format!("{BASE}environment_command = []\n")).is_ok());
     }
 }

@@ -34,6 +34,7 @@ pub struct OrchestratorConfig {
     pub binhost: BinhostConfig,
     pub signing: SigningConfig,
     pub releases: ReleasesConfig,
+    pub environment: EnvironmentConfig,
     pub breaker: BreakerConfig,
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
@@ -127,6 +128,37 @@ pub struct ReleasesConfig {
     pub grace_s: u64,
     /// Apply the retention policy this often (seconds; 0: only `build-swarm binhost gc`).
     pub gc_interval_s: u64,
+}
+
+/// `[environment]`: the build environment drones must have to be given work
+/// (docs/design.md, "Environments").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentConfig {
+    /// Fixed values (`CHOST = "…"`, `CFLAGS = "…"`, `"REPO_REVISION/gentoo" = "…"`);
+    /// they win over the reference drone's.
+    pub expected: std::collections::BTreeMap<String, String>,
+    /// A drone whose reported environment is the reference for the others (its `keys`
+    /// and its repositories).
+    pub reference: Option<String>,
+    /// The keys taken from the reference drone.
+    pub keys: Vec<String>,
+    /// Ask a lagging drone to sync again after this many seconds if it still lags.
+    pub resync_s: u64,
+}
+
+impl Default for EnvironmentConfig {
+    fn default() -> Self {
+        EnvironmentConfig {
+            expected: Default::default(),
+            reference: None,
+            keys: crate::domain::environment::DEFAULT_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            resync_s: 3600,
+        }
+    }
 }
 
 impl Default for ReleasesConfig {
@@ -278,6 +310,7 @@ impl Default for OrchestratorConfig {
             binhost: BinhostConfig::default(),
             signing: SigningConfig::default(),
             releases: ReleasesConfig::default(),
+            environment: EnvironmentConfig::default(),
             breaker: BreakerConfig::default(),
             leases: LeaseConfig::default(),
             policy: PolicyConfig::default(),
@@ -376,6 +409,36 @@ impl OrchestratorConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        if let Some(r) = &self.environment.reference {
+            crate::domain::check_drone_name(r)
+                .map_err(|e| ConfigError::invalid("environment.reference", e.to_string()))?;
+        }
+        let mut expected = crate::domain::environment::DroneEnvironment::default();
+        for (k, v) in &self.environment.expected {
+            match k.strip_prefix(crate::domain::environment::REPO_REVISION) {
+                Some(repo) => {
+                    expected.repos.insert(
+                        repo.to_string(),
+                        crate::domain::environment::RepoRevision {
+                            revision: v.clone(),
+                            timestamp: None,
+                        },
+                    );
+                }
+                None => {
+                    expected.fingerprint.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        expected
+            .check()
+            .map_err(|e| ConfigError::invalid("environment.expected", e.to_string()))?;
+        if self.environment.resync_s < 60 {
+            return Err(ConfigError::invalid(
+                "environment.resync_s",
+                "must be at least 60",
+            ));
+        }
         if self.name.trim().is_empty() {
             return Err(ConfigError::invalid("name", "must not be empty"));
         }

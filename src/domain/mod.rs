@@ -1,9 +1,10 @@
 //! The domain of build-swarm, free of actors and HTTP: atoms, package sets, states,
-//! drone names, versions, and the minimal binary package a stand-in builder makes.
+//! drone names, versions, build environments and requirements, and the minimal binary package a stand-in builder makes.
 
 pub mod atom;
 pub mod binpkg;
 pub mod drone_name;
+pub mod environment;
 pub mod package_set;
 pub mod state;
 pub mod version;

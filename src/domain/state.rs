@@ -76,6 +76,8 @@ pub enum DroneState {
     Grounded,
     Paused,
     Offline,
+    /// Online, but its build environment does not fit the swarm's: it gets no work.
+    Mismatched,
 }
 
 impl DroneState {
@@ -86,6 +88,7 @@ impl DroneState {
             DroneState::Grounded => "grounded",
             DroneState::Paused => "paused",
             DroneState::Offline => "offline",
+            DroneState::Mismatched => "mismatched",
         }
     }
 }

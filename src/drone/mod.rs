@@ -9,6 +9,7 @@
 pub mod artifact;
 pub mod build;
 pub mod connection;
+pub mod environment;
 pub mod leftovers;
 pub mod pending;
 pub mod rsync;

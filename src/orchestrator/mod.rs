@@ -1,11 +1,13 @@
 //! `swarm-orchestrator`: what only the orchestrator uses beside its actors — its start-up
 //! ([`startup`]), verifying and publishing uploads ([`publish`]), the staging directory and
 //! its upload directories ([`staging`]), its Prometheus metrics ([`metrics`]), the
-//! drones' own credentials ([`credentials`]) and the binhost Portage reads
+//! drones' own credentials ([`credentials`]), which drones' build environments fit
+//! ([`environments`]) and the binhost Portage reads
 //! ([`binhost`]: package metadata and the `Packages` index).
 
 pub mod binhost;
 pub mod credentials;
+pub mod environments;
 pub mod metrics;
 pub mod publish;
 pub mod staging;

@@ -203,6 +203,7 @@ impl Orchestrator {
             credentials: credentials.clone(),
             upload_target: cfg.effective_upload_target(),
             stall: stall.clone(),
+            environment: cfg.environment.clone(),
         };
         // The queue's context first: the actors it tells things to need its address.
         let queue_ctx = Context::<PackageQueue>::new();

@@ -18,6 +18,8 @@ pub enum ProcessError {
     TimedOut { program: String, secs: u64 },
     #[error("waiting for `{program}`: {source}")]
     Wait { program: String, source: io::Error },
+    #[error("`{program}` printed more than {limit} bytes and was killed")]
+    TooMuchOutput { program: String, limit: usize },
 }
 
 /// Sends `signal` to the process group led by `pid`. Errors (the group is gone) are
@@ -165,6 +167,96 @@ pub async fn run_with_timeout(
             })
         }
     }
+}
+
+/// What [`run_capture`] got.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The last bytes of stderr.
+    pub stderr_tail: String,
+}
+
+/// Runs `argv` to completion keeping its stdout (at most `limit` bytes: more, and its
+/// group is killed), or kills its whole group after `timeout`.
+pub async fn run_capture(
+    argv: &[String],
+    timeout: Duration,
+    limit: usize,
+) -> Result<Captured, ProcessError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut cmd = group_command(argv)?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let pid = child.id().unwrap_or(0);
+    let read = async {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let ra = async {
+            if let Some(o) = out.as_mut() {
+                // One byte past the limit tells "too much" from "exactly the limit".
+                let _ = o.take(limit as u64 + 1).read_to_end(&mut stdout).await;
+                if stdout.len() > limit {
+                    // It would block on a full pipe: stop it now (stderr then ends too).
+                    signal_group(pid, libc::SIGKILL);
+                }
+            }
+        };
+        let rb = async {
+            if let Some(e) = err.as_mut() {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = e.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr.extend_from_slice(&buf[..n]);
+                    if stderr.len() > 64 * 1024 {
+                        stderr.drain(..stderr.len() - 4096);
+                    }
+                }
+            }
+        };
+        tokio::join!(ra, rb);
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = match tokio::time::timeout(timeout, read).await {
+        Ok(v) => v,
+        Err(_) => {
+            terminate_group(&mut child, Duration::from_secs(2)).await;
+            return Err(ProcessError::TimedOut {
+                program,
+                secs: timeout.as_secs(),
+            });
+        }
+    };
+    if stdout.len() > limit {
+        terminate_group(&mut child, Duration::from_secs(2)).await;
+        return Err(ProcessError::TooMuchOutput { program, limit });
+    }
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(s) => s.map_err(|source| ProcessError::Wait {
+            program: program.clone(),
+            source,
+        })?,
+        Err(_) => {
+            terminate_group(&mut child, Duration::from_secs(2)).await;
+            return Err(ProcessError::TimedOut {
+                program,
+                secs: timeout.as_secs(),
+            });
+        }
+    };
+    Ok(Captured {
+        status,
+        stdout,
+        stderr_tail: tail_utf8(&stderr, 2048),
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C): how a program learns it should stop.

@@ -1,6 +1,7 @@
 //! Wire types of the HTTP API (docs/contract.md §5), shared by the orchestrator, the drone, the CLI
 //! and the tests. Field names here are the contract; add fields, never rename them.
 
+use crate::domain::environment::{DroneEnvironment, Resources};
 use crate::domain::{DroneState, FailureKind, PackageState};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,9 @@ pub struct DroneCounts {
     pub offline: usize,
     #[serde(default)]
     pub paused: usize,
+    /// Online, but its build environment does not fit (added).
+    #[serde(default)]
+    pub mismatched: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -80,6 +84,11 @@ pub struct Status {
     /// Set while failures are treated as a fault of the swarm, not of its drones.
     #[serde(default)]
     pub central_fault: Option<CentralFault>,
+    /// Seconds until the set is done, estimated from declared and learned build times
+    /// and the slots of the drones that may build (added; `null`: nothing left or no
+    /// drone to build it).
+    #[serde(default)]
+    pub eta_s: Option<u64>,
 }
 
 /// Failures across the fleet that are not any one drone's fault (upload target down,
@@ -189,6 +198,23 @@ pub struct DroneInfo {
     /// Its `version` is older than the orchestrator's (added).
     #[serde(default)]
     pub outdated: bool,
+    /// State `mismatched`: how its build environment differs (added).
+    #[serde(default)]
+    pub mismatch: Option<String>,
+    /// Operator-declared capabilities it reported (added).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// What it reported having (added; `null`: it reported nothing).
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// Its build times ÷ the swarm's for the same packages, learned (added; 1.0 until
+    /// known; below 1 is faster).
+    #[serde(default = "one_f64")]
+    pub speed_factor: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 /// `POST /api/v1/drones/{name}/enroll` (admin).
@@ -284,6 +310,8 @@ pub enum ControlAction {
     Pause,
     Resume,
     Unground,
+    /// Run the drone's `sync_command`, then re-check its environment (added).
+    Sync,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -315,6 +343,9 @@ pub struct RegisterRequest {
     /// (the drone's `restart_command`).
     #[serde(default)]
     pub restart_command: Vec<String>,
+    /// Its build environment (added; an older drone sends none and counts as matching).
+    #[serde(default)]
+    pub environment: Option<DroneEnvironment>,
 }
 
 fn one() -> u32 {
@@ -334,6 +365,9 @@ pub struct HeartbeatRequest {
     pub leases: Vec<LeaseId>,
     #[serde(default)]
     pub log: Vec<String>,
+    /// Its build environment, when it changed since it last sent one (added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<DroneEnvironment>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -343,6 +377,9 @@ pub enum DroneAction {
     Pause,
     Resume,
     Cancel,
+    /// Run the drone's `sync_command` (its repositories lag), then report its environment
+    /// again (added; sent only to drones that report an environment).
+    Sync,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

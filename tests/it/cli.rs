@@ -812,6 +812,7 @@ async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
             slots: 1,
             version: "test".into(),
             restart_command: vec!["systemctl".into(), "restart".into(), "swarm-drone".into()],
+            environment: None,
         })
         .await
         .unwrap();

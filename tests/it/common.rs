@@ -165,6 +165,7 @@ pub fn registration(name: &str, slots: u32) -> RegisterRequest {
         slots,
         version: env!("CARGO_PKG_VERSION").into(),
         restart_command: vec![],
+        environment: None,
     }
 }
 
@@ -220,7 +221,11 @@ impl SimDrone {
         leases: Vec<LeaseId>,
         log: Vec<String>,
     ) -> Result<Vec<DroneCommand>, ClientError> {
-        let req = HeartbeatRequest { leases, log };
+        let req = HeartbeatRequest {
+            leases,
+            log,
+            environment: None,
+        };
         Ok(self.client.heartbeat(&self.name, &req).await?.commands)
     }
 }

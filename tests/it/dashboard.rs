@@ -1207,6 +1207,10 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         previous_host: Some("old".into()),
         credential: Some("own".into()),
         outdated: false,
+        mismatch: None,
+        capabilities: vec![],
+        resources: None,
+        speed_factor: 1.0,
     };
     let lease = LeaseView {
         lease: 1,
@@ -1221,6 +1225,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         progress_pct: 0.0,
         drones: DroneCounts::default(),
         central_fault: None,
+        eta_s: None,
     };
     let channel = ChannelInfo {
         name: "stable".into(),
@@ -1316,6 +1321,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 slots: 1,
                 version: String::new(),
                 restart_command: vec![],
+                environment: None,
             }),
         ),
         (

@@ -411,6 +411,7 @@ mod tests {
             counts,
             drones: DroneCounts::default(),
             central_fault: None,
+            eta_s: None,
         }
     }
 

@@ -7,23 +7,32 @@
 //! next heartbeat), `ListDrones`, `GetDrone` and `CountDrones` for reads (it asks the
 //! breaker and the queue, which never call back into it), `Restore` once at start-up.
 //! Drone records are written through the queue's group commit (`RecordDrone`).
+//!
+//! Owns each drone's environment [`Fit`] (an [`Environments`]): tells a session whether it
+//! may claim (`SetFit`), a lagging drone to sync (`PushCommand`), and the queue every
+//! drone's slots and environment (`Fleet`) whenever one changes.
 
 use crate::actors::orchestrator::circuit_breaker::{
     CircuitBreaker, FleetSize, HealthReport, HealthView,
 };
 use crate::actors::orchestrator::drone_session::{
-    Claim, ClaimError, DroneSession, PushCommand, Replaced, SessionPeers,
+    Claim, ClaimError, DroneSession, PushCommand, Replaced, SessionPeers, SetFit,
 };
 use crate::actors::orchestrator::messages::{ForDrone, SessionChanged, SessionSummary};
 use crate::actors::orchestrator::queue::{
-    CurrentByDrone, DroneSeen, PackageQueue, ReclaimDrone, RecordDrone,
+    CurrentByDrone, DroneSeen, Fleet, FleetMember, PackageQueue, ReclaimDrone, RecordDrone,
+    SpeedFactors,
 };
+use crate::domain::environment::{DroneEnvironment, Fit};
+use crate::orchestrator::environments::Environments;
 use crate::actors::orchestrator::store::DroneRow;
 use crate::domain::{check_drone_name, DroneState};
 use crate::orchestrator::credentials::{CredentialKind, DroneCredentials};
 use crate::wire::orchestrator::{
-    DroneCounts, DroneInfo, DroneList, RegisterRequest, RegisterResponse, WorkAssignment,
+    DroneAction, DroneCommand, DroneCounts, DroneInfo, DroneList, RegisterRequest,
+    RegisterResponse, WorkAssignment,
 };
+use std::sync::Arc;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::{HashMap, HashSet};
@@ -99,11 +108,15 @@ pub struct RegistrySettings {
     pub upload_target: String,
     /// Shared with the sessions (see [`crate::sys::stall`]).
     pub stall: std::sync::Arc<crate::sys::stall::StallWatch>,
+    /// `[environment]`: what drones must have to be given work.
+    pub environment: crate::config::orchestrator::EnvironmentConfig,
 }
 
 struct Entry {
     addr: Addr<DroneSession>,
     summary: SessionSummary,
+    /// How its environment fits the swarm's.
+    fit: Fit,
 }
 
 pub struct DroneRegistry {
@@ -113,6 +126,7 @@ pub struct DroneRegistry {
     log_cap: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     queue: Addr<PackageQueue>,
     breaker: Addr<CircuitBreaker>,
+    environments: Environments,
     log: Logger,
 }
 
@@ -124,6 +138,7 @@ impl DroneRegistry {
         log: Logger,
     ) -> Self {
         DroneRegistry {
+            environments: Environments::new(&settings.environment),
             settings,
             sessions: HashMap::new(),
             log_cap: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
@@ -150,12 +165,89 @@ impl DroneRegistry {
             self.log.clone(),
         )
         .start();
-        self.sessions
-            .insert(summary.name.clone(), Entry { addr, summary });
+        self.sessions.insert(
+            summary.name.clone(),
+            Entry {
+                addr,
+                summary,
+                fit: Fit::Unspecified,
+            },
+        );
         self.log_cap.store(
             crate::actors::orchestrator::drone_session::log_ring_bytes(self.sessions.len()),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// Drone `name` reported an environment (or registered): its fit is decided again —
+    /// every drone's when it is the reference.
+    fn environment_changed(&mut self, name: &str) {
+        if self.environments.is_reference(name) {
+            let env = self
+                .sessions
+                .get(name)
+                .and_then(|e| e.summary.environment.clone());
+            if self.environments.reference_reported(env) {
+                info!(self.log, "the reference drone's environment is the expected one now"; "drone" => name);
+                self.refit(None);
+                return;
+            }
+        }
+        self.refit(Some(name));
+    }
+
+    /// Decides the fit of drone `only` (every drone: `None`) again: a session whose fit
+    /// changed is told, a lagging online drone is told to sync, and the queue hears the
+    /// fleet.
+    fn refit(&mut self, only: Option<&str>) {
+        let expected = self.environments.expected();
+        let now = tokio::time::Instant::now();
+        for (name, e) in self.sessions.iter_mut() {
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let fit = self
+                .environments
+                .fit(&expected, name, e.summary.environment.as_deref());
+            if e.summary.online && self.environments.should_sync(name, &fit, now) {
+                info!(self.log, "drone's repositories lag: telling it to sync"; "drone" => name.as_str(),
+                      "why" => fit.describe());
+                e.addr.do_send(PushCommand(DroneCommand {
+                    action: DroneAction::Sync,
+                    lease: None,
+                }));
+            }
+            if fit != e.fit {
+                match fit.describe() {
+                    Some(why) => {
+                        warn!(self.log, "drone gets no work: its build environment does not fit"; "drone" => name.as_str(), "why" => why)
+                    }
+                    None => info!(self.log, "drone's build environment fits"; "drone" => name.as_str()),
+                }
+                e.addr.do_send(SetFit(fit.may_build()));
+                e.fit = fit;
+            }
+        }
+        self.tell_fleet();
+    }
+
+    /// The queue needs every drone's slots and environment (requirements, ETA, speed).
+    fn tell_fleet(&self) {
+        let fleet = self
+            .sessions
+            .iter()
+            .map(|(name, e)| {
+                (
+                    name.clone(),
+                    FleetMember {
+                        slots: e.summary.slots,
+                        may_build: e.summary.online && !e.summary.paused && e.fit.may_build(),
+                        environment: e.summary.environment.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.queue.do_send(Fleet(fleet));
     }
 
     /// The breaker's fleet guard needs the number of online drones.
@@ -171,9 +263,11 @@ impl DroneRegistry {
 
     fn info(
         summary: &SessionSummary,
+        fit: &Fit,
         enrolled: Option<crate::orchestrator::credentials::Enrolled>,
         health: Option<&HealthView>,
         current: Option<&Vec<String>>,
+        speed_factor: f64,
     ) -> DroneInfo {
         let current = current.cloned().unwrap_or_default();
         let grounded_until = health.and_then(|h| h.grounded_until);
@@ -181,6 +275,8 @@ impl DroneRegistry {
             DroneState::Offline
         } else if summary.paused {
             DroneState::Paused
+        } else if !fit.may_build() {
+            DroneState::Mismatched
         } else if grounded_until.is_some() {
             DroneState::Grounded
         } else if !current.is_empty() {
@@ -212,25 +308,46 @@ impl DroneRegistry {
                 &summary.version,
                 env!("CARGO_PKG_VERSION"),
             ),
+            mismatch: fit.describe(),
+            capabilities: summary
+                .environment
+                .as_ref()
+                .map(|e| e.capabilities.clone())
+                .unwrap_or_default(),
+            resources: summary.environment.as_ref().map(|e| e.resources.clone()),
+            speed_factor,
         }
     }
 
     /// Builds the listing: asks the breaker and the queue (neither calls back here).
     fn listing(&self) -> impl std::future::Future<Output = Vec<DroneInfo>> + 'static {
-        let mut summaries: Vec<SessionSummary> =
-            self.sessions.values().map(|e| e.summary.clone()).collect();
-        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut summaries: Vec<(SessionSummary, Fit)> = self
+            .sessions
+            .values()
+            .map(|e| (e.summary.clone(), e.fit.clone()))
+            .collect();
+        summaries.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let breaker = self.breaker.send(HealthReport);
         let queue = self.queue.send(CurrentByDrone);
+        let speeds = self.queue.send(SpeedFactors);
         let credentials = self.settings.credentials.clone();
         async move {
             let health = breaker.await.unwrap_or_default();
             let current = queue.await.unwrap_or_default();
+            let speeds = speeds.await.unwrap_or_default();
             summaries
                 .iter()
-                .map(|s| {
+                .map(|(s, fit)| {
                     let enrolled = credentials.get(&s.name);
-                    Self::info(s, enrolled, health.get(&s.name), current.get(&s.name))
+                    let speed = speeds.get(&s.name).copied().unwrap_or(1.0);
+                    Self::info(
+                        s,
+                        fit,
+                        enrolled,
+                        health.get(&s.name),
+                        current.get(&s.name),
+                        speed,
+                    )
                 })
                 .collect()
         }
@@ -261,6 +378,10 @@ impl Handler<Register> for DroneRegistry {
             return Err(RegistryError::Invalid(
                 "too many or too long aliases or host".into(),
             ));
+        }
+        if let Some(env) = &r.environment {
+            env.check()
+                .map_err(|e| RegistryError::Invalid(format!("environment: {e}")))?;
         }
         // One running drone per name: while it is online, a register with another
         // credential is refused — unless it is the drone's own (enrolled) one, which
@@ -315,6 +436,7 @@ impl Handler<Register> for DroneRegistry {
             last_seen_unix: Some(crate::sys::clock::unix_now()),
             previous_host,
             credential: Some(msg.credential),
+            environment: r.environment.map(Arc::new),
         };
         self.queue.do_send(RecordDrone(summary.row()));
         self.queue.do_send(DroneSeen {
@@ -322,6 +444,7 @@ impl Handler<Register> for DroneRegistry {
         });
         self.start_session(summary, ctx);
         self.tell_fleet_size();
+        self.environment_changed(&r.name);
         let ttl = self.settings.heartbeat_ttl.as_secs();
         Ok(RegisterResponse {
             name: r.name,
@@ -366,13 +489,21 @@ impl Handler<SessionChanged> for DroneRegistry {
             return;
         };
         let online_changed = e.summary.online != msg.0.online;
-        let persist = e.summary.paused != msg.0.paused || online_changed;
+        let paused_changed = e.summary.paused != msg.0.paused;
+        let env_changed = e.summary.environment != msg.0.environment;
+        let persist = paused_changed || online_changed || env_changed;
+        let name = msg.0.name.clone();
         e.summary = msg.0;
         if persist {
             self.queue.do_send(RecordDrone(e.summary.row()));
         }
         if online_changed {
             self.tell_fleet_size();
+        }
+        if env_changed || online_changed {
+            self.environment_changed(&name);
+        } else if paused_changed {
+            self.tell_fleet();
         }
     }
 }
@@ -427,6 +558,7 @@ impl Handler<CountDrones> for DroneRegistry {
                     DroneState::Offline => c.offline += 1,
                     DroneState::Grounded => c.grounded += 1,
                     DroneState::Paused => c.paused += 1,
+                    DroneState::Mismatched => c.mismatched += 1,
                     DroneState::Idle | DroneState::Building => c.active += 1,
                 }
             }
@@ -440,6 +572,15 @@ impl Handler<Restore> for DroneRegistry {
     fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) {
         for row in msg.drones {
             let online = msg.with_leases.contains(&row.name);
+            let environment = row.environment.as_deref().and_then(|json| {
+                match serde_json::from_str::<DroneEnvironment>(json) {
+                    Ok(e) => Some(Arc::new(e)),
+                    Err(e) => {
+                        warn!(self.log, "stored environment of a drone is unreadable, ignored"; "drone" => &row.name, "error" => e.to_string());
+                        None
+                    }
+                }
+            });
             let summary = SessionSummary {
                 name: row.name,
                 aliases: row.aliases,
@@ -452,9 +593,18 @@ impl Handler<Restore> for DroneRegistry {
                 last_seen_unix: row.last_seen_unix,
                 previous_host: None,
                 credential: None,
+                environment,
             };
             self.start_session(summary, ctx);
         }
         self.tell_fleet_size();
+        if let Some(reference) = self.settings.environment.reference.clone() {
+            let env = self
+                .sessions
+                .get(&reference)
+                .and_then(|e| e.summary.environment.clone());
+            self.environments.reference_reported(env);
+        }
+        self.refit(None);
     }
 }

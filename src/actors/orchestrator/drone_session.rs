@@ -4,7 +4,8 @@
 //!
 //! Hears `Heartbeat`, `Control` and `GetLogs` from HTTP handlers (after the registry's
 //! `Lookup`), `Claim` from the registry, `PushCommand` from the registry (cancels decided by
-//! the queue), `Replaced` when the drone registers again. Tells the registry
+//! the queue, syncs), `SetFit` from the registry (whether its environment lets it claim),
+//! `Replaced` when the drone registers again. Tells the registry
 //! `SessionChanged` (through a `Recipient`) and the queue `ReclaimDrone` when the heartbeat
 //! deadline passes. The deadline timer carries a generation; a timer from before the latest
 //! heartbeat does nothing.
@@ -46,7 +47,14 @@ const LOG_LINE_BYTES: usize = 1024;
 pub struct Heartbeat {
     pub leases: Vec<u64>,
     pub log: Vec<String>,
+    /// A new environment report (checked by the handler).
+    pub environment: Option<crate::domain::environment::DroneEnvironment>,
 }
+
+/// Whether the drone's build environment fits: a drone that does not fit claims nothing.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetFit(pub bool);
 
 /// The drone asks for work: unless it is paused or the breaker refuses it, the queue picks.
 #[derive(Message)]
@@ -112,6 +120,8 @@ pub struct DroneSession {
     /// The orchestrator's stall (its start) this drone was last given a fresh TTL for.
     excused_stall: Option<u64>,
     commands: VecDeque<DroneCommand>,
+    /// Its environment fits (the registry decides).
+    fits: bool,
     log_lines: VecDeque<String>,
     /// What `log_lines` costs, counted as text plus `LOG_LINE_OVERHEAD` per line.
     log_bytes: usize,
@@ -131,6 +141,7 @@ impl DroneSession {
             deadline: None,
             excused_stall: None,
             commands: VecDeque::new(),
+            fits: true,
             log_lines: VecDeque::new(),
             log_bytes: 0,
             peers,
@@ -217,6 +228,10 @@ impl Handler<HeartbeatExpired> for DroneSession {
 impl Handler<Heartbeat> for DroneSession {
     type Result = ResponseActFuture<Self, HeartbeatResponse>;
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(env) = msg.environment {
+            info!(self.log, "drone reported its build environment"; "error" => env.error.clone());
+            self.summary.environment = Some(std::sync::Arc::new(env));
+        }
         self.alive(ctx);
         let cap = self
             .peers
@@ -263,7 +278,7 @@ impl Handler<Claim> for DroneSession {
         if !self.summary.online {
             self.alive(ctx);
         }
-        if self.summary.paused {
+        if self.summary.paused || !self.fits {
             return Box::pin(fut::ready(Ok(None)));
         }
         let drone = self.summary.name.clone();
@@ -324,11 +339,25 @@ impl Handler<Control> for DroneSession {
             }
             ControlAction::Restart => DroneAction::Restart,
             ControlAction::Unground => return,
+            // An older drone does not know `sync`: only a drone that reports an
+            // environment is sent one.
+            ControlAction::Sync if self.summary.environment.is_none() => {
+                warn!(self.log, "sync asked of a drone that reports no environment: not sent");
+                return;
+            }
+            ControlAction::Sync => DroneAction::Sync,
         };
         self.commands.push_back(DroneCommand {
             action,
             lease: None,
         });
+    }
+}
+
+impl Handler<SetFit> for DroneSession {
+    type Result = ();
+    fn handle(&mut self, msg: SetFit, _: &mut Self::Context) {
+        self.fits = msg.0;
     }
 }
 

@@ -36,6 +36,8 @@ pub struct SessionSummary {
     /// The credential it registered with (`None`: restored at start-up, not registered
     /// since).
     pub credential: Option<CredentialKind>,
+    /// The build environment it last reported (None: none).
+    pub environment: Option<std::sync::Arc<crate::domain::environment::DroneEnvironment>>,
 }
 
 impl SessionSummary {
@@ -49,6 +51,10 @@ impl SessionSummary {
             restart_command: self.restart_command.clone(),
             paused: self.paused,
             last_seen_unix: self.last_seen_unix,
+            environment: self
+                .environment
+                .as_deref()
+                .and_then(|e| serde_json::to_string(e).ok()),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct PackageRow {
     pub path: Option<String>,
     pub size: Option<u64>,
     pub sha256: Option<String>,
+    /// What the drone that builds it must have (JSON in the table; NULL: nothing).
+    pub requirements: crate::domain::environment::Requirements,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +89,8 @@ pub struct DroneRow {
     pub restart_command: Vec<String>,
     pub paused: bool,
     pub last_seen_unix: Option<u64>,
+    /// The build environment it last reported (JSON; None: none reported).
+    pub environment: Option<String>,
 }
 
 /// One change to the durable state.
@@ -96,6 +100,10 @@ pub enum Write {
     Deps(Vec<(u32, u32)>),
     Lease(LeaseRow),
     Drone(DroneRow),
+    /// A package name's learned build time.
+    Duration(learned::DurationRow),
+    /// A drone's learned speed factor.
+    Speed(learned::SpeedRow),
     /// Forget ended leases that ended before this unix time.
     PruneLeases {
         ended_before: u64,
@@ -116,6 +124,8 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialRow>,
     /// The number (`seq`) of the next lease.
     pub next_lease_seq: u64,
+    pub durations: Vec<learned::DurationRow>,
+    pub speeds: Vec<learned::SpeedRow>,
 }
 
 /// A drone's own credential (docs/design.md, "Drone identity"): only a hash of the token.
@@ -241,6 +251,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute_batch(learned::SCHEMA).map_err(sql)?;
         // State files from before drones reported their restart_command, from before
         // upload directories were reused, and from before lease ids were random.
         let columns = [
@@ -248,6 +259,8 @@ impl Store {
             ("leases", "upload_dir", "TEXT"),
             ("leases", "seq", "INTEGER"),
             ("packages", "boost", "INTEGER NOT NULL DEFAULT 0"),
+            ("packages", "requirements", "TEXT"),
+            ("drones", "environment", "TEXT"),
         ];
         for (table, column, decl) in columns {
             let has: i64 = conn
@@ -300,7 +313,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, atom, seq, state, attempts, infra_failures, reason, log_tail, estimate_s,
-                        priority, epoch, drone, failed_on, path, size, sha256, boost
+                        priority, epoch, drone, failed_on, path, size, sha256, boost, requirements
                  FROM packages ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -325,6 +338,7 @@ impl Store {
                         r.get::<_, Option<i64>>(14)?,
                         r.get::<_, Option<String>>(15)?,
                         r.get::<_, i64>(16)?,
+                        r.get::<_, Option<String>>(17)?,
                     ),
                 ))
             })
@@ -344,8 +358,14 @@ impl Store {
                 epoch,
                 drone,
                 failed_on,
-                (path, size, sha, boost),
+                (path, size, sha, boost, requirements),
             ) = row.map_err(|e| self.err(e))?;
+            let requirements = match requirements {
+                Some(r) => serde_json::from_str(&r).map_err(|e| {
+                    self.corrupt(format!("package {atom}"), format!("requirements: {e}"))
+                })?,
+                None => Default::default(),
+            };
             let state = PackageState::parse(&state).ok_or_else(|| {
                 self.corrupt(
                     format!("package {atom}"),
@@ -372,6 +392,7 @@ impl Store {
                 path,
                 size: size.map(|s| s as u64),
                 sha256: sha,
+                requirements,
             });
         }
         drop(stmt);
@@ -464,7 +485,7 @@ impl Store {
 
         let mut stmt = self
             .conn
-            .prepare("SELECT name, aliases, host, slots, version, paused, last_seen_unix, restart_command FROM drones ORDER BY name")
+            .prepare("SELECT name, aliases, host, slots, version, paused, last_seen_unix, restart_command, environment FROM drones ORDER BY name")
             .map_err(|e| self.err(e))?;
         let drones = stmt
             .query_map([], |r| {
@@ -477,11 +498,12 @@ impl Store {
                     r.get::<_, bool>(5)?,
                     r.get::<_, Option<i64>>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         for d in drones {
-            let (name, aliases, host, slots, version, paused, last_seen, restart) =
+            let (name, aliases, host, slots, version, paused, last_seen, restart, environment) =
                 d.map_err(|e| self.err(e))?;
             let aliases: Vec<String> = serde_json::from_str(&aliases)
                 .map_err(|e| self.corrupt(format!("drone {name}"), format!("aliases: {e}")))?;
@@ -497,8 +519,11 @@ impl Store {
                 restart_command,
                 paused,
                 last_seen_unix: last_seen.map(|s| s as u64),
+                environment,
             });
         }
+        drop(stmt);
+        learned::load(&self.conn, &mut snap).map_err(|e| self.err(e))?;
         Ok(snap)
     }
 
@@ -538,10 +563,12 @@ impl Store {
             let mut pkg = tx
                 .prepare_cached(
                     "INSERT INTO packages(id, atom, seq, state, attempts, infra_failures, reason, log_tail,
-                        estimate_s, priority, epoch, drone, failed_on, path, size, sha256, boost)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)
+                        estimate_s, priority, epoch, drone, failed_on, path, size, sha256, boost,
+                        requirements)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)
                      ON CONFLICT(id) DO UPDATE SET state=excluded.state, attempts=excluded.attempts,
-                        boost=excluded.boost,
+                        boost=excluded.boost, estimate_s=excluded.estimate_s,
+                        priority=excluded.priority,
                         infra_failures=excluded.infra_failures, reason=excluded.reason,
                         log_tail=excluded.log_tail, epoch=excluded.epoch, drone=excluded.drone,
                         failed_on=excluded.failed_on, path=excluded.path, size=excluded.size,
@@ -560,11 +587,13 @@ impl Store {
                 .map_err(sql)?;
             let mut drone = tx
                 .prepare_cached(
-                    "INSERT INTO drones(name, aliases, host, slots, version, paused, last_seen_unix, restart_command)
-                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
+                    "INSERT INTO drones(name, aliases, host, slots, version, paused, last_seen_unix,
+                        restart_command, environment)
+                     VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)
                      ON CONFLICT(name) DO UPDATE SET aliases=excluded.aliases, host=excluded.host,
                         slots=excluded.slots, version=excluded.version, paused=excluded.paused,
-                        last_seen_unix=excluded.last_seen_unix, restart_command=excluded.restart_command",
+                        last_seen_unix=excluded.last_seen_unix, restart_command=excluded.restart_command,
+                        environment=excluded.environment",
                 )
                 .map_err(sql)?;
             for w in writes {
@@ -590,6 +619,9 @@ impl Store {
                             p.size.map(|s| s as i64),
                             p.sha256,
                             p.boost,
+                            (!p.requirements.is_empty())
+                                .then(|| serde_json::to_string(&p.requirements).ok())
+                                .flatten(),
                         ])
                         .map_err(sql)?;
                     }
@@ -627,10 +659,13 @@ impl Store {
                                 d.last_seen_unix.map(|s| s as i64),
                                 serde_json::to_string(&d.restart_command)
                                     .unwrap_or_else(|_| "[]".into()),
+                                d.environment,
                             ])
                             .map_err(sql)?;
                     }
                     Write::SyncDir(_) => {}
+                    Write::Duration(d) => learned::write_duration(&tx, d).map_err(sql)?,
+                    Write::Speed(d) => learned::write_speed(&tx, d).map_err(sql)?,
                     Write::PruneLeases { ended_before } => {
                         tx.execute(
                             "DELETE FROM leases WHERE phase = 'ended' AND ended_unix < ?1
@@ -694,5 +729,6 @@ impl Handler<DeleteCredential> for Store {
     }
 }
 
+pub mod learned;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,8 @@ pub struct PackageSpec {
     pub deps: Vec<Atom>,
     /// Expected build time in seconds (JSON only), finite and `>= 0`.
     pub estimate_s: Option<f64>,
+    /// What the drone that builds it must have (JSON only).
+    pub requirements: super::environment::Requirements,
 }
 
 /// Which of the three accepted formats a set was written in.
@@ -58,6 +60,8 @@ pub struct PackageSet {
     /// `[binary]`, `[uninstall]`, `[blocks]` and `[nomerge]` lines skipped
     /// (Portage only; 0 for the other formats).
     pub skipped: usize,
+    /// Operator priority of the whole set (JSON `"priority"`; `submit --priority` wins).
+    pub priority: Option<i32>,
 }
 
 /// Where in the input something was found.
@@ -124,6 +128,10 @@ pub enum SetError {
     InvalidJson { message: String },
     #[error("`{atom}`: estimate_s must be a finite number >= 0")]
     BadEstimate { atom: Atom },
+    #[error("`{atom}`: {reason}")]
+    BadRequirement { atom: Atom, reason: String },
+    #[error("priority {0} is out of range (-1000 to 1000)")]
+    BadPriority(i64),
 }
 
 /// Parses a request body or file: bytes that must be UTF-8.
@@ -265,9 +273,11 @@ fn finish_simple(
                 atom,
                 deps: Vec::new(),
                 estimate_s: None,
+                requirements: Default::default(),
             })
             .collect(),
         skipped,
+        priority: None,
     })
 }
 
@@ -292,6 +302,7 @@ fn index_atoms<'a>(
 #[derive(serde::Deserialize)]
 struct RawSet {
     packages: Vec<RawPackage>,
+    priority: Option<i64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -299,6 +310,9 @@ struct RawPackage {
     atom: Option<String>,
     deps: Option<Vec<String>>,
     estimate_s: Option<f64>,
+    requires: Option<Vec<String>>,
+    min_memory_mb: Option<u64>,
+    min_disk_mb: Option<u64>,
 }
 
 fn parse_json(text: &str) -> Result<PackageSet, SetError> {
@@ -308,6 +322,7 @@ fn parse_json(text: &str) -> Result<PackageSet, SetError> {
     if raw.packages.is_empty() {
         return Err(SetError::Empty);
     }
+    let raw_priority = raw.priority;
 
     // Atoms, estimates and the syntax of every dependency, in set order.
     let mut specs = Vec::with_capacity(raw.packages.len());
@@ -337,10 +352,30 @@ fn parse_json(text: &str) -> Result<PackageSet, SetError> {
             }
         }
         dedup(&mut deps);
+        let mut requires = package.requires.unwrap_or_default();
+        for c in &requires {
+            super::environment::check_capability(c).map_err(|e| SetError::BadRequirement {
+                atom: atom.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        requires.sort();
+        requires.dedup();
+        if requires.len() > super::environment::MAX_CAPABILITIES {
+            return Err(SetError::BadRequirement {
+                atom,
+                reason: "more than 64 capabilities in `requires`".into(),
+            });
+        }
         specs.push(PackageSpec {
             atom,
             deps,
             estimate_s: package.estimate_s,
+            requirements: super::environment::Requirements {
+                requires,
+                min_memory_mb: package.min_memory_mb,
+                min_disk_mb: package.min_disk_mb,
+            },
         });
     }
 
@@ -362,10 +397,15 @@ fn parse_json(text: &str) -> Result<PackageSet, SetError> {
         });
     }
 
+    let priority = match raw_priority {
+        Some(p) if !(-1000..=1000).contains(&p) => return Err(SetError::BadPriority(p)),
+        p => p.map(|p| p as i32),
+    };
     Ok(PackageSet {
         format: SetFormat::Json,
         packages: specs,
         skipped: 0,
+        priority,
     })
 }
 

@@ -377,12 +377,14 @@ fn json_with_deps_and_estimates() {
             PackageSpec {
                 atom: atom("dev-libs/libxml2-2.12.6"),
                 deps: vec![],
-                estimate_s: Some(120.0)
+                estimate_s: Some(120.0),
+                requirements: Default::default(),
             },
             PackageSpec {
                 atom: atom("dev-lang/python-3.12.1_rc2"),
                 deps: vec![atom("dev-libs/libxml2-2.12.6")],
-                estimate_s: Some(900.5)
+                estimate_s: Some(900.5),
+                requirements: Default::default(),
             },
             PackageSpec {
                 atom: atom("app-misc/foo-1.0"),
@@ -390,12 +392,14 @@ fn json_with_deps_and_estimates() {
                     atom("dev-lang/python-3.12.1_rc2"),
                     atom("dev-libs/libxml2-2.12.6")
                 ],
-                estimate_s: None
+                estimate_s: None,
+                requirements: Default::default(),
             },
             PackageSpec {
                 atom: atom("app-misc/bar-1"),
                 deps: vec![],
-                estimate_s: None
+                estimate_s: None,
+                requirements: Default::default(),
             },
         ]
     );
@@ -725,4 +729,29 @@ fn helpers() {
     assert_eq!(strip_ansi("a\u{1b}7b\u{1b}"), "ab");
     assert_eq!(strip_ansi("trailing\u{1b}"), "trailing");
     assert_eq!(strip_ansi("é\u{1b}[é"), "é");
+}
+
+#[test]
+fn json_packages_may_state_requirements_and_the_set_a_priority() {
+    let set = ok(r#"{"priority": 5, "packages": [
+        {"atom": "www-client/chromium-120", "requires": ["big-mem", "x86-64-v3", "big-mem"],
+         "min_memory_mb": 16000, "min_disk_mb": 30000},
+        {"atom": "app-misc/foo-1"}]}"#);
+    assert_eq!(set.priority, Some(5));
+    let r = &set.packages[0].requirements;
+    assert_eq!(r.requires, ["big-mem", "x86-64-v3"]);
+    assert_eq!((r.min_memory_mb, r.min_disk_mb), (Some(16000), Some(30000)));
+    assert!(set.packages[1].requirements.is_empty());
+    assert_eq!(ok("app-misc/foo-1\n").priority, None);
+    assert_eq!(
+        err(r#"{"packages": [{"atom": "a/b-1", "requires": ["big mem"]}]}"#).to_string(),
+        "`a/b-1`: capability `big mem` may hold only letters, digits and `_.+-` (1-64)"
+    );
+    assert_eq!(
+        err(r#"{"priority": 5000, "packages": [{"atom": "a/b-1"}]}"#).to_string(),
+        "priority 5000 is out of range (-1000 to 1000)"
+    );
+    assert!(err(r#"{"packages": [{"atom": "a/b-1", "min_memory_mb": -5}]}"#)
+        .to_string()
+        .starts_with("invalid JSON"));
 }

@@ -266,6 +266,7 @@ pub async fn status(req: HttpRequest, state: GwState) -> Result<web::Json<Merged
                     progress_pct: 0.0,
                     drones: DroneCounts::default(),
                     central_fault: None,
+                    eta_s: None,
                 });
                 orchestrators.push(OrchestratorStatus {
                     url: e.url,

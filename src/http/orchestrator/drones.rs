@@ -123,11 +123,16 @@ pub async fn heartbeat(
     state.drone_caller_for(&req, &name)?;
     let session = state.registry.send(Lookup { name }).await??;
     let b = body.into_inner().0;
+    if let Some(env) = &b.environment {
+        env.check()
+            .map_err(|e| ApiError::BadRequest(format!("environment: {e}")))?;
+    }
     Ok(web::Json(
         session
             .send(Heartbeat {
                 leases: b.leases,
                 log: b.log,
+                environment: b.environment,
             })
             .await?,
     ))

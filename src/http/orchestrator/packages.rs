@@ -54,9 +54,10 @@ pub async fn list(
 /// The body is read with an explicit limit so an oversized set gets a JSON 413.
 #[derive(Debug, Deserialize)]
 pub struct SubmitQuery {
-    /// Operator priority of the set (higher first; -1000 to 1000, default 0).
+    /// Operator priority of the set (higher first; -1000 to 1000; default: the JSON
+    /// set's `"priority"`, else 0).
     #[serde(default)]
-    pub priority: i32,
+    pub priority: Option<i32>,
 }
 
 pub async fn submit(
@@ -66,8 +67,8 @@ pub async fn submit(
     mut body: web::Payload,
 ) -> Result<web::Json<SubmitResult>, ApiError> {
     state.auth.authorize(&req, Role::Admin)?;
-    let priority = query.into_inner().priority;
-    if !PRIORITY_RANGE.contains(&priority) {
+    let asked = query.into_inner().priority;
+    if let Some(priority) = asked.filter(|p| !PRIORITY_RANGE.contains(p)) {
         return Err(ApiError::BadRequest(format!(
             "priority {priority} is out of range: use {} to {}",
             PRIORITY_RANGE.start(),
@@ -90,6 +91,7 @@ pub async fn submit(
     let set = web::block(move || parse_package_set_bytes(&bytes))
         .await
         .map_err(|e| ApiError::Unavailable(format!("parser: {e}")))??;
+    let priority = asked.or(set.priority).unwrap_or(0);
     Ok(web::Json(
         state.queue.send(Submit { set, priority }).await??,
     ))

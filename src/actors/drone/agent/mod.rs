@@ -6,8 +6,10 @@
 //!
 //! Hears `BuildFinished` from the build runner and `UploadFinished` from the upload
 //! supervisor; its own `Tick` drives connecting, heartbeats, claims, report retries and
-//! restarts. `Shutdown` (SIGTERM) cancels everything.
+//! restarts. `Shutdown` (SIGTERM) cancels everything. Its build environment
+//! ([`environment`]) is collected before it registers and reported when it changes.
 
+mod environment;
 mod reports;
 
 use super::build_runner::{BuildFinished, BuildOutcome, BuildRunner, CancelBuild, StartBuild};
@@ -120,6 +122,7 @@ pub struct DroneAgent {
     shutting_down: bool,
     jobs: HashMap<LeaseId, Job>,
     reports: HashMap<LeaseId, Outgoing>,
+    env: environment::EnvState,
 }
 
 impl DroneAgent {
@@ -149,6 +152,7 @@ impl DroneAgent {
                 shutting_down: false,
                 jobs: HashMap::new(),
                 reports: HashMap::new(),
+                env: environment::EnvState::default(),
             }
         })
     }
@@ -164,7 +168,8 @@ impl DroneAgent {
 
     /// Where to go: the orchestrator we have (or the configured one), else the gateway's pick.
     fn connect(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down {
+        if self.shutting_down || self.env.current.is_none() {
+            // The first registration carries the environment: it waits for it.
             return;
         }
         let Some(attempt) = self.conn.begin(Instant::now()) else {
@@ -180,7 +185,9 @@ impl DroneAgent {
             host: self.cfg.host.clone(),
             slots: self.cfg.slots,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            environment: self.env.current.clone(),
         };
+        let sent_env = req.environment.clone();
         let fut = async move {
             let url = match gateway {
                 Some(gw) => match pick_orchestrator(&gw).await {
@@ -198,7 +205,7 @@ impl DroneAgent {
             let resp = client.register(&req).await.map_err(|e| e.to_string())?;
             Ok((url, client, resp))
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok((url, client, resp)) => {
                 let target = act.cfg.upload.target.clone().unwrap_or(resp.upload_target);
                 if let Err(e) = act.cfg.check_target(&target) {
@@ -223,6 +230,9 @@ impl DroneAgent {
                 });
                 act.no_work_since = None;
                 act.next_claim = Instant::now();
+                if act.env.current == sent_env {
+                    act.env.unsent = false;
+                }
                 act.tick(ctx);
             }
             Err(e) => {
@@ -293,16 +303,24 @@ impl DroneAgent {
         leases.dedup();
         let log = self.tap.drain();
         let name = self.cfg.name.clone();
-        let req = HeartbeatRequest { leases, log };
+        let environment = self.environment_to_send();
+        let req = HeartbeatRequest {
+            leases,
+            log,
+            environment,
+        };
         let fut = async move {
             let res = client.heartbeat(&name, &req).await;
-            (res, req.log)
+            (res, req.log, req.environment)
         };
-        ctx.spawn(fut.into_actor(self).map(|(res, lines), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|(res, lines, sent_env), act, ctx| {
             act.heartbeat_in_flight = false;
             match res {
                 Ok(resp) => {
                     act.conn.answered();
+                    if sent_env.is_some() && act.env.current == sent_env {
+                        act.env.unsent = false;
+                    }
                     for cmd in resp.commands {
                         match cmd.action {
                             DroneAction::Pause => {
@@ -314,6 +332,7 @@ impl DroneAgent {
                                 act.paused = false;
                             }
                             DroneAction::Restart => act.begin_restart(),
+                            DroneAction::Sync => act.start_sync(ctx),
                             DroneAction::Cancel => {
                                 if let Some(lease) = cmd.lease {
                                     act.cancel_job(lease, "the orchestrator no longer wants it");
@@ -475,6 +494,7 @@ impl DroneAgent {
             self.send_reports(ctx);
             return;
         }
+        self.check_environment(ctx);
         if !self.conn.is_registered() {
             self.connect(ctx);
         }

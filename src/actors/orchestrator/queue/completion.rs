@@ -102,6 +102,7 @@ impl PackageQueue {
                     self.commit.push(Write::SyncDir(dir));
                 }
                 self.metrics.completed(lease_id, req.size);
+                self.learn(pkg, lease_id, &drone);
                 // The completing lease is over; any other one on the package is
                 // cancelled: this artifact is the one.
                 self.end_lease(lease_id, false);

@@ -21,6 +21,11 @@ pub struct Lease {
     pub drone: String,
     pub phase: LeasePhase,
     pub created: Instant,
+    /// Made by this process (a restored lease's `created` is its restore): its build
+    /// time can be measured.
+    pub timed: bool,
+    /// Claim to `uploading`: how long the build took (timed leases).
+    pub built_in: Option<std::time::Duration>,
     pub created_unix: u64,
     pub ended_unix: Option<u64>,
     /// Its upload directory under staging (`upload_dir`, docs/contract.md §5): `lease-N`,
@@ -218,6 +223,8 @@ mod tests {
             drone: drone.into(),
             phase: LeasePhase::Building,
             created: Instant::now(),
+            timed: true,
+            built_in: None,
             created_unix: 100,
             ended_unix: None,
             upload_dir: dir.into(),

@@ -17,7 +17,9 @@
 
 pub mod commit;
 mod completion;
+pub mod durations;
 pub mod error;
+pub mod fleet;
 pub mod graph;
 mod indexing;
 pub mod leases;
@@ -29,6 +31,7 @@ mod reload;
 pub mod views;
 
 pub use error::QueueError;
+pub use fleet::{Fleet, FleetMember, GetEta, SpeedFactors};
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
 pub use messages::*;
 
@@ -128,6 +131,10 @@ pub struct PackageQueue {
     /// The breaker reports a central fault: infrastructure failures now are not the
     /// packages' fault and do not use up their retries.
     central_fault: bool,
+    /// Every registered drone, as the registry last said ([`fleet`]).
+    fleet: HashMap<String, FleetMember>,
+    /// Build times learned per package name, speed factors per drone.
+    durations: durations::Durations,
     peers: Peers,
     log: Logger,
     metrics: QueueMetrics,
@@ -136,8 +143,17 @@ pub struct PackageQueue {
 impl PackageQueue {
     /// Rebuilds the queue from the stored snapshot. Active leases get fresh deadlines
     /// (armed in `started`), so live drones can still finish after a restart.
-    pub fn restore(settings: QueueSettings, snap: Snapshot, peers: Peers, log: Logger) -> Self {
+    pub fn restore(
+        settings: QueueSettings,
+        mut snap: Snapshot,
+        peers: Peers,
+        log: Logger,
+    ) -> Self {
         let log = log.new(slog::o!("actor" => "package_queue"));
+        let durations = durations::Durations::restore(
+            std::mem::take(&mut snap.durations),
+            std::mem::take(&mut snap.speeds),
+        );
         let (graph, leases) = Self::state_from(&settings, snap, &log);
         PackageQueue {
             publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone())
@@ -150,6 +166,8 @@ impl PackageQueue {
             deferred_reclaims: Vec::new(),
             active_drones: HashMap::new(),
             central_fault: false,
+            fleet: HashMap::new(),
+            durations,
             peers,
             log,
             metrics: QueueMetrics::default(),
@@ -181,10 +199,19 @@ impl PackageQueue {
             return None;
         }
         let now = self.settings.clock.now();
+        let leave = self.leave_for_faster(drone);
+        let env = self.environment_of(drone);
         let (active, ttl) = (&self.active_drones, self.settings.heartbeat_ttl);
-        let id = self
-            .graph
-            .take_ready(now, |_, p| eligible(active, ttl, p, drone))?;
+        let id = self.graph.take_ready_leaving(
+            now,
+            |_, p| {
+                eligible(active, ttl, p, drone)
+                    && p.requirements
+                        .as_deref()
+                        .is_none_or(|r| r.unmet(env.as_deref()).is_none())
+            },
+            leave,
+        )?;
         let lease_id = self.leases.next_id();
         let category = self.graph.get(id).atom.category.clone();
         // The drone finds its upload directory already there when one was kept: renamed
@@ -217,6 +244,8 @@ impl PackageQueue {
                 drone: drone.to_string(),
                 phase: LeasePhase::Building,
                 created: Instant::now(),
+                timed: true,
+                built_in: None,
                 created_unix: crate::sys::clock::unix_now(),
                 ended_unix: None,
                 upload_dir,
@@ -586,7 +615,10 @@ impl Handler<Submit> for PackageQueue {
         if let Some(refused) = self.refuse_while_reloading() {
             return refused;
         }
-        let res = self.graph.submit_with_priority(&msg.set, msg.priority);
+        let durations = &self.durations;
+        let res = self.graph.submit_with_priority(&msg.set, msg.priority, &|atom| {
+            durations.estimate(&format!("{}/{}", atom.category, atom.name))
+        });
         info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing,
               "format" => format!("{:?}", res.format), "priority" => msg.priority);
         let rx = self.durable(ctx);
@@ -621,6 +653,9 @@ impl Handler<MarkUploading> for PackageQueue {
             }
             if let Some(l) = self.leases.get_mut(msg.lease) {
                 l.phase = LeasePhase::Uploading;
+                if l.timed {
+                    l.built_in = Some(l.created.elapsed());
+                }
             }
             self.graph.set_state(pkg, PackageState::Uploading);
             self.metrics.upload_started(msg.lease);

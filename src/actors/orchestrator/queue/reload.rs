@@ -45,6 +45,8 @@ impl PackageQueue {
                     drone: row.drone,
                     phase: row.phase,
                     created: Instant::now(),
+                    timed: false,
+                    built_in: None,
                     created_unix: row.created_unix,
                     ended_unix: row.ended_unix,
                     upload_dir: row.upload_dir,
@@ -87,6 +89,7 @@ impl PackageQueue {
     fn reloaded(&mut self, snap: Snapshot, ctx: &mut Context<Self>) {
         let (graph, leases) = Self::state_from(&self.settings, snap, &self.log);
         self.graph = graph;
+        self.apply_fleet();
         self.leases = leases;
         // Completions still being verified keep their package busy.
         let verifying: Vec<u32> = self.publisher.verifying().map(|m| m.pkg).collect();

@@ -151,6 +151,8 @@ mod tests {
                 drone: "d1".into(),
                 phase: LeasePhase::Building,
                 created: Instant::now(),
+                timed: true,
+                built_in: None,
                 created_unix: 0,
                 ended_unix: None,
                 upload_dir: "lease-1".into(),

@@ -21,6 +21,7 @@ fn pkg(id: u32, atom: &str) -> PackageRow {
         path: None,
         size: None,
         sha256: None,
+        requirements: Default::default(),
     }
 }
 
@@ -100,4 +101,47 @@ fn an_older_state_file_gains_the_new_columns() {
     assert_eq!(snap.leases[0].upload_dir, "lease-4");
     assert_eq!(snap.leases[0].seq, 4, "an old lease's number is its id");
     assert_eq!(snap.next_lease_seq, 5);
+}
+
+#[test]
+fn requirements_environments_and_learned_times_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut p = pkg(0, "www-client/chromium-1");
+    p.requirements.requires = vec!["big-mem".into()];
+    p.requirements.min_memory_mb = Some(16_000);
+    store
+        .commit(&[
+            Write::Package(p.clone()),
+            Write::Package(pkg(1, "app-misc/a-1")),
+            Write::Drone(DroneRow {
+                name: "d".into(),
+                aliases: vec![],
+                host: "h".into(),
+                slots: 1,
+                version: "1".into(),
+                restart_command: vec![],
+                paused: false,
+                last_seen_unix: None,
+                environment: Some("{\"capabilities\":[\"big-mem\"]}".into()),
+            }),
+            Write::Duration(learned::DurationRow {
+                name: "www-client/chromium".into(),
+                builds: 3,
+                mean_s: 7200.5,
+            }),
+            Write::Speed(learned::SpeedRow {
+                drone: "d".into(),
+                samples: 3,
+                factor: 0.8,
+            }),
+        ])
+        .unwrap();
+    drop(store);
+    let snap = Store::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(snap.packages[0].requirements, p.requirements);
+    assert!(snap.packages[1].requirements.is_empty());
+    assert!(snap.drones[0].environment.as_deref().is_some_and(|e| e.contains("big-mem")));
+    assert_eq!(snap.durations[0].mean_s, 7200.5);
+    assert_eq!(snap.speeds[0].factor, 0.8);
 }

@@ -36,6 +36,7 @@ async fn register(drone: &ApiClient, name: &str) -> Result<(), BenchError> {
             slots: 1,
             version: "bench".into(),
             restart_command: vec![],
+            environment: None,
         })
         .await?;
     Ok(())

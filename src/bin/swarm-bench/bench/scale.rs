@@ -262,6 +262,7 @@ pub async fn run(opts: &ScaleOptions) -> Result<Value, BenchError> {
                 slots: 2,
                 version: "bench".into(),
                 restart_command: vec![],
+                environment: None,
             })
             .collect();
         let regs = reqs.iter().map(|r| drone.register(r));

@@ -229,6 +229,7 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
                 slots: 1,
                 version: "bench".into(),
                 restart_command: vec![],
+                environment: None,
             })
             .collect();
         let regs = reqs.iter().map(|r| drone.register(r));

@@ -30,12 +30,13 @@ impl PackageGraph {
         &mut self,
         set: &crate::domain::PackageSet,
         priority: i32,
+        learned: &dyn Fn(&crate::domain::Atom) -> Option<f64>,
     ) -> crate::wire::orchestrator::SubmitResult {
         let before = self.packages.len() as u32;
         if priority < 0 {
             // Below the default: only the set's own new packages sink; shared ones keep
             // the higher priority they have.
-            let res = self.submit(set);
+            let res = self.submit_learned(set, learned);
             for id in before..self.packages.len() as u32 {
                 self.packages[id as usize].boost = priority;
                 self.dirty.insert(id);
@@ -45,7 +46,7 @@ impl PackageGraph {
             }
             return res;
         }
-        let res = self.submit(set);
+        let res = self.submit_learned(set, learned);
         if priority > 0 {
             let named: Vec<u32> = set
                 .packages

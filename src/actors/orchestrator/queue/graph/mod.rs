@@ -3,9 +3,11 @@
 //! no actix: the queue actor owns one and the tests below drive it directly.
 //!
 //! Every package whose row changed is remembered in `dirty` until the commit batch takes it.
-//! Operator priorities (set priorities, `bump`) and the fair turn are in [`boost`].
+//! Operator priorities (set priorities, `bump`) and the fair turn are in [`boost`];
+//! packages with requirements and the drones that may build them in [`placement`].
 
 pub mod boost;
+pub mod placement;
 
 use super::policy::{Attempts, FailurePolicy, Verdict};
 use crate::actors::orchestrator::store::PackageRow;
@@ -58,6 +60,11 @@ pub struct Package {
     pub lease: Option<LeaseId>,
     /// A completion is being verified; another one must wait.
     pub publishing: bool,
+    /// What the drone that builds it must have (None: nothing).
+    pub requirements: Option<Box<crate::domain::environment::Requirements>>,
+    /// Ready, but no drone that may build has what it requires: it waits, and this says
+    /// why (not stored; decided again whenever the drones change).
+    pub parked: Option<String>,
 }
 
 impl Package {
@@ -89,6 +96,8 @@ impl Package {
             indexed: false,
             lease: None,
             publishing: false,
+            requirements: None,
+            parked: None,
         }
     }
 
@@ -112,6 +121,11 @@ impl Package {
             path: self.path.clone(),
             size: self.size,
             sha256: self.sha256.clone(),
+            requirements: self
+                .requirements
+                .as_deref()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 }
@@ -139,7 +153,7 @@ impl PartialOrd for Ready {
 }
 
 /// A package's estimate in milliseconds (1 s when unknown or nonsense).
-fn priority_ms(estimate_s: Option<f64>) -> u64 {
+pub(crate) fn priority_ms(estimate_s: Option<f64>) -> u64 {
     let s = estimate_s
         .filter(|e| e.is_finite() && *e >= 0.0)
         .unwrap_or(1.0);
@@ -169,6 +183,10 @@ pub struct PackageGraph {
     unindexed: usize,
     next_seq: u64,
     order: ScheduleOrder,
+    /// Packages with requirements (the ones [`placement`] looks at).
+    constrained: Vec<u32>,
+    /// The environments of the drones that may build now (online, environment fits).
+    builders: Vec<Option<std::sync::Arc<crate::domain::environment::DroneEnvironment>>>,
     /// Packages whose row changed since the last commit batch took them.
     pub dirty: HashSet<u32>,
     /// Dependency edges added since the last commit batch took them.
@@ -187,6 +205,8 @@ impl PackageGraph {
             unindexed: 0,
             next_seq: 0,
             order,
+            constrained: Vec::new(),
+            builders: Vec::new(),
             dirty: HashSet::new(),
             new_deps: Vec::new(),
         }
@@ -237,6 +257,10 @@ impl PackageGraph {
             p.path = row.path;
             p.size = row.size;
             p.sha256 = row.sha256;
+            if !row.requirements.is_empty() {
+                p.requirements = Some(Box::new(row.requirements));
+                g.constrained.push(g.packages.len() as u32);
+            }
             if row.state == PackageState::Built {
                 p.indexed = indexed;
                 g.unindexed += usize::from(!indexed);
@@ -267,8 +291,12 @@ impl PackageGraph {
                 requeued.push(p.atom_str.clone());
                 self.set_state(i, PackageState::Queued);
             }
-            if self.packages[i as usize].state == PackageState::Queued {
-                self.push_ready(i);
+            let p = &self.packages[i as usize];
+            // Queued, or waiting only because it was parked (no drones are known yet).
+            if p.state == PackageState::Queued
+                || (p.state == PackageState::Waiting && p.unbuilt == 0)
+            {
+                self.make_ready(i);
             }
         }
         requeued
@@ -317,6 +345,9 @@ impl PackageGraph {
 
     pub fn set_state(&mut self, id: u32, state: PackageState) {
         let p = &mut self.packages[id as usize];
+        if state != PackageState::Waiting {
+            p.parked = None;
+        }
         if p.state != state {
             self.counts[p.state.index()] -= 1;
             self.counts[state.index()] += 1;
@@ -357,8 +388,7 @@ impl PackageGraph {
         if blocked {
             self.set_state(id, PackageState::Blocked);
         } else if p.unbuilt == 0 {
-            self.set_state(id, PackageState::Queued);
-            self.push_ready(id);
+            self.make_ready(id);
         } else {
             self.set_state(id, PackageState::Waiting);
         }
@@ -371,6 +401,18 @@ impl PackageGraph {
         now: Instant,
         may_take: impl Fn(u32, &Package) -> bool,
     ) -> Option<u32> {
+        self.take_ready_leaving(now, may_take, 0)
+    }
+
+    /// [`Self::take_ready`], passing over the first `leave` packages it could take (the
+    /// longest chains, left to faster drones) when there is another; with fewer, the last
+    /// one it could take.
+    pub fn take_ready_leaving(
+        &mut self,
+        now: Instant,
+        may_take: impl Fn(u32, &Package) -> bool,
+        leave: usize,
+    ) -> Option<u32> {
         self.takes += 1;
         if self.takes.is_multiple_of(boost::FAIR_EVERY) {
             if let Some(id) = self.take_starved(now, &may_take) {
@@ -379,6 +421,8 @@ impl PackageGraph {
         }
         let mut passed = Vec::new();
         let mut found = None;
+        let mut candidates = 0;
+        let mut last_candidate = None;
         while let Some(r) = self.ready.pop() {
             let p = &self.packages[r.id as usize];
             if p.state != PackageState::Queued {
@@ -386,12 +430,21 @@ impl PackageGraph {
             }
             let backing_off = p.tries.not_before.is_some_and(|t| t > now);
             if !backing_off && may_take(r.id, p) {
-                found = Some(r.id);
-                break;
+                if candidates == leave {
+                    found = Some(r.id);
+                    break;
+                }
+                candidates += 1;
+                last_candidate = Some(passed.len());
             }
             passed.push(r);
             if passed.len() >= CLAIM_SCAN {
                 break;
+            }
+        }
+        if found.is_none() {
+            if let Some(i) = last_candidate {
+                found = Some(passed.swap_remove(i).id);
             }
         }
         self.ready.extend(passed);
@@ -505,9 +558,8 @@ impl PackageGraph {
         for &d in &dependents {
             let dp = &mut self.packages[d as usize];
             dp.unbuilt = dp.unbuilt.saturating_sub(1);
-            if dp.unbuilt == 0 && dp.state == PackageState::Waiting {
-                self.set_state(d, PackageState::Queued);
-                self.push_ready(d);
+            if dp.unbuilt == 0 && dp.state == PackageState::Waiting && dp.parked.is_none() {
+                self.make_ready(d);
             }
         }
         self.unblock(dependents);
@@ -546,6 +598,16 @@ impl PackageGraph {
     /// priorities and states; packages already known are counted, not changed, except that
     /// earlier packages the new ones depend on may rise in priority.
     pub fn submit(&mut self, set: &PackageSet) -> SubmitResult {
+        self.submit_learned(set, &|_| None)
+    }
+
+    /// [`Self::submit`], with `learned` giving an estimate for a package its set gives
+    /// none (its name's learned build time).
+    pub fn submit_learned(
+        &mut self,
+        set: &PackageSet,
+        learned: &dyn Fn(&Atom) -> Option<f64>,
+    ) -> SubmitResult {
         let mut existing = 0;
         let mut new_ids: Vec<u32> = Vec::new();
         let mut set_ids: HashMap<String, u32> = HashMap::with_capacity(set.packages.len());
@@ -565,7 +627,11 @@ impl PackageGraph {
                 seq,
                 PackageState::Waiting,
             );
-            p.estimate_s = spec.estimate_s;
+            p.estimate_s = spec.estimate_s.or_else(|| learned(&spec.atom));
+            if !spec.requirements.is_empty() {
+                p.requirements = Some(Box::new(spec.requirements.clone()));
+                self.constrained.push(id);
+            }
             self.packages.push(p);
             self.counts[PackageState::Waiting.index()] += 1;
             self.by_atom.insert(atom_str.clone(), id);

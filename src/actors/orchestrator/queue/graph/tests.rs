@@ -234,7 +234,7 @@ fn ready_order_is_priority_then_set_order() {
 
 fn submit(g: &mut PackageGraph, set: &str, priority: i32) {
     let set = parse_package_set_bytes(set.as_bytes()).unwrap();
-    g.submit_with_priority(&set, priority);
+    g.submit_with_priority(&set, priority, &|_| None);
 }
 
 /// Takes until nothing is ready, building nothing: the hand-out order.
