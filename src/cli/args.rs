@@ -337,6 +337,8 @@ pub enum DroneCommand {
     Resume,
     /// Lift its circuit-breaker grounding now
     Unground,
+    /// Run its sync_command (update its repositories), then check its environment again
+    Sync,
 }
 
 /// Names (and aliases) of the top-level commands, `help` included.

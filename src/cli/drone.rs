@@ -120,6 +120,7 @@ pub async fn run(
         DroneCommand::Pause => control(swarm, &orch, &drone, ControlAction::Pause).await,
         DroneCommand::Resume => control(swarm, &orch, &drone, ControlAction::Resume).await,
         DroneCommand::Unground => control(swarm, &orch, &drone, ControlAction::Unground).await,
+        DroneCommand::Sync => control(swarm, &orch, &drone, ControlAction::Sync).await,
         DroneCommand::Restart { via_ssh, wait } => {
             remote::restart(swarm, settings, &orch, &drone, via_ssh, wait).await
         }
@@ -185,6 +186,38 @@ pub fn render_drone(d: &DroneView, orch: Option<&Orch>) -> String {
     ];
     if let Some(r) = &d.grounded_reason {
         f.push(("grounded for", r.clone()));
+    }
+    if let Some(m) = &d.mismatch {
+        f.push((
+            "environment",
+            style.paint(m, Some(super::output::Color::Yellow)),
+        ));
+    }
+    if !d.capabilities.is_empty() {
+        f.push(("capabilities", d.capabilities.join(", ")));
+    }
+    if let Some(r) = &d.resources {
+        f.push((
+            "resources",
+            format!(
+                "{} cores, {} MB memory, {} MB free in PKGDIR, {} MB in PORTAGE_TMPDIR",
+                r.cores, r.memory_mb, r.pkgdir_free_mb, r.tmpdir_free_mb
+            ),
+        ));
+    }
+    if d.speed_factor > 0.0 && (d.speed_factor - 1.0).abs() > 0.005 {
+        f.push((
+            "speed",
+            format!(
+                "{:.2} × the swarm's build times ({})",
+                d.speed_factor,
+                if d.speed_factor < 1.0 {
+                    "faster"
+                } else {
+                    "slower"
+                }
+            ),
+        ));
     }
     if !d.version.is_empty() {
         f.push(("version", d.version.clone()));

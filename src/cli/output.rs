@@ -68,7 +68,7 @@ pub fn state_color(state: &str) -> Option<Color> {
         "built" | "idle" => Some(Color::Green),
         "building" | "uploading" => Some(Color::Cyan),
         "failed" | "offline" => Some(Color::Red),
-        "blocked" | "grounded" | "paused" => Some(Color::Yellow),
+        "blocked" | "grounded" | "paused" | "mismatched" => Some(Color::Yellow),
         "waiting" | "queued" => None,
         _ => None,
     }

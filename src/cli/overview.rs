@@ -30,13 +30,26 @@ pub fn render_status(st: &StatusView, style: Style) -> String {
         format!("all {} active", d.total)
     } else {
         format!(
-            "{} total: {} active, {} grounded, {} paused, {} offline",
+            "{} total: {} active, {} grounded, {} paused, {} offline{}",
             d.total,
             d.active,
             n(d.grounded, Color::Yellow),
             n(d.paused, Color::Yellow),
-            n(d.offline, Color::Red)
+            n(d.offline, Color::Red),
+            if d.mismatched > 0 {
+                format!(
+                    ", {} mismatched (environment)",
+                    n(d.mismatched, Color::Yellow)
+                )
+            } else {
+                String::new()
+            }
         )
+    };
+    let eta = match st.eta_s {
+        Some(s) if !st.is_done() => format!("about {}", output::duration(s)),
+        _ if st.is_done() => "done".into(),
+        _ => "unknown (no drone may build what is left)".into(),
     };
     fields(
         &[
@@ -66,6 +79,7 @@ pub fn render_status(st: &StatusView, style: Style) -> String {
                     st.queued, st.building, st.uploading, st.waiting
                 ),
             ),
+            ("ETA", eta),
             ("Drones", drones),
         ],
         style,
@@ -78,7 +92,10 @@ pub fn drone_state(d: &DroneView, now: u64) -> String {
         Some(until) if d.state == "grounded" && until > now => {
             format!("grounded ({} left)", output::duration(until - now))
         }
-        _ => d.state.clone(),
+        _ => match &d.mismatch {
+            Some(m) if d.state == "mismatched" => format!("mismatched ({m})"),
+            _ => d.state.clone(),
+        },
     }
 }
 

@@ -14,6 +14,7 @@ pub struct DroneCountsView {
     pub grounded: u64,
     pub offline: u64,
     pub paused: u64,
+    pub mismatched: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -30,6 +31,8 @@ pub struct StatusView {
     pub blocked: u64,
     pub progress_pct: f64,
     pub drones: DroneCountsView,
+    /// Seconds until done (declared and learned build times).
+    pub eta_s: Option<u64>,
 }
 
 impl StatusView {
@@ -70,6 +73,21 @@ pub struct DroneView {
     pub credential: Option<String>,
     /// Older than its orchestrator (`drones --outdated`).
     pub outdated: bool,
+    /// How its build environment differs (state `mismatched`).
+    pub mismatch: Option<String>,
+    pub capabilities: Vec<String>,
+    pub resources: Option<ResourcesView>,
+    /// Its build times ÷ the swarm's (0 when the server did not say: shown as unknown).
+    pub speed_factor: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ResourcesView {
+    pub cores: u32,
+    pub memory_mb: u64,
+    pub pkgdir_free_mb: u64,
+    pub tmpdir_free_mb: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -36,7 +36,9 @@ pub fn pace(done_since_start: u64, elapsed: Duration, remaining: u64) -> Pace {
     }
 }
 
-/// `72% · 188/261 built · 8 building · 0 failed · 3.1/min · ETA 23m`
+/// `72% · 188/261 built · 8 building · 0 failed · 3.1/min · ETA 23m`. The ETA is the
+/// orchestrator's (declared and learned build times, the slots that may build) when it
+/// gives one, else the pace so far.
 pub fn line(st: &StatusView, p: Pace) -> String {
     let mut s = format!(
         "{} · {}/{} built · {} building · {} failed",
@@ -52,7 +54,7 @@ pub fn line(st: &StatusView, p: Pace) -> String {
     if p.per_min > 0.0 {
         s.push_str(&format!(" · {:.1}/min", p.per_min));
     }
-    match p.eta_s {
+    match st.eta_s.or(p.eta_s) {
         Some(eta) if !st.is_done() => s.push_str(&format!(" · ETA {}", output::duration(eta))),
         _ if !st.is_done() => s.push_str(" · ETA ?"),
         _ => {}
@@ -167,5 +169,15 @@ mod tests {
         );
         let none = pace(0, Duration::from_secs(60), 73);
         assert!(line(&st, none).ends_with("ETA ?"));
+        // The orchestrator's estimate (learned build times) wins over the pace.
+        let with_eta = StatusView {
+            eta_s: Some(100),
+            ..st.clone()
+        };
+        assert!(
+            line(&with_eta, p).ends_with("ETA 1m40s"),
+            "{}",
+            line(&with_eta, p)
+        );
     }
 }

@@ -137,11 +137,7 @@ impl Default for DroneConfig {
             state_dir: "/var/lib/build-swarm-drone".into(),
             idle_poll_s: 5.0,
             no_work_recheck_s: 60,
-            environment_command: vec![
-                "sh".into(),
-                "-c".into(),
-                DEFAULT_ENVIRONMENT_SCRIPT.into(),
-            ],
+            environment_command: vec!["sh".into(), "-c".into(), DEFAULT_ENVIRONMENT_SCRIPT.into()],
             environment_timeout_s: 120,
             environment_check_s: 300,
             capabilities: Vec::new(),
@@ -277,12 +273,13 @@ impl DroneConfig {
             return Err(ConfigError::invalid("restart_command", "must not be empty"));
         }
         if self.sync_command.first().is_none_or(|p| p.is_empty()) {
-            return Err(ConfigError::invalid(
-                "sync_command",
-                "must name a program",
-            ));
+            return Err(ConfigError::invalid("sync_command", "must name a program"));
         }
-        if self.environment_command.first().is_some_and(|p| p.is_empty()) {
+        if self
+            .environment_command
+            .first()
+            .is_some_and(|p| p.is_empty())
+        {
             return Err(ConfigError::invalid(
                 "environment_command",
                 "the program name is empty (use [] to report no environment)",
@@ -429,7 +426,10 @@ mod tests {
         let err = parse(&format!("{BASE}capabilities = [\"big mem\"]\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("capabilities") && err.contains("big mem"), "{err}");
+        assert!(
+            err.contains("capabilities") && err.contains("big mem"),
+            "{err}"
+        );
         let err = parse(&format!("{BASE}environment_timeout_s = 0\n"))
             .unwrap_err()
             .to_string();

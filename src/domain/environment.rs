@@ -51,6 +51,11 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 pub const MAX_CAPABILITIES: usize = 64;
 pub const MAX_CAPABILITY_BYTES: usize = 64;
 
+/// `KEY` → value.
+pub type Fingerprint = BTreeMap<String, String>;
+/// Repository name → revision.
+pub type Repos = BTreeMap<String, RepoRevision>;
+
 /// A repository's revision as a drone has it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RepoRevision {
@@ -148,9 +153,7 @@ fn unquote(v: &str) -> String {
 /// Reads an environment command's output: `KEY=VALUE` lines (values may be shell-quoted),
 /// blank lines and `#` comments ignored; `REPO_REVISION/<repo>` and `REPO_TIMESTAMP/<repo>`
 /// go to the repositories.
-pub fn parse_output(
-    text: &str,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, RepoRevision>), EnvironmentError> {
+pub fn parse_output(text: &str) -> Result<(Fingerprint, Repos), EnvironmentError> {
     let mut keys = BTreeMap::new();
     let mut repos: BTreeMap<String, RepoRevision> = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
@@ -262,11 +265,17 @@ pub enum Fit {
     Matched,
     /// Only repository revisions differ, each older than expected (or of unknown age):
     /// the drone is told to sync.
-    Lagging { repos: Vec<String> },
+    Lagging {
+        repos: Vec<String>,
+    },
     /// These keys differ (a repository as `REPO_REVISION/<name>`).
-    Mismatched { keys: Vec<String> },
+    Mismatched {
+        keys: Vec<String>,
+    },
     /// Its environment command failed.
-    Broken { reason: String },
+    Broken {
+        reason: String,
+    },
 }
 
 impl Fit {
@@ -426,9 +435,10 @@ impl Requirements {
         if let Some(m) = self.min_memory_mb.filter(|m| env.resources.memory_mb < *m) {
             lacks.push(format!("{m} MB memory"));
         }
-        if let Some(d) = self.min_disk_mb.filter(|d| {
-            env.resources.pkgdir_free_mb < *d || env.resources.tmpdir_free_mb < *d
-        }) {
+        if let Some(d) = self
+            .min_disk_mb
+            .filter(|d| env.resources.pkgdir_free_mb < *d || env.resources.tmpdir_free_mb < *d)
+        {
             lacks.push(format!("{d} MB free disk"));
         }
         (!lacks.is_empty()).then(|| lacks.join(", "))

@@ -139,7 +139,11 @@ mod tests {
     #[actix_web::test]
     async fn a_command_that_prints_keys_is_read_and_resources_are_known() {
         let c = collect_with(
-            &["sh", "-c", "echo CHOST=x; echo \"CFLAGS='-O2 -pipe'\"; echo REPO_REVISION/g=abc"],
+            &[
+                "sh",
+                "-c",
+                "echo CHOST=x; echo \"CFLAGS='-O2 -pipe'\"; echo REPO_REVISION/g=abc",
+            ],
             10_000,
         );
         let env = collect(&c).await;
@@ -153,7 +157,11 @@ mod tests {
 
     #[actix_web::test]
     async fn failing_hanging_or_flooding_commands_become_the_reports_error() {
-        let env = collect(&collect_with(&["sh", "-c", "echo oops >&2; exit 3"], 10_000)).await;
+        let env = collect(&collect_with(
+            &["sh", "-c", "echo oops >&2; exit 3"],
+            10_000,
+        ))
+        .await;
         let e = env.error.expect("error");
         assert!(e.contains("exit status: 3") && e.contains("oops"), "{e}");
         let started = std::time::Instant::now();
@@ -163,7 +171,11 @@ mod tests {
         // 10 MB of USE flags: refused at once, not after the timeout.
         let started = std::time::Instant::now();
         let env = collect(&collect_with(
-            &["sh", "-c", "printf 'USE='; head -c 10000000 /dev/zero | tr '\\0' 'u'"],
+            &[
+                "sh",
+                "-c",
+                "printf 'USE='; head -c 10000000 /dev/zero | tr '\\0' 'u'",
+            ],
             30_000,
         ))
         .await;

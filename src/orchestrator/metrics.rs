@@ -161,12 +161,13 @@ const FAILURE_KINDS: [FailureKind; 3] = [
     FailureKind::Cancelled,
 ];
 
-const DRONE_STATES: [DroneState; 5] = [
+const DRONE_STATES: [DroneState; 6] = [
     DroneState::Idle,
     DroneState::Building,
     DroneState::Grounded,
     DroneState::Paused,
     DroneState::Offline,
+    DroneState::Mismatched,
 ];
 
 /// Every event count of one orchestrator.
@@ -276,7 +277,13 @@ impl Metrics {
     }
 
     /// The whole exposition: the counters here plus the gauges read at scrape time.
-    pub fn render(&self, name: &str, packages: &PackageCounts, drones: &[DroneInfo]) -> String {
+    pub fn render(
+        &self,
+        name: &str,
+        packages: &PackageCounts,
+        drones: &[DroneInfo],
+        eta_s: Option<u64>,
+    ) -> String {
         let mut out = String::with_capacity(8 * 1024);
         header(
             &mut out,
@@ -330,6 +337,29 @@ impl Metrics {
         );
         let grounded = drones.iter().filter(|d| d.grounded_until.is_some()).count();
         let _ = writeln!(out, "build_swarm_grounded_drones {grounded}");
+        header(
+            &mut out,
+            "build_swarm_drone_mismatched",
+            "1 for each drone whose build environment does not fit, with what differs.",
+            "gauge",
+        );
+        for d in drones.iter().filter(|d| d.state == DroneState::Mismatched) {
+            let _ = writeln!(
+                out,
+                "build_swarm_drone_mismatched{{drone=\"{}\",mismatch=\"{}\"}} 1",
+                label(&d.name),
+                label(d.mismatch.as_deref().unwrap_or(""))
+            );
+        }
+        header(
+            &mut out,
+            "build_swarm_eta_seconds",
+            "Seconds until the set is done, from declared and learned build times (absent: unknown).",
+            "gauge",
+        );
+        if let Some(eta) = eta_s {
+            let _ = writeln!(out, "build_swarm_eta_seconds {eta}");
+        }
 
         header(
             &mut out,

@@ -1332,7 +1332,25 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
                 upload_target: "/x".into(),
             }),
         ),
-        ("HeartbeatRequest", keys(&HeartbeatRequest::default())),
+        (
+            "HeartbeatRequest",
+            keys(&HeartbeatRequest {
+                environment: Some(Default::default()),
+                ..HeartbeatRequest::default()
+            }),
+        ),
+        (
+            "DroneEnvironment",
+            keys(&build_swarm::domain::environment::DroneEnvironment::default()),
+        ),
+        (
+            "Resources",
+            keys(&build_swarm::domain::environment::Resources::default()),
+        ),
+        (
+            "RepoRevision",
+            keys(&build_swarm::domain::environment::RepoRevision::default()),
+        ),
         (
             "DroneCommand",
             keys(&DroneCommand {
@@ -1537,7 +1555,8 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
             DroneState::Building,
             DroneState::Grounded,
             DroneState::Paused,
-            DroneState::Offline
+            DroneState::Offline,
+            DroneState::Mismatched
         ])
     );
     assert_eq!(
@@ -1554,7 +1573,8 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
             ControlAction::Restart,
             ControlAction::Pause,
             ControlAction::Resume,
-            ControlAction::Unground
+            ControlAction::Unground,
+            ControlAction::Sync
         ])
     );
     assert_eq!(
@@ -1563,7 +1583,8 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
             DroneAction::Restart,
             DroneAction::Pause,
             DroneAction::Resume,
-            DroneAction::Cancel
+            DroneAction::Cancel,
+            DroneAction::Sync
         ])
     );
     // Every endpoint says which tokens it takes.

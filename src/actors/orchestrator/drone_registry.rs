@@ -23,19 +23,19 @@ use crate::actors::orchestrator::queue::{
     CurrentByDrone, DroneSeen, Fleet, FleetMember, PackageQueue, ReclaimDrone, RecordDrone,
     SpeedFactors,
 };
-use crate::domain::environment::{DroneEnvironment, Fit};
-use crate::orchestrator::environments::Environments;
 use crate::actors::orchestrator::store::DroneRow;
+use crate::domain::environment::{DroneEnvironment, Fit};
 use crate::domain::{check_drone_name, DroneState};
 use crate::orchestrator::credentials::{CredentialKind, DroneCredentials};
+use crate::orchestrator::environments::Environments;
 use crate::wire::orchestrator::{
     DroneAction, DroneCommand, DroneCounts, DroneInfo, DroneList, RegisterRequest,
     RegisterResponse, WorkAssignment,
 };
-use std::sync::Arc;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,9 @@ impl DroneRegistry {
                     Some(why) => {
                         warn!(self.log, "drone gets no work: its build environment does not fit"; "drone" => name.as_str(), "why" => why)
                     }
-                    None => info!(self.log, "drone's build environment fits"; "drone" => name.as_str()),
+                    None => {
+                        info!(self.log, "drone's build environment fits"; "drone" => name.as_str())
+                    }
                 }
                 e.addr.do_send(SetFit(fit.may_build()));
                 e.fit = fit;

@@ -342,7 +342,10 @@ impl Handler<Control> for DroneSession {
             // An older drone does not know `sync`: only a drone that reports an
             // environment is sent one.
             ControlAction::Sync if self.summary.environment.is_none() => {
-                warn!(self.log, "sync asked of a drone that reports no environment: not sent");
+                warn!(
+                    self.log,
+                    "sync asked of a drone that reports no environment: not sent"
+                );
                 return;
             }
             ControlAction::Sync => DroneAction::Sync,

@@ -42,7 +42,10 @@ fn bad_output_is_named() {
     let e = parse_output("REPO_TIMESTAMP/gentoo=yesterday").unwrap_err();
     assert!(e.to_string().contains("not a unix time"), "{e}");
     let many: String = (0..=MAX_KEYS).map(|i| format!("K{i}=v\n")).collect();
-    assert_eq!(parse_output(&many).unwrap_err(), EnvironmentError::TooManyKeys);
+    assert_eq!(
+        parse_output(&many).unwrap_err(),
+        EnvironmentError::TooManyKeys
+    );
 }
 
 #[test]
@@ -142,7 +145,10 @@ fn old_drones_and_empty_expectations_are_unspecified_a_failed_command_is_not() {
         fit(&want, Some(&DroneEnvironment::default())),
         Fit::Unspecified
     );
-    assert_eq!(fit(&Expected::default(), Some(&env(&[("CHOST", "y")]))), Fit::Unspecified);
+    assert_eq!(
+        fit(&Expected::default(), Some(&env(&[("CHOST", "y")]))),
+        Fit::Unspecified
+    );
     let broken = DroneEnvironment {
         error: Some("timed out".into()),
         ..DroneEnvironment::default()

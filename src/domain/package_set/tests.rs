@@ -751,7 +751,9 @@ fn json_packages_may_state_requirements_and_the_set_a_priority() {
         err(r#"{"priority": 5000, "packages": [{"atom": "a/b-1"}]}"#).to_string(),
         "priority 5000 is out of range (-1000 to 1000)"
     );
-    assert!(err(r#"{"packages": [{"atom": "a/b-1", "min_memory_mb": -5}]}"#)
-        .to_string()
-        .starts_with("invalid JSON"));
+    assert!(
+        err(r#"{"packages": [{"atom": "a/b-1", "min_memory_mb": -5}]}"#)
+            .to_string()
+            .starts_with("invalid JSON")
+    );
 }

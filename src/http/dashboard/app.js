@@ -150,6 +150,11 @@
     const pct = $('progress-pct');
     pct.textContent = typeof st.progress_pct === 'number' ? st.progress_pct.toFixed(1) + ' %' : '–';
     pct.dataset.value = typeof st.progress_pct === 'number' ? String(st.progress_pct) : '';
+    const eta = $('eta');
+    const done = (st.built || 0) + (st.failed || 0) + (st.blocked || 0) >= (st.total || 0);
+    eta.dataset.value = typeof st.eta_s === 'number' ? String(st.eta_s) : '';
+    eta.textContent = done ? '' : typeof st.eta_s === 'number' ? '· about ' + fmtDuration(st.eta_s) + ' left' : '· ETA unknown';
+    eta.title = 'from declared and learned build times and the slots of the drones that may build';
     setCount('count-total', st.total);
     const total = st.total || 0;
     STATES.forEach((s) => {
@@ -163,6 +168,7 @@
     const parts = ['total ' + fmtInt(d.total), 'active ' + fmtInt(d.active), 'grounded ' + fmtInt(d.grounded),
       'offline ' + fmtInt(d.offline)];
     if (typeof d.paused === 'number') parts.push('paused ' + fmtInt(d.paused));
+    if (d.mismatched) parts.push('mismatched ' + fmtInt(d.mismatched));
     $('drone-summary').textContent = parts.join(' · ');
     renderFault(st.central_fault);
   }
@@ -207,7 +213,9 @@
       const gu = el('td', d.grounded_until ? until(d.grounded_until) : '—', 'grounded-until');
       if (d.grounded_until) gu.title = clockTime(d.grounded_until);
       tr.appendChild(gu);
-      tr.appendChild(el('td', d.grounded_reason || '', 'reason'));
+      const reason = el('td', d.grounded_reason || d.mismatch || '', 'reason');
+      if (d.capabilities && d.capabilities.length) reason.title = 'capabilities: ' + d.capabilities.join(', ');
+      tr.appendChild(reason);
       const seen = el('td', d.last_seen ? ago(d.last_seen) : 'never');
       if (d.last_seen) seen.title = clockTime(d.last_seen);
       tr.appendChild(seen);

@@ -4,7 +4,7 @@
 
 use super::State;
 use crate::actors::orchestrator::drone_registry::ListDrones;
-use crate::actors::orchestrator::queue::GetCounts;
+use crate::actors::orchestrator::queue::{GetCounts, GetEta};
 use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use actix_web::{HttpRequest, HttpResponse};
@@ -13,7 +13,12 @@ pub async fn metrics(req: HttpRequest, state: State) -> Result<HttpResponse, Api
     state.auth.authorize(&req, Role::Read)?;
     let counts = state.queue.send(GetCounts).await?;
     let drones = state.registry.send(ListDrones).await?;
+    let eta_s = state.queue.send(GetEta).await?;
     Ok(HttpResponse::Ok()
         .content_type(crate::orchestrator::metrics::CONTENT_TYPE)
-        .body(state.metrics.render(&state.name, &counts, &drones.drones)))
+        .body(
+            state
+                .metrics
+                .render(&state.name, &counts, &drones.drones, eta_s),
+        ))
 }

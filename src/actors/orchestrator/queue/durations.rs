@@ -144,7 +144,12 @@ mod tests {
             d.record("sys-devel/gcc", "b", 200.0);
             d.record("sys-devel/gcc", "a", 100.0);
         }
-        assert!(d.speed("b") > 1.3 * d.speed("a"), "{} {}", d.speed("b"), d.speed("a"));
+        assert!(
+            d.speed("b") > 1.3 * d.speed("a"),
+            "{} {}",
+            d.speed("b"),
+            d.speed("a")
+        );
         // The name's mean is in between, in units of an average drone.
         let e = d.estimate("sys-devel/gcc").expect("learned");
         assert!((100.0..200.0).contains(&e), "{e}");

@@ -57,7 +57,7 @@ impl Handler<Fleet> for PackageQueue {
     fn handle(&mut self, msg: Fleet, ctx: &mut Self::Context) {
         self.fleet = msg.0;
         if self.apply_fleet() > 0 {
-            let _ = self.durable(ctx);
+            self.flush(ctx);
         }
     }
 }
@@ -194,6 +194,9 @@ mod tests {
         assert_eq!(eta(&g, 1), Some(300));
         assert_eq!(eta(&g, 4), Some(200));
         assert_eq!(eta(&g, 0), None);
-        assert_eq!(eta(&PackageGraph::new(ScheduleOrder::CriticalPath), 4), None);
+        assert_eq!(
+            eta(&PackageGraph::new(ScheduleOrder::CriticalPath), 4),
+            None
+        );
     }
 }

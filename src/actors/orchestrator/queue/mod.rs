@@ -143,12 +143,7 @@ pub struct PackageQueue {
 impl PackageQueue {
     /// Rebuilds the queue from the stored snapshot. Active leases get fresh deadlines
     /// (armed in `started`), so live drones can still finish after a restart.
-    pub fn restore(
-        settings: QueueSettings,
-        mut snap: Snapshot,
-        peers: Peers,
-        log: Logger,
-    ) -> Self {
+    pub fn restore(settings: QueueSettings, mut snap: Snapshot, peers: Peers, log: Logger) -> Self {
         let log = log.new(slog::o!("actor" => "package_queue"));
         let durations = durations::Durations::restore(
             std::mem::take(&mut snap.durations),
@@ -616,9 +611,11 @@ impl Handler<Submit> for PackageQueue {
             return refused;
         }
         let durations = &self.durations;
-        let res = self.graph.submit_with_priority(&msg.set, msg.priority, &|atom| {
-            durations.estimate(&format!("{}/{}", atom.category, atom.name))
-        });
+        let res = self
+            .graph
+            .submit_with_priority(&msg.set, msg.priority, &|atom| {
+                durations.estimate(&format!("{}/{}", atom.category, atom.name))
+            });
         info!(self.log, "package set added"; "added" => res.added, "existing" => res.existing,
               "format" => format!("{:?}", res.format), "priority" => msg.priority);
         let rx = self.durable(ctx);

@@ -141,7 +141,10 @@ fn requirements_environments_and_learned_times_are_kept() {
     let snap = Store::open(dir.path()).unwrap().load().unwrap();
     assert_eq!(snap.packages[0].requirements, p.requirements);
     assert!(snap.packages[1].requirements.is_empty());
-    assert!(snap.drones[0].environment.as_deref().is_some_and(|e| e.contains("big-mem")));
+    assert!(snap.drones[0]
+        .environment
+        .as_deref()
+        .is_some_and(|e| e.contains("big-mem")));
     assert_eq!(snap.durations[0].mean_s, 7200.5);
     assert_eq!(snap.speeds[0].factor, 0.8);
 }

@@ -121,11 +121,7 @@ impl Package {
             path: self.path.clone(),
             size: self.size,
             sha256: self.sha256.clone(),
-            requirements: self
-                .requirements
-                .as_deref()
-                .cloned()
-                .unwrap_or_default(),
+            requirements: self.requirements.as_deref().cloned().unwrap_or_default(),
         }
     }
 }

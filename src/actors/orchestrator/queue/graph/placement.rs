@@ -125,10 +125,16 @@ mod tests {
         assert_eq!(g.get(chromium).state, PackageState::Queued);
         // Nobody has `no-such-thing`: it waits, saying why, out of the way.
         assert_eq!(g.get(impossible).state, PackageState::Waiting);
-        assert!(g.get(impossible).parked.as_deref().is_some_and(|r| r.contains("no-such-thing")));
+        assert!(g
+            .get(impossible)
+            .parked
+            .as_deref()
+            .is_some_and(|r| r.contains("no-such-thing")));
         // A plain drone is passed over chromium and gets the plain package.
         let got = g.take_ready(Instant::now(), |_, p| {
-            p.requirements.as_deref().is_none_or(|r| r.unmet(None).is_none())
+            p.requirements
+                .as_deref()
+                .is_none_or(|r| r.unmet(None).is_none())
         });
         assert_eq!(got, g.find("app-misc/a-1"));
         assert_eq!(g.get(chromium).state, PackageState::Queued);
