@@ -16,6 +16,7 @@ mod demo;
 mod drone_identity;
 mod drone_local;
 mod drone_multihost;
+mod environments;
 mod failure_policy;
 mod gateway;
 mod orchestrator_api;

@@ -53,7 +53,8 @@ pub fn list(
                 state: p.state,
                 drone: p.drone.clone(),
                 attempts: p.tries.attempts,
-                reason: p.reason.clone(),
+                // Parked: why it waits (no drone may build it) before any earlier failure.
+                reason: p.parked.clone().or_else(|| p.reason.clone()),
                 priority: p.boost,
             });
         }
@@ -67,7 +68,7 @@ pub fn log(g: &PackageGraph, atom: &str) -> Option<PackageLog> {
     Some(PackageLog {
         atom: p.atom_str.clone(),
         state: p.state,
-        reason: p.reason.clone(),
+        reason: p.parked.clone().or_else(|| p.reason.clone()),
         log_tail: p.log_tail.clone().unwrap_or_default(),
     })
 }
