@@ -202,6 +202,22 @@ pub fn parse_output(text: &str) -> Result<(Fingerprint, Repos), EnvironmentError
 }
 
 impl DroneEnvironment {
+    /// Worth reporting as a change from `old`: anything but the resources differs, or a
+    /// resource moved by more than a tenth (free disk: and by more than 1 GB) — free space
+    /// changes with every build and is not news each time.
+    pub fn differs_from(&self, old: &DroneEnvironment) -> bool {
+        let moved = |a: u64, b: u64, floor: u64| a.abs_diff(b) > (a.max(b) / 10).max(floor);
+        let (r, o) = (&self.resources, &old.resources);
+        self.fingerprint != old.fingerprint
+            || self.repos != old.repos
+            || self.capabilities != old.capabilities
+            || self.error != old.error
+            || r.cores != o.cores
+            || moved(r.memory_mb, o.memory_mb, 0)
+            || moved(r.pkgdir_free_mb, o.pkgdir_free_mb, 1024)
+            || moved(r.tmpdir_free_mb, o.tmpdir_free_mb, 1024)
+    }
+
     /// The limits a report must keep (the orchestrator refuses one that does not).
     pub fn check(&self) -> Result<(), EnvironmentError> {
         if self.fingerprint.len() + self.repos.len() > MAX_KEYS {

@@ -296,6 +296,8 @@ async fn requirements_go_to_drones_that_have_them_and_wait_with_the_reason() {
 #[actix_web::test]
 async fn real_drones_report_hung_commands_and_sync_when_they_lag() {
     let app = spawn_app(|c| {
+        // A heartbeat every 2 s: sync commands reach the drone quickly.
+        c.leases.heartbeat_ttl_s = 8;
         c.environment
             .expected
             .insert("REPO_REVISION/gentoo".into(), "new".into());
@@ -384,8 +386,19 @@ async fn real_drones_report_hung_commands_and_sync_when_they_lag() {
         list.iter().all(|p| p.drone.as_deref() == Some("lag")),
         "{list:?}"
     );
-    let logs = std::fs::read_to_string(work.path().join("lag/drone.log")).unwrap_or_default();
-    assert!(logs.contains("syncing repositories"), "{logs}");
+    let log_path = work.path().join("lag/drone.log");
+    let syncs = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches("syncing repositories")
+            .count()
+    };
+    assert_eq!(syncs(), 1);
+    // The operator asks for a sync by hand: it runs with the next heartbeat.
+    let out = admin_cli(&app, &["lag", "sync"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("told to sync"));
+    wait_for(30, "the operator's sync", || async { syncs() == 2 }).await;
     let _ = hang.kill().await;
     let _ = lag.kill().await;
     app.stop().await;

@@ -22,6 +22,7 @@ mod gateway;
 mod orchestrator_api;
 mod orchestrator_process;
 mod portage;
+mod portage_environments;
 mod portage_releases;
 mod portage_signing;
 mod priority;

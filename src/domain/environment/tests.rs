@@ -190,6 +190,27 @@ fn requirements_name_what_a_drone_lacks() {
 }
 
 #[test]
+fn small_changes_of_free_space_are_not_news() {
+    let old = DroneEnvironment {
+        resources: Resources {
+            cores: 4,
+            memory_mb: 8000,
+            pkgdir_free_mb: 50_000,
+            tmpdir_free_mb: 50_000,
+        },
+        ..DroneEnvironment::default()
+    };
+    let mut new = old.clone();
+    new.resources.pkgdir_free_mb = 49_500;
+    assert!(!new.differs_from(&old));
+    new.resources.pkgdir_free_mb = 40_000;
+    assert!(new.differs_from(&old));
+    let mut new = old.clone();
+    new.fingerprint.insert("CFLAGS".into(), "-O2".into());
+    assert!(new.differs_from(&old));
+}
+
+#[test]
 fn capabilities_are_checked() {
     assert!(check_capability("x86-64-v3").is_ok());
     assert!(check_capability("big_mem.2+").is_ok());

@@ -6,7 +6,7 @@ use super::DroneAgent;
 use crate::domain::environment::DroneEnvironment;
 use crate::drone::environment::{collect, sync, Collect};
 use actix::prelude::*;
-use slog::{info, warn};
+use slog::{debug, info, warn};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -34,13 +34,20 @@ impl DroneAgent {
         ctx.spawn(async move { collect(&spec).await }.into_actor(self).map(
             |collected, act, ctx| {
                 act.env.collecting = false;
+                debug!(act.log, "environment checked"; "keys" => collected.fingerprint.len(),
+                       "error" => collected.error.clone());
                 act.env.next_check = Some(
                     Instant::now() + Duration::from_secs(act.cfg.environment_check_s),
                 );
                 if let Some(e) = &collected.error {
                     warn!(act.log, "environment command failed: the orchestrator will give no work while an environment is expected"; "error" => e);
                 }
-                if act.env.current.as_ref() != Some(&collected) {
+                if act
+                    .env
+                    .current
+                    .as_ref()
+                    .is_none_or(|old| collected.differs_from(old))
+                {
                     if act.env.current.is_some() {
                         info!(act.log, "build environment changed: reporting it");
                     }
