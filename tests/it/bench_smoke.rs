@@ -68,6 +68,19 @@ fn schedule_smoke() {
 }
 
 #[test]
+fn schedule_learn_smoke() {
+    let v = run(&["schedule", "--smoke", "--learn"]);
+    assert_eq!(v["bench"], "schedule-learn");
+    for key in ["first_run_ratio", "second_run_ratio"] {
+        assert!(num(&v, key) >= 0.99, "{key}: {v}");
+    }
+    // Both runs built the whole graph (the second: the same names, new versions).
+    assert_eq!(num(&v, "built"), 2.0 * num(&v, "packages"), "{v}");
+    assert_eq!(v["estimates_given"], false);
+    has_machine(&v);
+}
+
+#[test]
 fn graph_is_a_valid_package_set() {
     let out = Command::new(BENCH)
         .args(["graph", "--packages", "1200"])

@@ -52,6 +52,10 @@ enum Cmd {
         /// Keep the scratch directory (logs, configs, state).
         #[arg(long)]
         keep: bool,
+        /// Run the graph twice without estimates on one orchestrator (learned build
+        /// times) instead of comparing critical-path and FIFO order.
+        #[arg(long)]
+        learn: bool,
     },
     /// Prints a Gentoo-like package graph (JSON package set) on standard output.
     Graph {
@@ -250,6 +254,7 @@ async fn run(args: Args) {
             dir,
             smoke,
             keep,
+            learn,
         } => {
             let opts = schedule::ScheduleOptions {
                 graph,
@@ -262,6 +267,7 @@ async fn run(args: Args) {
                 calibration,
                 keep,
                 dir,
+                learn,
             };
             let opts = if smoke {
                 schedule::ScheduleOptions {

@@ -59,6 +59,34 @@ impl Graph {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The same graph with no estimates (the orchestrator must learn them).
+    pub fn without_estimates(&self) -> Graph {
+        let mut g = self.clone();
+        for p in &mut g.packages {
+            p.estimate_s = None;
+        }
+        g
+    }
+
+    /// The same package names at the next revision (`-r1`, or one more), dependencies
+    /// alike, estimates kept: a later run of the same set.
+    pub fn next_versions(&self) -> Graph {
+        let bump = |atom: &str| -> String {
+            match atom.rsplit_once("-r") {
+                Some((head, rev)) if rev.parse::<u64>().is_ok() => {
+                    format!("{head}-r{}", rev.parse::<u64>().unwrap_or(0) + 1)
+                }
+                _ => format!("{atom}-r1"),
+            }
+        };
+        let mut g = self.clone();
+        for p in &mut g.packages {
+            p.atom = bump(&p.atom);
+            p.deps = p.deps.iter().map(|d| bump(d)).collect();
+        }
+        g
+    }
+
     /// Each package's position, by atom.
     fn index(&self) -> HashMap<&str, usize> {
         self.packages

@@ -12,6 +12,10 @@
 //! busy; that overhead, divided by the scale, is what it adds to each package in unscaled
 //! seconds.
 //!
+//! With `--learn` the graph runs twice on one orchestrator without any estimates: the
+//! first run orders by chain length only, the second — the same package names, new
+//! versions — by the build times the first taught it (#18, learned durations).
+//!
 //! Figures are in unscaled seconds (wall time ÷ scale) unless named `wall`.
 
 use super::graph::{self, Graph};
@@ -39,10 +43,14 @@ pub struct ScheduleOptions {
     pub keep: bool,
     /// Scratch directory root (default: the temporary directory).
     pub dir: Option<PathBuf>,
+    /// Run the graph twice without estimates (learned durations) instead of comparing
+    /// critical-path and FIFO order.
+    pub learn: bool,
 }
 
 struct RunResult {
-    makespan_wall_s: f64,
+    /// Per graph submitted, in order.
+    makespans_wall_s: Vec<f64>,
     overhead_wall_ms: f64,
     built: usize,
 }
@@ -70,19 +78,64 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
     let calib = calibration_set(opts.calibration);
     super::stub::write_estimates(&calib, &estimates)?;
     let wall = Instant::now();
+    if opts.learn {
+        let second = graph.next_versions();
+        super::stub::write_estimates(&second, &estimates)?;
+        let phases = [graph.without_estimates(), second.without_estimates()];
+        let run = run_once(
+            opts,
+            &phases,
+            &calib,
+            &scratch.path,
+            &estimates,
+            "critical_path",
+        )
+        .await?;
+        let first_s = run.makespans_wall_s[0] / opts.scale;
+        let second_s = run.makespans_wall_s[1] / opts.scale;
+        return Ok(json!({
+            "bench": "schedule-learn",
+            "packages": graph.packages.len(),
+            "drones": opts.drones,
+            "slots": opts.slots,
+            "scale": opts.scale,
+            "critical_path_s": round(bound.critical_path_s, 1),
+            "total_work_s": round(bound.total_work_s, 1),
+            "lower_bound_s": round(bound.lower_bound_s, 1),
+            "first_run_makespan_s": round(first_s, 1),
+            "first_run_ratio": round(first_s / bound.lower_bound_s, 3),
+            "second_run_makespan_s": round(second_s, 1),
+            "second_run_ratio": round(second_s / bound.lower_bound_s, 3),
+            "built": run.built,
+            "estimates_given": false,
+            "wall_s": round(wall.elapsed().as_secs_f64(), 1),
+            "orchestrator": "real binary",
+            "scratch_fs": super::fs_of(&scratch.path),
+            "machine": super::machine(),
+            "date": super::unix_now(),
+        }));
+    }
     let cp = run_once(
         opts,
-        &graph,
+        std::slice::from_ref(&graph),
         &calib,
         &scratch.path,
         &estimates,
         "critical_path",
     )
     .await?;
-    let fifo = run_once(opts, &graph, &calib, &scratch.path, &estimates, "fifo").await?;
+    let fifo = run_once(
+        opts,
+        std::slice::from_ref(&graph),
+        &calib,
+        &scratch.path,
+        &estimates,
+        "fifo",
+    )
+    .await?;
     let scale = opts.scale;
-    let makespan_s = cp.makespan_wall_s / scale;
-    let fifo_makespan_s = fifo.makespan_wall_s / scale;
+    let makespan_s = cp.makespans_wall_s[0] / scale;
+    let fifo_makespan_s = fifo.makespans_wall_s[0] / scale;
     let overhead_ms = (cp.overhead_wall_ms + fifo.overhead_wall_ms) / 2.0;
     let overhead_unscaled = overhead_ms / 1000.0 / scale;
     // What the per-package overhead alone adds to a work-bound schedule.
@@ -197,9 +250,11 @@ async fn wait_done(
     }
 }
 
+/// One orchestrator and its drones build the calibration set, then each of `graphs` in
+/// turn (each submitted once the one before is built).
 async fn run_once(
     opts: &ScheduleOptions,
-    graph: &Graph,
+    graphs: &[Graph],
     calib: &Graph,
     root: &Path,
     estimates: &Path,
@@ -267,20 +322,25 @@ async fn run_once(
         .await?;
         overhead_wall_ms = t.elapsed().as_secs_f64() * 1000.0 * slots / calib.packages.len() as f64;
     }
-    let bound = graph.bound(opts.drones * opts.slots)?;
-    let limit = Duration::from_secs_f64(bound.lower_bound_s * opts.scale * 5.0 + 120.0);
-    let want = calib.packages.len() + graph.packages.len();
-    let body = graph.to_json().into_bytes();
-    let t = Instant::now();
-    admin.submit(body).await?;
-    let built = wait_done(&anon, want, limit, &mut orch).await?;
-    let makespan_wall_s = t.elapsed().as_secs_f64();
+    let mut want = calib.packages.len();
+    let mut makespans_wall_s = Vec::new();
+    let mut built = want;
+    for graph in graphs {
+        let bound = graph.bound(opts.drones * opts.slots)?;
+        let limit = Duration::from_secs_f64(bound.lower_bound_s * opts.scale * 5.0 + 120.0);
+        want += graph.packages.len();
+        let body = graph.to_json().into_bytes();
+        let t = Instant::now();
+        admin.submit(body).await?;
+        built = wait_done(&anon, want, limit, &mut orch).await?;
+        makespans_wall_s.push(t.elapsed().as_secs_f64());
+    }
     for d in &mut drones {
         d.stop(Duration::from_secs(5)).await;
     }
     orch.proc_.stop(Duration::from_secs(5)).await;
     Ok(RunResult {
-        makespan_wall_s,
+        makespans_wall_s,
         overhead_wall_ms,
         built: built - calib.packages.len(),
     })
