@@ -49,7 +49,7 @@ pub fn render_status(st: &StatusView, style: Style) -> String {
     let eta = match st.eta_s {
         Some(s) if !st.is_done() => format!("about {}", output::duration(s)),
         _ if st.is_done() => "done".into(),
-        _ => "unknown (no drone may build what is left)".into(),
+        _ => "unknown".into(),
     };
     fields(
         &[

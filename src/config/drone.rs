@@ -157,7 +157,8 @@ impl Default for DroneConfig {
 /// revision (git HEAD and commit time, else `metadata/timestamp.x` or `.chk`) from the
 /// repositories `emerge --info` lists.
 pub const DEFAULT_ENVIRONMENT_SCRIPT: &str = r#"set -e
-vars=$(portageq envvar -v CHOST CBUILD CFLAGS CXXFLAGS LDFLAGS USE ACCEPT_KEYWORDS FEATURES BINPKG_FORMAT PKGDIR PORTAGE_TMPDIR PORTAGE_CONFIGROOT)
+# portageq exits 1 when one of them is unset, but prints them all.
+vars=$(portageq envvar -v CHOST CBUILD CFLAGS CXXFLAGS LDFLAGS USE ACCEPT_KEYWORDS FEATURES BINPKG_FORMAT PKGDIR PORTAGE_TMPDIR PORTAGE_CONFIGROOT) || [ -n "$vars" ]
 printf '%s
 ' "$vars"
 eval "$vars"

@@ -138,11 +138,13 @@ pub fn check_capability(c: &str) -> Result<(), EnvironmentError> {
 }
 
 /// Removes one level of shell quoting as `portageq envvar -v` prints it (`'…'`, `"…"`,
-/// `'\''` inside single quotes).
+/// a quote inside single quotes as `'\''` or, Python's `shlex.quote`, `'"'"'`).
 fn unquote(v: &str) -> String {
     let v = v.trim();
     if v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') {
-        return v[1..v.len() - 1].replace("'\\''", "'");
+        return v[1..v.len() - 1]
+            .replace("'\\''", "'")
+            .replace("'\"'\"'", "'");
     }
     if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
         return v[1..v.len() - 1].replace("\\\"", "\"");
@@ -179,6 +181,15 @@ pub fn parse_output(text: &str) -> Result<(Fingerprint, Repos), EnvironmentError
             return Err(EnvironmentError::TooLong {
                 key: key.to_string(),
                 len: value.len(),
+            });
+        }
+        let repo_key = key
+            .strip_prefix(REPO_REVISION)
+            .or_else(|| key.strip_prefix(REPO_TIMESTAMP));
+        if repo_key == Some("") {
+            return Err(EnvironmentError::BadKey {
+                line: i + 1,
+                key: key.to_string(),
             });
         }
         if let Some(repo) = key.strip_prefix(REPO_REVISION) {
@@ -284,6 +295,11 @@ pub enum Fit {
     Lagging {
         repos: Vec<String>,
     },
+    /// Only repository revisions differ, each newer than expected: the reference drone
+    /// (if there is one) is told to sync.
+    Ahead {
+        repos: Vec<String>,
+    },
     /// These keys differ (a repository as `REPO_REVISION/<name>`).
     Mismatched {
         keys: Vec<String>,
@@ -306,6 +322,10 @@ impl Fit {
             Fit::Unspecified | Fit::Matched => None,
             Fit::Lagging { repos } => Some(format!(
                 "repository revision lags: {} (told to sync)",
+                repos.join(", ")
+            )),
+            Fit::Ahead { repos } => Some(format!(
+                "repository revision newer than expected: {} (the reference drone is told to sync)",
                 repos.join(", ")
             )),
             Fit::Mismatched { keys } => Some(format!("differs: {}", keys.join(", "))),
@@ -379,13 +399,14 @@ pub fn fit(expected: &Expected, env: Option<&DroneEnvironment>) -> Fit {
         .map(|(k, _)| k.clone())
         .collect();
     let mut lagging = Vec::new();
+    let mut ahead = Vec::new();
     for (name, want) in &expected.repos {
         match env.repos.get(name) {
             Some(have) if have.revision == want.revision => {}
             Some(have) => {
-                let ahead = matches!((have.timestamp, want.timestamp), (Some(h), Some(w)) if h > w);
-                if ahead {
-                    keys.push(format!("{REPO_REVISION}{name}"));
+                let newer = matches!((have.timestamp, want.timestamp), (Some(h), Some(w)) if h > w);
+                if newer {
+                    ahead.push(name.clone());
                 } else {
                     lagging.push(name.clone());
                 }
@@ -393,14 +414,17 @@ pub fn fit(expected: &Expected, env: Option<&DroneEnvironment>) -> Fit {
             None => keys.push(format!("{REPO_REVISION}{name}")),
         }
     }
-    if !keys.is_empty() {
-        keys.extend(lagging.iter().map(|r| format!("{REPO_REVISION}{r}")));
-        return Fit::Mismatched { keys };
+    match (keys.is_empty(), lagging.is_empty(), ahead.is_empty()) {
+        (true, true, true) => Fit::Matched,
+        (true, false, true) => Fit::Lagging { repos: lagging },
+        (true, true, false) => Fit::Ahead { repos: ahead },
+        _ => {
+            let mut repos: Vec<&String> = lagging.iter().chain(ahead.iter()).collect();
+            repos.sort();
+            keys.extend(repos.into_iter().map(|r| format!("{REPO_REVISION}{r}")));
+            Fit::Mismatched { keys }
+        }
     }
-    if !lagging.is_empty() {
-        return Fit::Lagging { repos: lagging };
-    }
-    Fit::Matched
 }
 
 /// The expected environment taken from a reference drone's: the `keys` it has, and its

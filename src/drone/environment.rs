@@ -57,6 +57,13 @@ pub async fn collect(c: &Collect) -> DroneEnvironment {
             Err(e) => env.error = Some(format!("environment_command: {e}")),
         }
     }
+    // What the orchestrator would refuse (an empty repository name, too many keys) is
+    // this drone's error, not a refused heartbeat.
+    if let Err(e) = env.check() {
+        env.fingerprint.clear();
+        env.repos.clear();
+        env.error = Some(format!("environment_command: {e}"));
+    }
     let tmpdir = env
         .fingerprint
         .get("PORTAGE_TMPDIR")

@@ -225,7 +225,9 @@ pub async fn run_capture(
         tokio::join!(ra, rb);
         (stdout, stderr)
     };
-    let (stdout, stderr) = match tokio::time::timeout(timeout, read).await {
+    // One deadline for reading and waiting together.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (stdout, stderr) = match tokio::time::timeout_at(deadline, read).await {
         Ok(v) => v,
         Err(_) => {
             terminate_group(&mut child, Duration::from_secs(2)).await;
@@ -239,7 +241,7 @@ pub async fn run_capture(
         terminate_group(&mut child, Duration::from_secs(2)).await;
         return Err(ProcessError::TooMuchOutput { program, limit });
     }
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(s) => s.map_err(|source| ProcessError::Wait {
             program: program.clone(),
             source,

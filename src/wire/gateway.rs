@@ -90,6 +90,9 @@ pub struct MergedStatus {
     /// `orchestrators`).
     #[serde(default)]
     pub central_fault: Option<crate::wire::orchestrator::CentralFault>,
+    /// The longest of the healthy orchestrators' `eta_s` (added).
+    #[serde(default)]
+    pub eta_s: Option<u64>,
     pub orchestrators: Vec<OrchestratorStatus>,
 }
 

@@ -370,6 +370,46 @@ async fn dashboard_marks_drones_older_than_the_orchestrator() {
     app.stop().await;
 }
 
+/// A drone whose environment does not fit shows as `mismatched` with what differs; a
+/// package no drone can build shows why it waits; the ETA is shown.
+#[actix_web::test]
+async fn dashboard_shows_mismatched_drones_waiting_reasons_and_the_eta() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    let app = spawn_app(|c| {
+        c.environment.expected.insert("CFLAGS".into(), "-O2".into());
+    })
+    .await;
+    app.register("plain", 1).await;
+    let mut odd = build_swarm::domain::environment::DroneEnvironment::default();
+    odd.fingerprint.insert("CFLAGS".into(), "-O3".into());
+    app.register_with(RegisterRequest {
+        environment: Some(odd),
+        ..registration("odd", 1)
+    })
+    .await;
+    app.submit(
+        r#"{"packages": [{"atom": "a/x-1", "estimate_s": 90},
+                         {"atom": "a/big-1", "requires": ["big-mem"]}]}"#,
+    )
+    .await;
+    let dom = dump_dom(&chrome, &format!("{}/", app.url), 3000).await;
+    let rows = tbody(&dom, "drones-body");
+    let at = rows.find(r#"data-drone="odd""#).expect("a row");
+    let odd_row = rows[at..].split("</tr>").next().unwrap_or_default();
+    assert!(odd_row.contains(r#"data-state="mismatched""#), "{rows}");
+    assert!(odd_row.contains("differs: CFLAGS"), "{rows}");
+    // 90 s for the one slot that may build (the parked package is left out).
+    assert_eq!(attr(&dom, "eta", "data-value").as_deref(), Some("90"));
+    let packages = tbody(&dom, "packages-body");
+    assert!(
+        packages.contains("waiting for a drone with big-mem"),
+        "{packages}"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn dashboard_shows_each_channel_and_the_snapshot_it_serves() {
     let Some(chrome) = chromium() else {

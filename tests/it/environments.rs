@@ -442,3 +442,62 @@ async fn learned_build_times_order_the_next_set_and_survive_a_restart() {
     assert_eq!(second.atom, "app-misc/mid-2");
     app.stop().await;
 }
+
+/// Repositories newer than the reference drone's: the reference is told to sync; a drone
+/// still lagging after a sync is told again once `resync_s` is over (checked at each
+/// heartbeat), never an older drone.
+#[actix_web::test]
+async fn the_reference_syncs_when_others_are_ahead_and_laggards_are_asked_again() {
+    let app = spawn_app(|c| {
+        c.environment.reference = Some("ref".into());
+        c.environment.resync_s = 60;
+    })
+    .await;
+    let repo = |rev: &str, ts: &str| {
+        let mut e = env_with(&[("CHOST", "x")], &[]);
+        e.repos.insert(
+            "gentoo".into(),
+            build_swarm::domain::environment::RepoRevision {
+                revision: rev.into(),
+                timestamp: ts.parse().ok(),
+            },
+        );
+        e
+    };
+    register_env(&app, "ref", Some(repo("mid", "200"))).await;
+    register_env(&app, "new", Some(repo("newest", "300"))).await;
+    let d = drone_info(&app, "new").await;
+    assert_eq!(d.state, DroneState::Mismatched);
+    assert!(
+        d.mismatch
+            .as_deref()
+            .is_some_and(|m| m.contains("newer than expected")),
+        "{d:?}"
+    );
+    assert_eq!(
+        report(&app, "ref", repo("mid", "200")).await,
+        [DroneAction::Sync]
+    );
+    // Told once per resync_s, not at every heartbeat.
+    assert!(report(&app, "ref", repo("mid", "200")).await.is_empty());
+    // A lagging drone is told to sync; still lagging, it is not told again at once.
+    register_env(&app, "old", Some(repo("oldest", "100"))).await;
+    assert_eq!(
+        report(&app, "old", repo("oldest", "100")).await,
+        [DroneAction::Sync]
+    );
+    assert!(report(&app, "old", repo("oldest", "100")).await.is_empty());
+    // The reference syncs: the drone ahead fits, the lagging one still lags.
+    report(&app, "ref", repo("newest", "300")).await;
+    assert_eq!(drone_info(&app, "new").await.state, DroneState::Idle);
+    // An older drone is never sent `sync`, and the control API says why.
+    register_env(&app, "ancient", None).await;
+    assert!(app.heartbeat("ancient", vec![], vec![]).await.is_empty());
+    let out = admin_cli(&app, &["ancient", "sync"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reports no build environment"),
+        "{out:?}"
+    );
+    app.stop().await;
+}

@@ -660,6 +660,13 @@ async fn the_demo_builds_the_demo_repository_with_real_portage() {
         key.check_gpkg(&bytes[..])
             .expect("signed by the demo's key");
     }
+    // Every drone reported Portage's view of its environment and matched drone-1's.
+    let orch_log = std::fs::read_to_string(demo_dir.join("orchestrator.log")).expect("log");
+    assert!(
+        orch_log.contains("the reference drone's environment is the expected one now"),
+        "{orch_log}"
+    );
+    assert!(!orch_log.contains("does not fit"), "{orch_log}");
     // Nothing is left running (GnuPG's agent included).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let left = processes_matching(&demo_dir.display().to_string());

@@ -108,3 +108,33 @@ async fn a_high_priority_set_goes_next_bump_goes_first_and_the_low_set_still_fin
     assert_eq!(s.counts.built, s.counts.total, "{s:?}");
     app.stop().await;
 }
+
+/// A JSON set may carry its own priority; `?priority=` wins over it.
+#[actix_web::test]
+async fn a_json_set_carries_its_priority_and_the_query_wins() {
+    let app = spawn_app(|_| {}).await;
+    app.submit(r#"{"priority": 7, "packages": [{"atom": "a/seven-1"}]}"#)
+        .await;
+    app.admin()
+        .submit_with_priority(
+            br#"{"priority": 7, "packages": [{"atom": "a/three-1"}]}"#.to_vec(),
+            3,
+        )
+        .await
+        .expect("submit");
+    let err = app
+        .admin()
+        .submit(br#"{"priority": 5000, "packages": [{"atom": "a/b-1"}]}"#.to_vec())
+        .await
+        .expect_err("out of range");
+    assert!(
+        err.to_string().contains("priority 5000 is out of range"),
+        "{err}"
+    );
+    let list = app.anon().packages(None).await.expect("packages").packages;
+    let prio = |atom: &str| list.iter().find(|p| p.atom == atom).map(|p| p.priority);
+    assert_eq!(prio("a/seven-1"), Some(7));
+    assert_eq!(prio("a/three-1"), Some(3));
+    assert_eq!(prio("a/b-1"), None);
+    app.stop().await;
+}

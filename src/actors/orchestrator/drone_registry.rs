@@ -201,7 +201,7 @@ impl DroneRegistry {
     /// fleet.
     fn refit(&mut self, only: Option<&str>) {
         let expected = self.environments.expected();
-        let now = tokio::time::Instant::now();
+        let mut refitted = Vec::new();
         for (name, e) in self.sessions.iter_mut() {
             if only.is_some_and(|o| o != name) {
                 continue;
@@ -209,14 +209,7 @@ impl DroneRegistry {
             let fit = self
                 .environments
                 .fit(&expected, name, e.summary.environment.as_deref());
-            if e.summary.online && self.environments.should_sync(name, &fit, now) {
-                info!(self.log, "drone's repositories lag: telling it to sync"; "drone" => name.as_str(),
-                      "why" => fit.describe());
-                e.addr.do_send(PushCommand(DroneCommand {
-                    action: DroneAction::Sync,
-                    lease: None,
-                }));
-            }
+            refitted.push(name.clone());
             if fit != e.fit {
                 match fit.describe() {
                     Some(why) => {
@@ -230,7 +223,56 @@ impl DroneRegistry {
                 e.fit = fit;
             }
         }
+        for name in refitted {
+            self.sync_if_due(&name);
+        }
         self.tell_fleet();
+    }
+
+    /// A drone whose repositories lag is told to sync (again after `resync_s` if they
+    /// still do); one whose repositories are newer than the expected ones gets the
+    /// reference drone told to sync. Only drones that report an environment are sent
+    /// `sync` (an older drone would not know it).
+    fn sync_if_due(&mut self, name: &str) {
+        let now = tokio::time::Instant::now();
+        let Some(e) = self.sessions.get(name) else {
+            return;
+        };
+        let fit = e.fit.clone();
+        let (target, key) = match &fit {
+            Fit::Ahead { repos } => match self.settings.environment.reference.clone() {
+                Some(r) => {
+                    // Asked on behalf of the drones ahead, under a key of its own.
+                    let key = format!("{r}\u{0}ahead");
+                    let lag = Fit::Lagging {
+                        repos: repos.clone(),
+                    };
+                    if !self.environments.should_sync(&key, &lag, now) {
+                        return;
+                    }
+                    (r, None)
+                }
+                None => return,
+            },
+            _ => (name.to_string(), Some(name.to_string())),
+        };
+        if let Some(key) = key {
+            if !(e.summary.online && self.environments.should_sync(&key, &fit, now)) {
+                return;
+            }
+        }
+        let Some(t) = self.sessions.get(&target) else {
+            return;
+        };
+        if !t.summary.online || t.summary.environment.is_none() {
+            return;
+        }
+        info!(self.log, "repositories differ: telling a drone to sync"; "drone" => target.as_str(),
+              "because_of" => name, "why" => fit.describe());
+        t.addr.do_send(PushCommand(DroneCommand {
+            action: DroneAction::Sync,
+            lease: None,
+        }));
     }
 
     /// The queue needs every drone's slots and environment (requirements, ETA, speed).
@@ -504,8 +546,12 @@ impl Handler<SessionChanged> for DroneRegistry {
         }
         if env_changed || online_changed {
             self.environment_changed(&name);
-        } else if paused_changed {
-            self.tell_fleet();
+        } else {
+            if paused_changed {
+                self.tell_fleet();
+            }
+            // Still lagging after a sync: asked again once `resync_s` is over.
+            self.sync_if_due(&name);
         }
     }
 }

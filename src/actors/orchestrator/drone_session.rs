@@ -76,8 +76,10 @@ pub enum ClaimError {
     },
 }
 
+/// An operator's command; `false`: it cannot be sent to this drone (a `sync` to a drone
+/// that reports no environment, which would not know it).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Control(pub ControlAction);
 
 #[derive(Message)]
@@ -323,8 +325,8 @@ impl Handler<Claim> for DroneSession {
 }
 
 impl Handler<Control> for DroneSession {
-    type Result = ();
-    fn handle(&mut self, msg: Control, _: &mut Self::Context) {
+    type Result = bool;
+    fn handle(&mut self, msg: Control, _: &mut Self::Context) -> bool {
         info!(self.log, "operator control"; "action" => format!("{:?}", msg.0));
         let action = match msg.0 {
             ControlAction::Pause => {
@@ -338,7 +340,7 @@ impl Handler<Control> for DroneSession {
                 DroneAction::Resume
             }
             ControlAction::Restart => DroneAction::Restart,
-            ControlAction::Unground => return,
+            ControlAction::Unground => return true,
             // An older drone does not know `sync`: only a drone that reports an
             // environment is sent one.
             ControlAction::Sync if self.summary.environment.is_none() => {
@@ -346,7 +348,7 @@ impl Handler<Control> for DroneSession {
                     self.log,
                     "sync asked of a drone that reports no environment: not sent"
                 );
-                return;
+                return false;
             }
             ControlAction::Sync => DroneAction::Sync,
         };
@@ -354,6 +356,7 @@ impl Handler<Control> for DroneSession {
             action,
             lease: None,
         });
+        true
     }
 }
 

@@ -231,9 +231,11 @@ impl Demo {
             Ok(p)
         };
         // With real Portage the binhost is signed, and the client verifies it.
+        // ... and drone-1's build environment (Portage's view of it) is the one every
+        // drone must have.
         let signing = match &portage {
             Some(p) => format!(
-                "\n[signing]\nkey = {:?}\n",
+                "\n[signing]\nkey = {:?}\n\n[environment]\nreference = \"drone-1\"\n",
                 p.signing_key(&dir)?.display().to_string()
             ),
             None => String::new(),
@@ -284,7 +286,9 @@ impl Demo {
                 .map_err(io(format!("creating {}", home.display())))?;
             // Real emerge: its own configuration, dependencies from the orchestrator's
             // /binhost/, one build at a time (emerge locks its ROOT).
-            let (build_command, pkgdir, slots) = match &portage {
+            // The environment: Portage's, with this drone's tools on PATH; the stand-in
+            // builder has none to report.
+            let (build_command, pkgdir, slots, environment_command) = match &portage {
                 Some(p) => {
                     let env = p.env(
                         &home.join("portage"),
@@ -295,6 +299,13 @@ impl Demo {
                         super::portage::Portage::build_command(&env),
                         env.join("pkgdir"),
                         1,
+                        vec![
+                            "env".to_string(),
+                            format!("PATH={}/bin:/usr/bin:/bin", env.display()),
+                            "sh".into(),
+                            "-c".into(),
+                            crate::config::drone::DEFAULT_ENVIRONMENT_SCRIPT.into(),
+                        ],
                     )
                 }
                 None => (
@@ -305,15 +316,19 @@ impl Demo {
                     ],
                     home.join("pkgdir"),
                     opts.slots,
+                    Vec::new(),
                 ),
             };
             let build_command = serde_json::to_string(&build_command)
                 .map_err(|e| DemoError::Start(format!("the build command: {e}")))?;
+            let environment_command = serde_json::to_string(&environment_command)
+                .map_err(|e| DemoError::Start(format!("the environment command: {e}")))?;
             let cfg = write(
                 &format!("{name}.toml"),
                 format!(
                     "name = \"{name}\"\naliases = [\"demo{i}\"]\nhost = \"localhost\"\ngateway = \"{gw_url}\"\ntoken = \"{drone_token}\"\n\
                      slots = {slots}\npkgdir = \"{p}\"\nstate_dir = \"{h}/state\"\nbuild_command = {build_command}\n\
+                     environment_command = {environment_command}\n\
                      build_timeout_s = 600\nbuild_idle_timeout_s = 120\nidle_poll_s = 1\n\n[upload]\nstall_timeout_s = 60\ntotal_timeout_s = 120\n\n\
                      [log]\nfile = \"{h}/drone.log\"\n",
                     h = home.display(),

@@ -20,12 +20,13 @@ fn expected(pairs: &[(&str, &str)]) -> Expected {
 
 #[test]
 fn portageq_output_is_read_with_its_quoting() {
-    let text = "CHOST=x86_64-pc-linux-gnu\nCFLAGS='-O2 -pipe'\nUSE=\"a b\"\n\n# note\nLDFLAGS=''\nX='it'\\''s'\nREPO_REVISION/gentoo=abc\nREPO_TIMESTAMP/gentoo=1700000000\n";
+    let text = "CHOST=x86_64-pc-linux-gnu\nCFLAGS='-O2 -pipe'\nUSE=\"a b\"\n\n# note\nLDFLAGS=''\nX='it'\\''s'\nY='it'\"'\"'s'\nREPO_REVISION/gentoo=abc\nREPO_TIMESTAMP/gentoo=1700000000\n";
     let (keys, repos) = parse_output(text).expect("parse");
     assert_eq!(keys["CFLAGS"], "-O2 -pipe");
     assert_eq!(keys["USE"], "a b");
     assert_eq!(keys["LDFLAGS"], "");
     assert_eq!(keys["X"], "it's");
+    assert_eq!(keys["Y"], "it's");
     assert_eq!(repos["gentoo"].revision, "abc");
     assert_eq!(repos["gentoo"].timestamp, Some(1_700_000_000));
 }
@@ -39,6 +40,8 @@ fn bad_output_is_named() {
     let huge = format!("USE={}", "x ".repeat(MAX_VALUE_BYTES));
     let e = parse_output(&huge).unwrap_err();
     assert!(e.to_string().starts_with("`USE` is "), "{e}");
+    let e = parse_output("REPO_REVISION/=abc").unwrap_err();
+    assert!(e.to_string().contains("key `REPO_REVISION/`"), "{e}");
     let e = parse_output("REPO_TIMESTAMP/gentoo=yesterday").unwrap_err();
     assert!(e.to_string().contains("not a unix time"), "{e}");
     let many: String = (0..=MAX_KEYS).map(|i| format!("K{i}=v\n")).collect();
@@ -112,10 +115,11 @@ fn an_older_repository_lags_a_newer_one_differs() {
     ]);
     assert_eq!(
         fit(&want, Some(&newer)),
-        Fit::Mismatched {
-            keys: vec!["REPO_REVISION/gentoo".into()]
+        Fit::Ahead {
+            repos: vec!["gentoo".into()]
         }
     );
+    assert!(!fit(&want, Some(&newer)).may_build());
     // A key that differs as well: mismatched, the lagging repository named with it.
     let both = env(&[
         ("CHOST", "y"),

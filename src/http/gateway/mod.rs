@@ -220,6 +220,7 @@ fn add_drones(sum: &mut DroneCounts, d: &DroneCounts) {
     sum.grounded += d.grounded;
     sum.offline += d.offline;
     sum.paused += d.paused;
+    sum.mismatched += d.mismatched;
 }
 
 fn add_counts(sum: &mut PackageCounts, c: &PackageCounts) {
@@ -240,12 +241,15 @@ pub async fn status(req: HttpRequest, state: GwState) -> Result<web::Json<Merged
     let answers = ask_healthy(&state, &entries, |c| async move { c.status().await }).await;
     let mut counts = PackageCounts::default();
     let mut drones = DroneCounts::default();
+    // The swarm is done when its slowest orchestrator is.
+    let mut eta_s: Option<u64> = None;
     let mut orchestrators = Vec::with_capacity(entries.len());
     for (e, answer) in entries.into_iter().zip(answers) {
         match answer {
             Ok(status) => {
                 add_counts(&mut counts, &status.counts);
                 add_drones(&mut drones, &status.drones);
+                eta_s = eta_s.max(status.eta_s);
                 orchestrators.push(OrchestratorStatus {
                     url: e.url,
                     healthy: true,
@@ -286,6 +290,7 @@ pub async fn status(req: HttpRequest, state: GwState) -> Result<web::Json<Merged
         counts,
         drones,
         central_fault,
+        eta_s,
         orchestrators,
     }))
 }

@@ -90,7 +90,14 @@ pub async fn control(
                 })
                 .await?;
         }
-        other => session.send(Control(other)).await?,
+        other => {
+            if !session.send(Control(other)).await? {
+                return Err(ApiError::Conflict(format!(
+                    "drone {name} reports no build environment (an older drone, or \
+                     environment_command = []): it has no sync to run"
+                )));
+            }
+        }
     }
     Ok(web::Json(ControlResult {
         ok: true,

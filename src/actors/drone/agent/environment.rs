@@ -20,7 +20,16 @@ pub(super) struct EnvState {
     pub(super) collecting: bool,
     pub(super) next_check: Option<Instant>,
     pub(super) syncing: bool,
+    /// A sync ended while a collection ran: collect again as soon as it is done.
+    pub(super) recheck: bool,
+    /// Checks since the environment was last sent: every [`RESEND_EVERY`]th sends it
+    /// again if only the free space moved (a small move is not news each time, but a
+    /// package's `min_disk_mb` must not wait for ever on a stale figure).
+    pub(super) checks_since_sent: u32,
 }
+
+/// See [`EnvState::checks_since_sent`].
+const RESEND_EVERY: u32 = 6;
 
 impl DroneAgent {
     /// Collects the environment when it is time (and nothing is collecting or syncing).
@@ -34,20 +43,27 @@ impl DroneAgent {
         ctx.spawn(async move { collect(&spec).await }.into_actor(self).map(
             |collected, act, ctx| {
                 act.env.collecting = false;
+                act.env.checks_since_sent += 1;
                 debug!(act.log, "environment checked"; "keys" => collected.fingerprint.len(),
                        "error" => collected.error.clone());
-                act.env.next_check = Some(
-                    Instant::now() + Duration::from_secs(act.cfg.environment_check_s),
-                );
+                act.env.next_check = if std::mem::take(&mut act.env.recheck) {
+                    None
+                } else {
+                    Some(Instant::now() + Duration::from_secs(act.cfg.environment_check_s))
+                };
                 if let Some(e) = &collected.error {
                     warn!(act.log, "environment command failed: the orchestrator will give no work while an environment is expected"; "error" => e);
                 }
-                if act
-                    .env
-                    .current
-                    .as_ref()
-                    .is_none_or(|old| collected.differs_from(old))
+                let stale = act.env.checks_since_sent >= RESEND_EVERY
+                    && act.env.current.as_ref() != Some(&collected);
+                if stale
+                    || act
+                        .env
+                        .current
+                        .as_ref()
+                        .is_none_or(|old| collected.differs_from(old))
                 {
+                    act.env.checks_since_sent = 0;
                     if act.env.current.is_some() {
                         info!(act.log, "build environment changed: reporting it");
                     }
@@ -88,6 +104,8 @@ impl DroneAgent {
                         Err(e) => warn!(act.log, "sync failed"; "error" => e),
                     }
                     act.env.next_check = None;
+                    // A collection under way started before the sync: another one after it.
+                    act.env.recheck = act.env.collecting;
                     act.check_environment(ctx);
                 }),
         );

@@ -64,6 +64,12 @@ impl Durations {
         d
     }
 
+    /// Whether any drone's speed is known yet (claims skip the faster-drone check until
+    /// then).
+    pub fn any_speed_known(&self) -> bool {
+        !self.speeds.is_empty()
+    }
+
     /// The drone's speed factor (1.0 until it is known).
     pub fn speed(&self, drone: &str) -> f64 {
         self.speeds.get(drone).map_or(1.0, |s| s.factor)

@@ -118,12 +118,20 @@ impl PackageQueue {
         self.fleet.get(drone).and_then(|m| m.environment.clone())
     }
 
-    /// How many of the longest chains `drone` should leave to faster drones: their free
-    /// slots, counting only drones that claimed lately (a grounded or gone one does not).
-    pub(super) fn leave_for_faster(&self, drone: &str) -> usize {
+    /// The drones faster than `drone` with free slots that claimed lately (a grounded or
+    /// gone one does not), and how many of the longest chains to leave to them: their free
+    /// slots together, at most [`MAX_PASSED_FOR_FASTER`].
+    pub(super) fn faster_with_room(
+        &self,
+        drone: &str,
+    ) -> (Vec<Option<Arc<DroneEnvironment>>>, usize) {
+        if !self.durations.any_speed_known() {
+            return (Vec::new(), 0);
+        }
         let mine = self.durations.speed(drone);
         let horizon = self.settings.heartbeat_ttl;
         let mut free = 0usize;
+        let mut envs = Vec::new();
         for (name, m) in &self.fleet {
             if name == drone || !m.may_build {
                 continue;
@@ -135,11 +143,13 @@ impl PackageQueue {
                 .active_drones
                 .get(name)
                 .is_some_and(|t| t.elapsed() < horizon);
-            if lately {
-                free += (m.slots as usize).saturating_sub(self.leases.active_count(name));
+            let room = (m.slots as usize).saturating_sub(self.leases.active_count(name));
+            if lately && room > 0 {
+                free += room;
+                envs.push(m.environment.clone());
             }
         }
-        free.min(MAX_PASSED_FOR_FASTER)
+        (envs, free.min(MAX_PASSED_FOR_FASTER))
     }
 }
 
@@ -151,6 +161,10 @@ pub fn eta(g: &super::graph::PackageGraph, slots: u32) -> Option<u64> {
     let mut work_ms = 0u64;
     let mut left = false;
     for p in &g.packages {
+        // A parked package waits for a drone that may never come: no estimate for it.
+        if p.parked.is_some() {
+            continue;
+        }
         if !matches!(
             p.state,
             PackageState::Waiting

@@ -194,17 +194,19 @@ impl PackageQueue {
             return None;
         }
         let now = self.settings.clock.now();
-        let leave = self.leave_for_faster(drone);
+        let (faster, leave) = self.faster_with_room(drone);
         let env = self.environment_of(drone);
         let (active, ttl) = (&self.active_drones, self.settings.heartbeat_ttl);
+        let fits = |p: &graph::Package,
+                    env: Option<&crate::domain::environment::DroneEnvironment>| {
+            p.requirements
+                .as_deref()
+                .is_none_or(|r| r.unmet(env).is_none())
+        };
         let id = self.graph.take_ready_leaving(
             now,
-            |_, p| {
-                eligible(active, ttl, p, drone)
-                    && p.requirements
-                        .as_deref()
-                        .is_none_or(|r| r.unmet(env.as_deref()).is_none())
-            },
+            |_, p| eligible(active, ttl, p, drone) && fits(p, env.as_deref()),
+            |p| faster.iter().any(|f| fits(p, f.as_deref())),
             leave,
         )?;
         let lease_id = self.leases.next_id();

@@ -85,6 +85,7 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
         let run = run_once(
             opts,
             &phases,
+            bound.lower_bound_s,
             &calib,
             &scratch.path,
             &estimates,
@@ -118,6 +119,7 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
     let cp = run_once(
         opts,
         std::slice::from_ref(&graph),
+        bound.lower_bound_s,
         &calib,
         &scratch.path,
         &estimates,
@@ -127,6 +129,7 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
     let fifo = run_once(
         opts,
         std::slice::from_ref(&graph),
+        bound.lower_bound_s,
         &calib,
         &scratch.path,
         &estimates,
@@ -251,10 +254,12 @@ async fn wait_done(
 }
 
 /// One orchestrator and its drones build the calibration set, then each of `graphs` in
-/// turn (each submitted once the one before is built).
+/// turn (each submitted once the one before is built); `bound_s`: the lower bound of each
+/// with its real build times (the graphs may carry no estimates), for the time limit.
 async fn run_once(
     opts: &ScheduleOptions,
     graphs: &[Graph],
+    bound_s: f64,
     calib: &Graph,
     root: &Path,
     estimates: &Path,
@@ -326,8 +331,7 @@ async fn run_once(
     let mut makespans_wall_s = Vec::new();
     let mut built = want;
     for graph in graphs {
-        let bound = graph.bound(opts.drones * opts.slots)?;
-        let limit = Duration::from_secs_f64(bound.lower_bound_s * opts.scale * 5.0 + 120.0);
+        let limit = Duration::from_secs_f64(bound_s * opts.scale * 5.0 + 120.0);
         want += graph.packages.len();
         let body = graph.to_json().into_bytes();
         let t = Instant::now();

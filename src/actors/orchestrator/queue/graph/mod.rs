@@ -397,16 +397,17 @@ impl PackageGraph {
         now: Instant,
         may_take: impl Fn(u32, &Package) -> bool,
     ) -> Option<u32> {
-        self.take_ready_leaving(now, may_take, 0)
+        self.take_ready_leaving(now, may_take, |_| false, 0)
     }
 
-    /// [`Self::take_ready`], passing over the first `leave` packages it could take (the
-    /// longest chains, left to faster drones) when there is another; with fewer, the last
-    /// one it could take.
+    /// [`Self::take_ready`], passing over the first `leave` packages it could take that
+    /// `leave_to` accepts (the longest chains, left to faster drones that can build them)
+    /// when there is another; with nothing else, the last one it passed over.
     pub fn take_ready_leaving(
         &mut self,
         now: Instant,
         may_take: impl Fn(u32, &Package) -> bool,
+        leave_to: impl Fn(&Package) -> bool,
         leave: usize,
     ) -> Option<u32> {
         self.takes += 1;
@@ -417,21 +418,26 @@ impl PackageGraph {
         }
         let mut passed = Vec::new();
         let mut found = None;
-        let mut candidates = 0;
-        let mut last_candidate = None;
+        // Packages passed over for faster drones (a package may have several heap
+        // entries: a second one is not another candidate).
+        let mut left: Vec<u32> = Vec::new();
+        let mut last_left = None;
         while let Some(r) = self.ready.pop() {
             let p = &self.packages[r.id as usize];
             if p.state != PackageState::Queued {
                 continue; // stale heap entry
             }
+            if left.contains(&r.id) {
+                continue; // a duplicate of an entry already passed over
+            }
             let backing_off = p.tries.not_before.is_some_and(|t| t > now);
             if !backing_off && may_take(r.id, p) {
-                if candidates == leave {
+                if left.len() >= leave || !leave_to(p) {
                     found = Some(r.id);
                     break;
                 }
-                candidates += 1;
-                last_candidate = Some(passed.len());
+                left.push(r.id);
+                last_left = Some(passed.len());
             }
             passed.push(r);
             if passed.len() >= CLAIM_SCAN {
@@ -439,7 +445,7 @@ impl PackageGraph {
             }
         }
         if found.is_none() {
-            if let Some(i) = last_candidate {
+            if let Some(i) = last_left {
                 found = Some(passed.swap_remove(i).id);
             }
         }
