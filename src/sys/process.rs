@@ -113,18 +113,24 @@ pub struct Finished {
     pub output_tail: String,
 }
 
+/// Starts `argv` in its own group with stdout and stderr piped; its program name too.
+fn spawn_piped(argv: &[String]) -> Result<(String, Child), ProcessError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut cmd = group_command(argv)?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    Ok((program, child))
+}
+
 /// Runs `argv` to completion or kills its whole group after `timeout`.
 pub async fn run_with_timeout(
     argv: &[String],
     timeout: Duration,
 ) -> Result<Finished, ProcessError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let mut cmd = group_command(argv)?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let (program, mut child) = spawn_piped(argv)?;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let collect = async {
@@ -185,13 +191,7 @@ pub async fn run_capture(
     timeout: Duration,
     limit: usize,
 ) -> Result<Captured, ProcessError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let mut cmd = group_command(argv)?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let (program, mut child) = spawn_piped(argv)?;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let pid = child.id().unwrap_or(0);

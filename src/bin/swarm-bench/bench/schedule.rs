@@ -116,26 +116,23 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
             "date": super::unix_now(),
         }));
     }
-    let cp = run_once(
-        opts,
-        std::slice::from_ref(&graph),
-        bound.lower_bound_s,
-        &calib,
-        &scratch.path,
-        &estimates,
-        "critical_path",
-    )
-    .await?;
-    let fifo = run_once(
-        opts,
-        std::slice::from_ref(&graph),
-        bound.lower_bound_s,
-        &calib,
-        &scratch.path,
-        &estimates,
-        "fifo",
-    )
-    .await?;
+    let mut runs = Vec::new();
+    for order in ["critical_path", "fifo"] {
+        let graphs = std::slice::from_ref(&graph);
+        runs.push(
+            run_once(
+                opts,
+                graphs,
+                bound.lower_bound_s,
+                &calib,
+                &scratch.path,
+                &estimates,
+                order,
+            )
+            .await?,
+        );
+    }
+    let (cp, fifo) = (&runs[0], &runs[1]);
     let scale = opts.scale;
     let makespan_s = cp.makespans_wall_s[0] / scale;
     let fifo_makespan_s = fifo.makespans_wall_s[0] / scale;
