@@ -501,3 +501,44 @@ async fn the_reference_syncs_when_others_are_ahead_and_laggards_are_asked_again(
     );
     app.stop().await;
 }
+
+/// Speed factors are learned per drone: with a faster drone idle, a slower one is handed
+/// the shorter package and the long chain waits for the faster one.
+#[actix_web::test]
+async fn a_slower_drone_leaves_the_longest_chain_to_a_faster_idle_one() {
+    let app = spawn_app(|_| {}).await;
+    register_env(&app, "fast", None).await;
+    register_env(&app, "slow", None).await;
+    // Both build the same package names: slow takes four times as long.
+    for round in 1..=4 {
+        app.submit(&format!("app-misc/probe-{round}\n")).await;
+        let w = app.claim("fast").await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        app.upload_and_complete(&w).await;
+        app.submit(&format!("app-misc/probe-{round}.1\n")).await;
+        let w = app.claim("slow").await;
+        tokio::time::sleep(Duration::from_millis(240)).await;
+        app.upload_and_complete(&w).await;
+    }
+    let speed = |name: &str| {
+        let app = &app;
+        let name = name.to_string();
+        async move { drone_info(app, &name).await.speed_factor }
+    };
+    let (fast, slow) = (speed("fast").await, speed("slow").await);
+    assert!(slow > 1.25 * fast, "fast {fast}, slow {slow}");
+    let out = admin_cli(&app, &["slow", "status"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("slower"),
+        "{out:?}"
+    );
+    app.submit(
+        r#"{"packages": [{"atom": "sys-devel/gcc-14", "estimate_s": 3000},
+                         {"atom": "app-misc/tiny-1", "estimate_s": 5}]}"#,
+    )
+    .await;
+    // The fast drone claimed lately and has a free slot: the slow one gets the tiny one.
+    assert_eq!(app.claim("slow").await.atom, "app-misc/tiny-1");
+    assert_eq!(app.claim("fast").await.atom, "sys-devel/gcc-14");
+    app.stop().await;
+}

@@ -337,3 +337,32 @@ fn the_fair_heap_does_not_grow_with_packages_handed_out_long_ago() {
         g.ready.len()
     );
 }
+
+#[test]
+fn a_slower_drone_leaves_the_longest_chains_to_faster_ones_when_there_is_a_choice() {
+    let set = r#"{"packages": [
+        {"atom": "a/long-1", "estimate_s": 100},
+        {"atom": "a/mid-1", "estimate_s": 50},
+        {"atom": "a/short-1", "estimate_s": 1}]}"#;
+    let now = Instant::now();
+    // One faster drone with room: the longest is left, the next taken.
+    let mut g = graph(set);
+    let got = g.take_ready_leaving(now, |_, _| true, |_| true, 1);
+    assert_eq!(got, Some(id(&g, "a/mid-1")));
+    // Only what the faster drones can build is left to them.
+    let mut g = graph(set);
+    let long = id(&g, "a/long-1");
+    let got = g.take_ready_leaving(now, |_, _| true, |p| p.atom_str != "a/long-1", 1);
+    assert_eq!(got, Some(long));
+    // A second heap entry of a package passed over is not another candidate (a package
+    // pushed again, e.g. unparked): the next one is handed out, never the one left.
+    let mut g = graph(set);
+    g.push_ready(long);
+    let got = g.take_ready_leaving(now, |_, _| true, |_| true, 1);
+    assert_eq!(got, Some(id(&g, "a/mid-1")));
+    // Nothing else to take: the last one left goes after all.
+    let mut g = graph(r#"{"packages": [{"atom": "a/only-1"}]}"#);
+    let got = g.take_ready_leaving(now, |_, _| true, |_| true, 3);
+    assert_eq!(got, Some(id(&g, "a/only-1")));
+    assert_eq!(g.take_ready_leaving(now, |_, _| true, |_| true, 3), None);
+}
