@@ -542,3 +542,54 @@ async fn a_slower_drone_leaves_the_longest_chain_to_a_faster_idle_one() {
     assert_eq!(app.claim("fast").await.atom, "sys-devel/gcc-14");
     app.stop().await;
 }
+
+/// A drone whose CFLAGS change while it builds: its lease is withdrawn (cancelled at no
+/// cost to the package or the drone), its late completion is not published, and the
+/// package goes to a drone that fits.
+#[actix_web::test]
+async fn a_drone_whose_environment_changes_mid_build_has_its_work_withdrawn() {
+    let app = spawn_app(|c| {
+        c.environment.expected.insert("CFLAGS".into(), "-O2".into());
+    })
+    .await;
+    register_env(&app, "a", Some(env_with(&[("CFLAGS", "-O2")], &[]))).await;
+    app.submit("app-misc/x-1\n").await;
+    let w = app.claim("a").await;
+    // Someone edits make.conf on the drone; its next report says so.
+    let commands = app
+        .drone()
+        .heartbeat(
+            "a",
+            &HeartbeatRequest {
+                leases: vec![w.lease],
+                environment: Some(env_with(&[("CFLAGS", "-O3 -funroll-loops")], &[])),
+                ..HeartbeatRequest::default()
+            },
+        )
+        .await
+        .expect("heartbeat")
+        .commands;
+    let commands = if commands.is_empty() {
+        app.heartbeat("a", vec![w.lease], vec![]).await
+    } else {
+        commands
+    };
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.action == DroneAction::Cancel && c.lease == Some(w.lease)),
+        "{commands:?}"
+    );
+    // Its build finished anyway: the completion is not published.
+    let resp = app.upload_and_complete(&w).await;
+    assert!(!resp.accepted && resp.stale, "{resp:?}");
+    let p = &app.anon().packages(None).await.expect("list").packages[0];
+    assert_eq!((p.state, p.attempts), (PackageState::Queued, 0), "{p:?}");
+    assert_eq!(drone_info(&app, "a").await.failures, 0);
+    assert_eq!(index_paths(&app.binhost()).len(), 0);
+    // A drone that fits builds it.
+    register_env(&app, "b", Some(env_with(&[("CFLAGS", "-O2")], &[]))).await;
+    let w = app.claim("b").await;
+    assert!(app.upload_and_complete(&w).await.accepted);
+    app.stop().await;
+}

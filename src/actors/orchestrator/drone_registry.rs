@@ -21,7 +21,7 @@ use crate::actors::orchestrator::drone_session::{
 use crate::actors::orchestrator::messages::{ForDrone, SessionChanged, SessionSummary};
 use crate::actors::orchestrator::queue::{
     CurrentByDrone, DroneSeen, Fleet, FleetMember, PackageQueue, ReclaimDrone, RecordDrone,
-    SpeedFactors,
+    SpeedFactors, WithdrawDrone,
 };
 use crate::actors::orchestrator::store::DroneRow;
 use crate::domain::environment::{DroneEnvironment, Fit};
@@ -220,6 +220,14 @@ impl DroneRegistry {
                     }
                 }
                 e.addr.do_send(SetFit(fit.may_build()));
+                // Keys that differ: what it is building now would not be what the binhost
+                // promises. (A drone that only lags, or whose command failed, finishes.)
+                if matches!(fit, Fit::Mismatched { .. }) {
+                    self.queue.do_send(WithdrawDrone {
+                        drone: name.clone(),
+                        reason: fit.describe().unwrap_or_default(),
+                    });
+                }
                 e.fit = fit;
             }
         }
@@ -286,6 +294,7 @@ impl DroneRegistry {
                     FleetMember {
                         slots: e.summary.slots,
                         may_build: e.summary.online && !e.summary.paused && e.fit.may_build(),
+                        withdrawn: matches!(e.fit, Fit::Mismatched { .. }),
                         environment: e.summary.environment.clone(),
                     },
                 )

@@ -192,6 +192,21 @@ impl Handler<Complete> for PackageQueue {
             return refused;
         }
         let lease_id = msg.lease;
+        // Built where the environment no longer fits: not what the binhost promises.
+        if let Some(l) = self.leases.get(lease_id) {
+            if self.withdrawn(&l.drone) && msg.caller.may_act_for(&l.drone).is_ok() {
+                warn!(self.log, "completion from a drone whose build environment no longer fits: not published";
+                      "drone" => &l.drone, "lease" => lease_id);
+                let pkg = l.pkg;
+                if let Some(drone) = self.end_lease(lease_id, false) {
+                    let why = "its build environment no longer fits";
+                    self.attempt_failed(pkg, FailureKind::Cancelled, &drone, why, "", false);
+                    self.verdict(drone, Outcome::Neutral);
+                }
+                let rx = self.durable(ctx);
+                return answer_after(rx, Ok(CompleteResponse::stale()));
+            }
+        }
         let (pkg, upload_dir) = match self.precheck(lease_id, &msg.req, &msg.caller) {
             Err(e) => return Box::pin(async move { Err(e) }),
             Ok(Precheck::AlreadyBuilt { upload_dir }) => {

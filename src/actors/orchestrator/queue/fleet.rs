@@ -22,6 +22,10 @@ pub struct FleetMember {
     pub slots: u32,
     /// Online, not paused, its environment fits: it may be given work.
     pub may_build: bool,
+    /// Keys of its build environment differ from the expected ones: what it builds now
+    /// would not be what the binhost promises (its leases are withdrawn, its completions
+    /// not published). A drone that only lags, or whose command failed, is not.
+    pub withdrawn: bool,
     pub environment: Option<Arc<DroneEnvironment>>,
 }
 
@@ -29,6 +33,56 @@ pub struct FleetMember {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fleet(pub HashMap<String, FleetMember>);
+
+/// A drone's build environment stopped fitting (keys differ): its active leases end
+/// and are handed out again at no cost to the package or the drone (registry → queue).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WithdrawDrone {
+    pub drone: String,
+    pub reason: String,
+}
+
+impl Handler<WithdrawDrone> for PackageQueue {
+    type Result = ();
+    fn handle(&mut self, msg: WithdrawDrone, ctx: &mut Self::Context) {
+        if self.reloading {
+            return;
+        }
+        let leases = self.leases.active_of(&msg.drone);
+        if leases.is_empty() {
+            return;
+        }
+        slog::warn!(self.log, "withdrawing a drone's work: its build environment no longer fits";
+                    "drone" => &msg.drone, "leases" => leases.len(), "reason" => &msg.reason);
+        for id in leases {
+            let Some(pkg) = self.leases.get(id).map(|l| l.pkg) else {
+                continue;
+            };
+            self.end_lease(id, true);
+            self.attempt_failed(
+                pkg,
+                crate::domain::FailureKind::Cancelled,
+                &msg.drone,
+                &msg.reason,
+                "",
+                false,
+            );
+            self.verdict(
+                msg.drone.clone(),
+                crate::actors::orchestrator::circuit_breaker::Outcome::Neutral,
+            );
+        }
+        self.flush(ctx);
+    }
+}
+
+impl PackageQueue {
+    /// Whether `drone`'s work is withdrawn (its environment's keys differ).
+    pub(super) fn withdrawn(&self, drone: &str) -> bool {
+        self.fleet.get(drone).is_some_and(|m| m.withdrawn)
+    }
+}
 
 /// Each drone's learned speed factor (drones not listed: 1.0).
 #[derive(Message)]

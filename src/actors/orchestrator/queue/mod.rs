@@ -31,7 +31,7 @@ mod reload;
 pub mod views;
 
 pub use error::QueueError;
-pub use fleet::{Fleet, FleetMember, GetEta, SpeedFactors};
+pub use fleet::{Fleet, FleetMember, GetEta, SpeedFactors, WithdrawDrone};
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
 pub use messages::*;
 
@@ -190,7 +190,7 @@ impl PackageQueue {
 
     fn claim(&mut self, drone: &str, slots: u32) -> Option<WorkAssignment> {
         self.active_drones.insert(drone.to_string(), Instant::now());
-        if self.leases.active_count(drone) >= slots.max(1) as usize {
+        if self.leases.active_count(drone) >= slots.max(1) as usize || self.withdrawn(drone) {
             return None;
         }
         let now = self.settings.clock.now();
