@@ -593,3 +593,21 @@ async fn a_drone_whose_environment_changes_mid_build_has_its_work_withdrawn() {
     assert!(app.upload_and_complete(&w).await.accepted);
     app.stop().await;
 }
+
+/// A package that failed on the only drone that can build it goes back to that drone,
+/// even while drones that cannot build it are around.
+#[actix_web::test]
+async fn a_retry_goes_back_to_the_only_drone_that_can_build_it() {
+    let app = spawn_app(|_| {}).await;
+    register_env(&app, "plain", Some(env_with(&[], &[]))).await;
+    register_env(&app, "big", Some(env_with(&[], &["big-mem"]))).await;
+    app.submit(r#"{"packages": [{"atom": "www-client/chromium-1", "requires": ["big-mem"]}]}"#)
+        .await;
+    let w = app.claim("big").await;
+    app.fail(&w, build_swarm::domain::FailureKind::Build, "flaky", "")
+        .await;
+    assert_eq!(app.sim_drone("plain").claim().await.expect("claim"), None);
+    let again = app.claim("big").await;
+    assert_eq!(again.atom, "www-client/chromium-1");
+    app.stop().await;
+}

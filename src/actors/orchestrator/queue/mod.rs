@@ -178,10 +178,11 @@ impl PackageQueue {
     // ------------------------------------------------------------ leases
 
     /// May `drone` build `id`? Not if its build already failed there while another drone
-    /// that has not failed it is around.
+    /// that has not failed it, and could build it, is around.
     fn eligible(&self, id: u32, drone: &str) -> bool {
         eligible(
             &self.active_drones,
+            &self.fleet,
             self.settings.heartbeat_ttl,
             self.graph.get(id),
             drone,
@@ -196,16 +197,14 @@ impl PackageQueue {
         let now = self.settings.clock.now();
         let (faster, leave) = self.faster_with_room(drone);
         let env = self.environment_of(drone);
-        let (active, ttl) = (&self.active_drones, self.settings.heartbeat_ttl);
-        let fits = |p: &graph::Package,
-                    env: Option<&crate::domain::environment::DroneEnvironment>| {
-            p.requirements
-                .as_deref()
-                .is_none_or(|r| r.unmet(env).is_none())
-        };
+        let (active, fleet, ttl) = (
+            &self.active_drones,
+            &self.fleet,
+            self.settings.heartbeat_ttl,
+        );
         let id = self.graph.take_ready_leaving(
             now,
-            |_, p| eligible(active, ttl, p, drone) && fits(p, env.as_deref()),
+            |_, p| eligible(active, fleet, ttl, p, drone) && fits(p, env.as_deref()),
             |p| faster.iter().any(|f| fits(p, f.as_deref())),
             leave,
         )?;
@@ -538,8 +537,16 @@ impl PackageQueue {
 
 /// See [`PackageQueue::eligible`]; a free function so a claim can use it while it
 /// borrows the graph mutably.
+/// Whether a drone with `env` meets `p`'s requirements.
+fn fits(p: &graph::Package, env: Option<&crate::domain::environment::DroneEnvironment>) -> bool {
+    p.requirements
+        .as_deref()
+        .is_none_or(|r| r.unmet(env).is_none())
+}
+
 fn eligible(
     active: &HashMap<String, Instant>,
+    fleet: &HashMap<String, FleetMember>,
     ttl: Duration,
     p: &graph::Package,
     drone: &str,
@@ -548,9 +555,16 @@ fn eligible(
         return true;
     }
     let horizon = ttl * 2;
+    // Another drone counts only if it may build the package (a drone the registry has
+    // not told about yet is given the benefit of the doubt).
+    let could = |d: &String| {
+        fleet
+            .get(d)
+            .is_none_or(|m| m.may_build && fits(p, m.environment.as_deref()))
+    };
     !active
         .iter()
-        .any(|(d, t)| t.elapsed() < horizon && !p.tries.failed_on.contains(d))
+        .any(|(d, t)| t.elapsed() < horizon && !p.tries.failed_on.contains(d) && could(d))
 }
 
 /// Waits for durability, then answers `value`.
