@@ -40,7 +40,16 @@ async fn main() {
             std::process::exit(code);
         }
     };
-    if let Err(e) = orch.server.await {
+    let served = orch.server.await;
+    // Build times learned since the last periodic save.
+    if let Err(e) = orch
+        .queue
+        .send(build_swarm::actors::orchestrator::queue::SaveLearned)
+        .await
+    {
+        slog::warn!(log, "learned build times not saved"; "error" => e.to_string());
+    }
+    if let Err(e) = served {
         eprintln!("swarm-orchestrator: server error: {e}");
         std::process::exit(1);
     }

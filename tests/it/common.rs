@@ -19,6 +19,7 @@ pub const DRONE: &str = "drone-secret";
 
 pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
+    pub queue: actix::Addr<build_swarm::actors::orchestrator::queue::PackageQueue>,
     pub hook: actix::Addr<build_swarm::actors::orchestrator::publish_hook::PublishHook>,
     pub url: String,
     pub dir: tempfile::TempDir,
@@ -70,6 +71,7 @@ pub async fn spawn_app_with_clock(
     actix_web::rt::spawn(orch.server);
     TestApp {
         handle: orch.handle,
+        queue: orch.queue,
         hook: orch.hook,
         url,
         dir,

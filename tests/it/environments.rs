@@ -425,6 +425,12 @@ async fn learned_build_times_order_the_next_set_and_survive_a_restart() {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         app.upload_and_complete(&w).await;
     }
+    // Learned times are saved every 30 s and when the orchestrator stops.
+    app.queue
+        .send(build_swarm::actors::orchestrator::queue::SaveLearned)
+        .await
+        .expect("queue")
+        .expect("saved");
     let TestApp { handle, dir, .. } = app;
     handle.stop(true).await;
     let app = spawn_app_in(dir, cfg).await;

@@ -84,6 +84,21 @@ impl PackageQueue {
     }
 }
 
+/// Write what was learned now (the binary, once its server stopped; tests); answered
+/// once it is committed.
+#[derive(Message)]
+#[rtype(result = "Result<(), super::QueueError>")]
+pub struct SaveLearned;
+
+impl Handler<SaveLearned> for PackageQueue {
+    type Result = ResponseFuture<Result<(), super::QueueError>>;
+    fn handle(&mut self, _: SaveLearned, ctx: &mut Self::Context) -> Self::Result {
+        self.save_learned(ctx);
+        let rx = self.durable(ctx);
+        super::answer_after(rx, Ok(()))
+    }
+}
+
 /// Each drone's learned speed factor (drones not listed: 1.0).
 #[derive(Message)]
 #[rtype(result = "HashMap<String, f64>")]
@@ -142,7 +157,7 @@ impl PackageQueue {
     }
 
     /// `drone` built package `pkg` in the time its lease measured: learned for its name and
-    /// the drone's speed, written with the next batch.
+    /// the drone's speed (written by [`Self::save_learned`]).
     pub(super) fn learn(&mut self, pkg: u32, lease: super::LeaseId, drone: &str) {
         let Some(l) = self.leases.get(lease).filter(|l| l.timed) else {
             return;
@@ -151,7 +166,17 @@ impl PackageQueue {
         let atom = &self.graph.get(pkg).atom;
         let name = format!("{}/{}", atom.category, atom.name);
         self.durations.record(&name, drone, took.as_secs_f64());
+    }
+
+    /// Writes what was learned since the last time, with the next batch. Called every
+    /// [`super::SAVE_LEARNED_EVERY`], not per build: each name's row is its own page of
+    /// the table, and a write per build cost a tenth of the throughput (BENCHMARKS.md §7).
+    /// A crash loses at most that much learning, never a package.
+    pub(super) fn save_learned(&mut self, ctx: &mut Context<Self>) {
         let (names, speeds) = self.durations.take_dirty();
+        if names.is_empty() && speeds.is_empty() {
+            return;
+        }
         for n in names {
             self.commit
                 .push(crate::actors::orchestrator::store::Write::Duration(n));
@@ -160,6 +185,7 @@ impl PackageQueue {
             self.commit
                 .push(crate::actors::orchestrator::store::Write::Speed(s));
         }
+        self.flush(ctx);
     }
 
     /// The drone's learned speed factor (1.0 until known).

@@ -31,7 +31,7 @@ mod reload;
 pub mod views;
 
 pub use error::QueueError;
-pub use fleet::{Fleet, FleetMember, GetEta, SpeedFactors, WithdrawDrone};
+pub use fleet::{Fleet, FleetMember, GetEta, SaveLearned, SpeedFactors, WithdrawDrone};
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
 pub use messages::*;
 
@@ -69,6 +69,8 @@ use tokio::time::Instant;
 const ENDED_LEASE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often staging and old leases are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often learned build times are written ([`PackageQueue::save_learned`]).
+pub const SAVE_LEARNED_EVERY: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- the actor
 
@@ -591,6 +593,7 @@ impl Actor for PackageQueue {
         // Restored leases get fresh deadlines.
         self.arm_active_leases();
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
+        ctx.run_interval(SAVE_LEARNED_EVERY, |act, ctx| act.save_learned(ctx));
         self.sweep(ctx);
     }
 }
