@@ -2,12 +2,15 @@
 //! structs: the [`graph::PackageGraph`] (states, edges, ready heap), the
 //! [`leases::LeaseTable`], the [`policy::FailurePolicy`], the [`commit::CommitBatch`]
 //! (group commit) and the [`publisher::Publisher`] (verification lanes, upload
-//! directories); [`views`] answers the reads. docs/design.md walks through the paths.
+//! directories); [`views`] answers the reads, [`claim`] picks a claim's package,
+//! [`durations`] learns build times, [`fleet`] keeps what the registry says of the drones.
+//! docs/design.md walks through the paths.
 //!
-//! Hears: `Submit`, `Retry` and the reads from HTTP handlers; `MarkUploading`, `Complete`,
-//! `Fail` from HTTP handlers; `ClaimPackage` and `CheckLeases` from drone sessions;
-//! `ReclaimDrone` from sessions and the registry; `DroneSeen` and `RecordDrone` (a drone's
-//! record, written with the next batch) from the registry;
+//! Hears: `Submit`, `Retry`, `GetEta` and the reads from HTTP handlers; `MarkUploading`,
+//! `Complete`, `Fail` from HTTP handlers; `ClaimPackage` and `CheckLeases` from drone
+//! sessions; `ReclaimDrone` from sessions and the registry; `DroneSeen`, `RecordDrone` (a
+//! drone's record, written with the next batch), `Fleet`, `WithdrawDrone` and
+//! `SpeedFactors` from the registry; `SaveLearned` from the binary when it stops;
 //! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines; `Indexed`
 //! from the binhost index. Sends only with `do_send` (`Arm`/`Disarm`; `RecordOutcome`,
 //! `ForDrone`, `PackagesPublished` and `AddToIndex` once the batch they follow from is
@@ -15,6 +18,7 @@
 //! the store answers it (`Commit`, `Reload`). Answers that change state wait for their
 //! commit; a refused commit is undone by reading the committed state back ([`reload`]).
 
+mod claim;
 pub mod commit;
 mod completion;
 pub mod durations;
@@ -58,7 +62,7 @@ use graph::PackageGraph;
 use leases::{Lease, LeasePhase, LeaseTable};
 use policy::{FailurePolicy, Verdict};
 use publisher::Publisher;
-use slog::{crit, debug, info, warn, Logger};
+use slog::{crit, info, warn, Logger};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,87 +182,6 @@ impl PackageQueue {
     }
 
     // ------------------------------------------------------------ leases
-
-    /// May `drone` build `id`? Not if its build already failed there while another drone
-    /// that has not failed it, and could build it, is around.
-    fn eligible(&self, id: u32, drone: &str) -> bool {
-        eligible(
-            &self.active_drones,
-            &self.fleet,
-            self.settings.heartbeat_ttl,
-            self.graph.get(id),
-            drone,
-        )
-    }
-
-    fn claim(&mut self, drone: &str, slots: u32) -> Option<WorkAssignment> {
-        self.active_drones.insert(drone.to_string(), Instant::now());
-        if self.leases.active_count(drone) >= slots.max(1) as usize || self.withdrawn(drone) {
-            return None;
-        }
-        let now = self.settings.clock.now();
-        let (faster, leave) = self.faster_with_room(drone);
-        let env = self.environment_of(drone);
-        let (active, fleet, ttl) = (
-            &self.active_drones,
-            &self.fleet,
-            self.settings.heartbeat_ttl,
-        );
-        let id = self.graph.take_ready_leaving(
-            now,
-            |_, p| eligible(active, fleet, ttl, p, drone) && fits(p, env.as_deref()),
-            |p| faster.iter().any(|f| fits(p, f.as_deref())),
-            leave,
-        )?;
-        let lease_id = self.leases.next_id();
-        let category = self.graph.get(id).atom.category.clone();
-        // The drone finds its upload directory already there when one was kept: renamed
-        // to this category beside this claim's commit if it held another.
-        let (upload_dir, reused) = self.publisher.upload_dir_for(lease_id, &category);
-        if reused {
-            self.metrics.upload_dir_reused(self.publisher.kept());
-        }
-        let p = self.graph.get_mut(id);
-        p.epoch += 1;
-        p.lease = Some(lease_id);
-        p.drone = Some(drone.to_string());
-        let epoch = p.epoch;
-        let assignment = WorkAssignment {
-            lease: lease_id,
-            epoch,
-            atom: p.atom_str.clone(),
-            category,
-            name: p.atom.name.clone(),
-            version: p.atom.version.clone(),
-            upload_dir: upload_dir.clone(),
-        };
-        self.graph.set_state(id, PackageState::Building);
-        self.leases.start(
-            lease_id,
-            Lease {
-                seq: 0,
-                pkg: id,
-                epoch,
-                drone: drone.to_string(),
-                phase: LeasePhase::Building,
-                created: Instant::now(),
-                timed: true,
-                built_in: None,
-                created_unix: crate::sys::clock::unix_now(),
-                ended_unix: None,
-                upload_dir,
-                stop: false,
-            },
-        );
-        self.peers.deadlines.do_send(Arm {
-            lease: lease_id,
-            epoch,
-            deadline: DeadlineKind::Build,
-            after: self.settings.build_timeout,
-        });
-        debug!(self.log, "claimed"; "atom" => &assignment.atom, "drone" => drone, "lease" => lease_id, "epoch" => epoch);
-        Some(assignment)
-    }
 
     /// Ends an active lease. `stop`: tell its drone to stop working on it. Returns the
     /// drone that held it, when it was active.
@@ -539,36 +462,6 @@ impl PackageQueue {
 
 /// See [`PackageQueue::eligible`]; a free function so a claim can use it while it
 /// borrows the graph mutably.
-/// Whether a drone with `env` meets `p`'s requirements.
-fn fits(p: &graph::Package, env: Option<&crate::domain::environment::DroneEnvironment>) -> bool {
-    p.requirements
-        .as_deref()
-        .is_none_or(|r| r.unmet(env).is_none())
-}
-
-fn eligible(
-    active: &HashMap<String, Instant>,
-    fleet: &HashMap<String, FleetMember>,
-    ttl: Duration,
-    p: &graph::Package,
-    drone: &str,
-) -> bool {
-    if !p.tries.failed_on.iter().any(|d| d == drone) {
-        return true;
-    }
-    let horizon = ttl * 2;
-    // Another drone counts only if it may build the package (a drone the registry has
-    // not told about yet is given the benefit of the doubt).
-    let could = |d: &String| {
-        fleet
-            .get(d)
-            .is_none_or(|m| m.may_build && fits(p, m.environment.as_deref()))
-    };
-    !active
-        .iter()
-        .any(|(d, t)| t.elapsed() < horizon && !p.tries.failed_on.contains(d) && could(d))
-}
-
 /// Waits for durability, then answers `value`.
 async fn after_commit<T>(rx: Durable, value: Result<T, QueueError>) -> Result<T, QueueError> {
     let value = value?;
