@@ -468,3 +468,22 @@ pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// rsync is installed by scripts/install-deps; without it the tests that need it skip
+/// (saying so), and fail in CI.
+pub fn require_rsync() -> bool {
+    let have = std::process::Command::new("rsync")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "rsync is missing in CI: scripts/install-deps must install it"
+    );
+    eprintln!("SKIPPED: rsync is not installed (run scripts/install-deps)");
+    false
+}

@@ -3,20 +3,14 @@
 //! its dependents are blocked), uploads with rsync, publishes, prints the summary and stops
 //! every process it started — with `--keep` only on Ctrl-C.
 
-use crate::common::processes_matching;
+use crate::common::{processes_matching, require_rsync};
 use std::time::Duration;
 
 const CLI: &str = env!("CARGO_BIN_EXE_build-swarm");
 
 #[actix_web::test]
 async fn the_demo_runs_a_small_set_end_to_end() {
-    if std::process::Command::new("rsync")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var("CI").is_err(), "rsync missing in CI");
-        eprintln!("SKIPPED: rsync is not installed (scripts/install-deps)");
+    if !require_rsync() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -100,13 +94,7 @@ async fn the_demo_runs_a_small_set_end_to_end() {
 #[actix_web::test]
 async fn the_demo_keeps_the_swarm_up_until_ctrl_c() {
     use tokio::io::AsyncBufReadExt;
-    if std::process::Command::new("rsync")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var("CI").is_err(), "rsync missing in CI");
-        eprintln!("SKIPPED: rsync is not installed (scripts/install-deps)");
+    if !require_rsync() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

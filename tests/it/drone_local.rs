@@ -11,27 +11,6 @@ use build_swarm::wire::orchestrator::ControlAction;
 use std::process::Stdio;
 use std::time::Duration;
 
-fn have_rsync() -> bool {
-    std::process::Command::new("rsync")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// rsync is installed by scripts/install-deps; without it these tests cannot run.
-fn require_rsync() -> bool {
-    if have_rsync() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "rsync is missing in CI: scripts/install-deps must install it"
-    );
-    eprintln!("SKIPPED: rsync is not installed (run scripts/install-deps)");
-    false
-}
-
 #[actix_web::test]
 async fn drones_build_and_publish_only_the_one_artifact() {
     if !require_rsync() {

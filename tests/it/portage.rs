@@ -99,6 +99,49 @@ pub(crate) fn portage_env_args(dir: &Path, args: &[&str]) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Writes `home/drone.toml` for a drone `name` building with `env`'s real emerge
+/// (`--oneshot --buildpkg`, then `emerge_args` — a TOML list's items — and `={atom}`);
+/// `extra` adds top-level keys. Returns its path.
+pub(crate) fn portage_drone_config(
+    home: &Path,
+    name: &str,
+    url: &str,
+    env: &Path,
+    emerge_args: &str,
+    extra: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(home).expect("mkdir");
+    let emerge_args = if emerge_args.is_empty() {
+        String::new()
+    } else {
+        format!("{emerge_args}, ")
+    };
+    let cfg = format!(
+        r#"name = "{name}"
+orchestrator = "{url}"
+token = "{DRONE}"
+slots = 1
+pkgdir = "{pkgdir}"
+state_dir = "{home}/state"
+build_command = ["{emerge}", "--oneshot", "--buildpkg", {emerge_args}"={{atom}}"]
+build_timeout_s = 300
+build_idle_timeout_s = 120
+idle_poll_s = 1
+{extra}
+
+[log]
+level = "debug"
+file = "{home}/drone.log"
+"#,
+        pkgdir = env.join("pkgdir").display(),
+        home = home.display(),
+        emerge = env.join("bin/emerge").display(),
+    );
+    let path = home.join("drone.toml");
+    std::fs::write(&path, cfg).expect("write drone config");
+    path
+}
+
 /// Runs one of the environment's Portage tools; its output, which must be a success.
 pub(crate) async fn portage(
     env: &Path,
@@ -378,34 +421,16 @@ async fn drones_with_real_emerge_take_dependencies_from_the_binhost() {
             Some(&binhost_url),
             i == 0,
         );
-        let home = work.path().join(format!("drone{i}-home"));
-        std::fs::create_dir_all(&home).expect("mkdir");
         // The recommended build_command (config/drone.toml): dependencies from the swarm's
         // binhost, the package itself always built.
-        let cfg = format!(
-            r#"name = "drone{i}"
-orchestrator = "{url}"
-token = "{DRONE}"
-slots = 1
-pkgdir = "{pkgdir}"
-state_dir = "{home}/state"
-build_command = ["{emerge}", "--oneshot", "--buildpkg", "--usepkg", "--getbinpkg",
-                 "--usepkg-exclude", "{{category}}/{{name}}", "={{atom}}"]
-build_timeout_s = 300
-build_idle_timeout_s = 120
-idle_poll_s = 1
-
-[log]
-level = "debug"
-file = "{home}/drone.log"
-"#,
-            url = app.url,
-            pkgdir = env.join("pkgdir").display(),
-            home = home.display(),
-            emerge = env.join("bin/emerge").display(),
+        let path = portage_drone_config(
+            &work.path().join(format!("drone{i}-home")),
+            &format!("drone{i}"),
+            &app.url,
+            &env,
+            r#""--usepkg", "--getbinpkg", "--usepkg-exclude", "{category}/{name}""#,
+            "",
         );
-        let path = home.join("drone.toml");
-        std::fs::write(&path, cfg).expect("write drone config");
         children.push(spawn_drone(&path, &[]));
         envs.push(env);
     }

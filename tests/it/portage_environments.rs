@@ -6,7 +6,7 @@
 //! builds. Skips outside CI without Portage or root (saying so); fails in CI.
 
 use crate::common::*;
-use crate::portage::{portage_env_args, portage_venv};
+use crate::portage::{portage_drone_config, portage_env_args, portage_venv};
 use build_swarm::domain::DroneState;
 use std::path::Path;
 use std::time::Duration;
@@ -64,8 +64,6 @@ async fn a_drone_with_other_cflags_and_a_lagging_repository_builds_nothing_until
         let repo = repo.display().to_string();
         let env = portage_env_args(&work.path().join(format!("drone{i}")), &["--repo", &repo]);
         set_cflags(&env, cflags);
-        let home = work.path().join(format!("drone{i}-home"));
-        std::fs::create_dir_all(&home).expect("mkdir");
         let environment_command = serde_json::to_string(&[
             "env".to_string(),
             format!("PATH={}/bin:/usr/bin:/bin", env.display()),
@@ -74,34 +72,19 @@ async fn a_drone_with_other_cflags_and_a_lagging_repository_builds_nothing_until
             build_swarm::config::drone::DEFAULT_ENVIRONMENT_SCRIPT.into(),
         ])
         .expect("json");
-        let cfg = format!(
-            r#"name = "drone{i}"
-orchestrator = "{url}"
-token = "{DRONE}"
-slots = 1
-pkgdir = "{pkgdir}"
-state_dir = "{home}/state"
-build_command = ["{emerge}", "--oneshot", "--buildpkg", "={{atom}}"]
-build_timeout_s = 300
-build_idle_timeout_s = 120
-idle_poll_s = 1
-environment_command = {environment_command}
-environment_check_s = 2
-sync_command = ["rsync", "-a", "--checksum", "--delete", "{master}/", "{lagging}/"]
-
-[log]
-level = "debug"
-file = "{home}/drone.log"
-"#,
-            url = app.url,
-            pkgdir = env.join("pkgdir").display(),
-            home = home.display(),
-            emerge = env.join("bin/emerge").display(),
-            master = master.display(),
-            lagging = lagging.display(),
+        let path = portage_drone_config(
+            &work.path().join(format!("drone{i}-home")),
+            &format!("drone{i}"),
+            &app.url,
+            &env,
+            "",
+            &format!(
+                "environment_command = {environment_command}\nenvironment_check_s = 2\n\
+                 sync_command = [\"rsync\", \"-a\", \"--checksum\", \"--delete\", \"{}/\", \"{}/\"]",
+                master.display(),
+                lagging.display()
+            ),
         );
-        let path = home.join("drone.toml");
-        std::fs::write(&path, cfg).expect("write drone config");
         children.push(spawn_drone(&path, &[]));
         envs.push(env);
     }

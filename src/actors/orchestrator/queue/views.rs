@@ -53,8 +53,7 @@ pub fn list(
                 state: p.state,
                 drone: p.drone.clone(),
                 attempts: p.tries.attempts,
-                // Parked: why it waits (no drone may build it) before any earlier failure.
-                reason: p.parked.clone().or_else(|| p.reason.clone()),
+                reason: p.shown_reason(),
                 priority: p.boost,
             });
         }
@@ -68,7 +67,7 @@ pub fn log(g: &PackageGraph, atom: &str) -> Option<PackageLog> {
     Some(PackageLog {
         atom: p.atom_str.clone(),
         state: p.state,
-        reason: p.parked.clone().or_else(|| p.reason.clone()),
+        reason: p.shown_reason(),
         log_tail: p.log_tail.clone().unwrap_or_default(),
     })
 }

@@ -94,27 +94,22 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
         .await?;
         let first_s = run.makespans_wall_s[0] / opts.scale;
         let second_s = run.makespans_wall_s[1] / opts.scale;
-        return Ok(json!({
-            "bench": "schedule-learn",
-            "packages": graph.packages.len(),
-            "drones": opts.drones,
-            "slots": opts.slots,
-            "scale": opts.scale,
-            "critical_path_s": round(bound.critical_path_s, 1),
-            "total_work_s": round(bound.total_work_s, 1),
-            "lower_bound_s": round(bound.lower_bound_s, 1),
-            "first_run_makespan_s": round(first_s, 1),
-            "first_run_ratio": round(first_s / bound.lower_bound_s, 3),
-            "second_run_makespan_s": round(second_s, 1),
-            "second_run_ratio": round(second_s / bound.lower_bound_s, 3),
-            "built": run.built,
-            "estimates_given": false,
-            "wall_s": round(wall.elapsed().as_secs_f64(), 1),
-            "orchestrator": "real binary",
-            "scratch_fs": super::fs_of(&scratch.path),
-            "machine": super::machine(),
-            "date": super::unix_now(),
-        }));
+        return Ok(figures(
+            opts,
+            &graph,
+            &bound,
+            &scratch.path,
+            wall,
+            json!({
+                "bench": "schedule-learn",
+                "first_run_makespan_s": round(first_s, 1),
+                "first_run_ratio": round(first_s / bound.lower_bound_s, 3),
+                "second_run_makespan_s": round(second_s, 1),
+                "second_run_ratio": round(second_s / bound.lower_bound_s, 3),
+                "built": run.built,
+                "estimates_given": false,
+            }),
+        ));
     }
     let mut runs = Vec::new();
     for order in ["critical_path", "fifo"] {
@@ -141,32 +136,56 @@ pub async fn run(opts: &ScheduleOptions) -> Result<Value, BenchError> {
     // What the per-package overhead alone adds to a work-bound schedule.
     let overhead_share =
         overhead_unscaled * graph.packages.len() as f64 / total_slots as f64 / bound.lower_bound_s;
-    Ok(json!({
-        "bench": "schedule",
+    Ok(figures(
+        opts,
+        &graph,
+        &bound,
+        &scratch.path,
+        wall,
+        json!({
+            "bench": "schedule",
+            "makespan_s": round(makespan_s, 1),
+            "ratio": round(makespan_s / bound.lower_bound_s, 3),
+            "fifo_makespan_s": round(fifo_makespan_s, 1),
+            "fifo_ratio": round(fifo_makespan_s / bound.lower_bound_s, 3),
+            "built": cp.built,
+            "fifo_built": fifo.built,
+            "overhead_wall_ms_per_package": round(overhead_ms, 2),
+            "overhead_s_per_package": round(overhead_unscaled, 2),
+            "overhead_share_of_bound": round(overhead_share, 4),
+            "idle_poll_s": idle_poll(scale),
+            "calibration_packages": opts.calibration,
+        }),
+    ))
+}
+
+/// The figures both modes print: the graph, its bound, the machine, and `own`'s.
+fn figures(
+    opts: &ScheduleOptions,
+    graph: &Graph,
+    bound: &graph::Bound,
+    scratch: &Path,
+    wall: Instant,
+    own: Value,
+) -> Value {
+    let mut v = json!({
         "packages": graph.packages.len(),
         "drones": opts.drones,
         "slots": opts.slots,
-        "scale": scale,
+        "scale": opts.scale,
         "critical_path_s": round(bound.critical_path_s, 1),
         "total_work_s": round(bound.total_work_s, 1),
         "lower_bound_s": round(bound.lower_bound_s, 1),
-        "makespan_s": round(makespan_s, 1),
-        "ratio": round(makespan_s / bound.lower_bound_s, 3),
-        "fifo_makespan_s": round(fifo_makespan_s, 1),
-        "fifo_ratio": round(fifo_makespan_s / bound.lower_bound_s, 3),
-        "built": cp.built,
-        "fifo_built": fifo.built,
-        "overhead_wall_ms_per_package": round(overhead_ms, 2),
-        "overhead_s_per_package": round(overhead_unscaled, 2),
-        "overhead_share_of_bound": round(overhead_share, 4),
-        "idle_poll_s": idle_poll(scale),
-        "calibration_packages": opts.calibration,
         "wall_s": round(wall.elapsed().as_secs_f64(), 1),
         "orchestrator": "real binary",
-        "scratch_fs": super::fs_of(&scratch.path),
+        "scratch_fs": super::fs_of(scratch),
         "machine": super::machine(),
         "date": super::unix_now(),
-    }))
+    });
+    if let (Some(all), Value::Object(own)) = (v.as_object_mut(), own) {
+        all.extend(own);
+    }
+    v
 }
 
 /// The drones poll for work every 5 s in real life; scaled like the builds.

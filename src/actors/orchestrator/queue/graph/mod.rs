@@ -70,6 +70,12 @@ pub struct Package {
 }
 
 impl Package {
+    /// The reason operators see: why a parked package waits (no drone may build it),
+    /// before any earlier failure's reason.
+    pub fn shown_reason(&self) -> Option<String> {
+        self.parked.clone().or_else(|| self.reason.clone())
+    }
+
     /// Built and in a live index: a dependent may be built against it.
     pub fn usable(&self) -> bool {
         self.state == PackageState::Built && self.indexed
