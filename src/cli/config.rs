@@ -83,7 +83,7 @@ impl CliConfig {
             }
         }
         for (name, host) in self.hosts.iter().flatten() {
-            if crate::cli::remote::ssh_target(None, host).is_err() {
+            if crate::sys::ssh::target(None, host).is_err() {
                 return Err(ConfigError::invalid(
                     &format!("hosts.{name}"),
                     format!("`{host}` is not a host name"),

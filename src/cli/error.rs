@@ -37,6 +37,8 @@ pub enum CliError {
     Decode { url: String, message: String },
     #[error("{0}")]
     Match(#[from] MatchError),
+    #[error(transparent)]
+    Ssh(#[from] crate::sys::ssh::SshError),
     #[error("{what}: {source}")]
     Io {
         what: String,

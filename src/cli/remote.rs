@@ -5,7 +5,8 @@
 //!
 //! A restart goes through the API first (the drone gets it with its next heartbeat); if
 //! the drone does not pick it up within `--wait` seconds, or is offline, the CLI runs the
-//! drone's `restart_command` over ssh. `--via-ssh` goes straight to ssh.
+//! drone's `restart_command` over ssh. `--via-ssh` goes straight to ssh. The argv is
+//! built by [`crate::sys::ssh`] (shared with the orchestrator's self-healing ladder).
 
 use super::config::Settings;
 use super::error::CliError;
@@ -19,40 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How often a restart is checked on.
 const POLL: Duration = Duration::from_millis(500);
-
-/// `[user@]host`, refusing what ssh would read as an option or split on.
-pub fn ssh_target(user: Option<&str>, host: &str) -> Result<String, CliError> {
-    let host = host.trim();
-    if host.is_empty() {
-        return Err(CliError::Invalid("the drone has no host to ssh to".into()));
-    }
-    if host.starts_with('-') || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(CliError::Invalid(format!(
-            "the drone's host `{host}` is not a host name; refusing to pass it to ssh"
-        )));
-    }
-    Ok(match user {
-        Some(u) => format!("{u}@{host}"),
-        None => host.to_string(),
-    })
-}
-
-/// `ssh_command… -- [user@]host cmd…`: the `--` stops ssh reading options anywhere after it.
-pub fn ssh_argv(
-    ssh_command: &[String],
-    user: Option<&str>,
-    host: &str,
-    cmd: &[String],
-) -> Result<Vec<String>, CliError> {
-    let mut argv = ssh_command.to_vec();
-    if argv.is_empty() {
-        argv.push("ssh".into());
-    }
-    argv.push("--".into());
-    argv.push(ssh_target(user, host)?);
-    argv.extend(cmd.iter().cloned());
-    Ok(argv)
-}
 
 /// Where a drone's host came from, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +80,7 @@ fn chosen_host<'a>(settings: &'a Settings, drone: &'a DroneView) -> &'a str {
 
 /// Replaces this process with ssh (interactive shell or one command).
 pub fn ssh(settings: &Settings, drone: &DroneView, cmd: &[String]) -> Result<(), CliError> {
-    let argv = ssh_argv(
+    let argv = crate::sys::ssh::argv(
         &settings.ssh_command,
         settings.ssh_user.as_deref(),
         chosen_host(settings, drone),
@@ -130,7 +97,7 @@ fn restart_over_ssh(settings: &Settings, drone: &DroneView) -> Result<(), CliErr
     } else {
         &drone.restart_command
     };
-    let argv = ssh_argv(
+    let argv = crate::sys::ssh::argv(
         &settings.ssh_command,
         settings.ssh_user.as_deref(),
         chosen_host(settings, drone),
@@ -210,34 +177,4 @@ pub async fn restart(
         seen(&now)
     );
     restart_over_ssh(settings, drone)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn ssh_gets_an_argv_with_the_user_and_a_safe_host() {
-        assert_eq!(
-            ssh_argv(
-                &s(&["ssh"]),
-                Some("root"),
-                "100.64.0.18",
-                &s(&["tail", "-20", "a b"])
-            )
-            .unwrap(),
-            s(&["ssh", "--", "root@100.64.0.18", "tail", "-20", "a b"])
-        );
-        assert_eq!(
-            ssh_argv(&s(&["ssh", "-i", "k"]), None, "h.lan", &[]).unwrap(),
-            s(&["ssh", "-i", "k", "--", "h.lan"])
-        );
-        for bad in ["", "-oProxyCommand=x", "a b", "a\nb"] {
-            assert!(ssh_argv(&s(&["ssh"]), None, bad, &[]).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod drone;
 pub mod gateway;
+pub mod notify;
 pub mod orchestrator;
 
 pub use drone::DroneConfig;

@@ -39,6 +39,10 @@ pub struct OrchestratorConfig {
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
     pub log: LogConfig,
+    /// `[[notify]]`: where events go (webhooks, programs).
+    pub notify: Vec<super::notify::NotifyConfig>,
+    /// `[heal]`: restarting drones that stay offline.
+    pub heal: super::notify::HealConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,6 +319,8 @@ impl Default for OrchestratorConfig {
             leases: LeaseConfig::default(),
             policy: PolicyConfig::default(),
             log: LogConfig::default(),
+            notify: Vec::new(),
+            heal: super::notify::HealConfig::default(),
         }
     }
 }
@@ -409,6 +415,10 @@ impl OrchestratorConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        for (i, n) in self.notify.iter().enumerate() {
+            n.validate(i)?;
+        }
+        self.heal.validate()?;
         if let Some(r) = &self.environment.reference {
             crate::domain::check_drone_name(r)
                 .map_err(|e| ConfigError::invalid("environment.reference", e.to_string()))?;

@@ -183,6 +183,10 @@ pub struct Metrics {
     failures: [Counter; 3],
     /// Drones grounded by the circuit breaker.
     pub breaker_trips: Counter,
+    /// Notifications delivered, attempts that failed, events given up or dropped.
+    pub notifications_delivered: Counter,
+    pub notifications_failed: Counter,
+    pub notifications_dropped: Counter,
     /// Sum of the sizes of the published artifacts.
     pub upload_bytes: Counter,
     /// `uploading` to verified complete.
@@ -203,6 +207,9 @@ impl Default for Metrics {
             completions: Counter::default(),
             failures: Default::default(),
             breaker_trips: Counter::default(),
+            notifications_delivered: Counter::default(),
+            notifications_failed: Counter::default(),
+            notifications_dropped: Counter::default(),
             upload_bytes: Counter::default(),
             upload_duration: Histogram::new(UPLOAD_BUCKETS),
             reclaims: Default::default(),
@@ -408,6 +415,26 @@ impl Metrics {
             "build_swarm_breaker_trips_total {}",
             self.breaker_trips.get()
         );
+        for (name, help, c) in [
+            (
+                "build_swarm_notifications_delivered_total",
+                "Notifications delivered to a [[notify]] entry.",
+                &self.notifications_delivered,
+            ),
+            (
+                "build_swarm_notification_failures_total",
+                "Notification delivery attempts that failed (each is retried).",
+                &self.notifications_failed,
+            ),
+            (
+                "build_swarm_notifications_dropped_total",
+                "Notifications given up after max_attempts or dropped past max_pending.",
+                &self.notifications_dropped,
+            ),
+        ] {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", c.get());
+        }
         header(
             &mut out,
             "build_swarm_upload_bytes_total",

@@ -2,13 +2,16 @@
 //! ([`startup`]), verifying and publishing uploads ([`publish`]), the staging directory and
 //! its upload directories ([`staging`]), its Prometheus metrics ([`metrics`]), the
 //! drones' own credentials ([`credentials`]), which drones' build environments fit
-//! ([`environments`]) and the binhost Portage reads
+//! ([`environments`]), what operators are told ([`notify`]), the
+//! self-healing ladder ([`healing`]) and the binhost Portage reads
 //! ([`binhost`]: package metadata and the `Packages` index).
 
 pub mod binhost;
 pub mod credentials;
 pub mod environments;
+pub mod healing;
 pub mod metrics;
+pub mod notify;
 pub mod publish;
 pub mod staging;
 pub mod startup;

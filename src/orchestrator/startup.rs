@@ -4,11 +4,13 @@
 
 use crate::actors::orchestrator::binhost_index::{BinhostIndex, BuiltPackage, IndexSettings};
 use crate::actors::orchestrator::circuit_breaker::{BreakerSettings, CircuitBreaker};
+use crate::actors::orchestrator::drone_healer::DroneHealer;
 use crate::actors::orchestrator::drone_registry::{DroneRegistry, RegistrySettings, Restore};
 use crate::actors::orchestrator::gateway_registration::{
     self, GatewayRegistration, RegistrationSettings,
 };
 use crate::actors::orchestrator::lease_deadlines::LeaseDeadlines;
+use crate::actors::orchestrator::notifier::Notifier;
 use crate::actors::orchestrator::publish_hook::PublishHook;
 use crate::actors::orchestrator::queue::policy::FailurePolicy;
 use crate::actors::orchestrator::queue::{PackageQueue, Peers, QueueSettings};
@@ -70,6 +72,8 @@ pub struct Orchestrator {
     pub binhost_index: Option<Addr<BinhostIndex>>,
     /// Registers this orchestrator with its gateway (when `gateway` is set).
     pub gateway_registration: Option<Addr<GatewayRegistration>>,
+    /// Delivers `[[notify]]` events (when there are entries).
+    pub notifier: Option<Addr<Notifier>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -205,16 +209,35 @@ impl Orchestrator {
             stall: stall.clone(),
             environment: cfg.environment.clone(),
         };
+        let notifier = (!cfg.notify.is_empty()).then(|| {
+            Notifier::new(
+                &cfg.notify,
+                &cfg.name,
+                std::mem::take(&mut snapshot.outbox),
+                std::mem::take(&mut snapshot.alerts),
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+                log.clone(),
+            )
+            .start()
+        });
+        let notify = notifier.clone().map(Addr::recipient);
+        let healer = cfg
+            .heal
+            .enabled()
+            .then(|| DroneHealer::new(cfg.heal.clone(), notify.clone(), log.clone()).start());
         // The queue's context first: the actors it tells things to need its address.
         let queue_ctx = Context::<PackageQueue>::new();
         let deadlines = LeaseDeadlines::new(queue_ctx.address().recipient(), stall).start();
         let breaker = CircuitBreaker::new(
             breaker_settings,
-            clock,
+            clock.clone(),
             Some(queue_ctx.address().recipient()),
             log.clone(),
         )
         .with_metrics(metrics.clone())
+        .with_notify(notify.clone())
         .start();
         let registry = DroneRegistry::new(
             registry_settings,
@@ -222,6 +245,7 @@ impl Orchestrator {
             breaker.clone(),
             log.clone(),
         )
+        .with_watchers(notify.clone(), healer)
         .start();
         if !cfg.binhost.index && cfg.binhost_dir.join("Packages").exists() {
             warn!(log, "binhost_dir has a Packages index this orchestrator no longer writes ([binhost] index = false): clients see it stale";
@@ -269,6 +293,7 @@ impl Orchestrator {
             hook: hook.clone().recipient(),
             index: binhost_index.clone().map(Addr::recipient),
             relist: binhost_index.clone().map(Addr::recipient),
+            notify,
         };
         let queue = queue_ctx.run(
             PackageQueue::restore(settings, snapshot, peers, log.clone())
@@ -331,6 +356,7 @@ impl Orchestrator {
             hook,
             binhost_index,
             gateway_registration,
+            notifier,
             metrics,
         })
     }

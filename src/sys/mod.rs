@@ -1,8 +1,8 @@
 //! Operating-system helpers every program uses: child processes in their own process
 //! groups ([`process`]), file checksums ([`digest`]), directory-relative file calls
 //! ([`dirfd`]), the slog set-up ([`logging`]), clocks that tests can drive ([`clock`]),
-//! noticing that this process itself stood still ([`stall`]) and unpredictable tokens and
-//! ids ([`random`]).
+//! noticing that this process itself stood still ([`stall`]), unpredictable tokens and
+//! ids ([`random`]) and ssh command lines for a drone's host ([`ssh`]).
 
 pub mod clock;
 pub mod digest;
@@ -10,4 +10,5 @@ pub mod dirfd;
 pub mod logging;
 pub mod process;
 pub mod random;
+pub mod ssh;
 pub mod stall;

@@ -113,11 +113,15 @@ pub struct Finished {
     pub output_tail: String,
 }
 
-/// Starts `argv` in its own group with stdout and stderr piped; its program name too.
-fn spawn_piped(argv: &[String]) -> Result<(String, Child), ProcessError> {
+/// Starts `argv` in its own group with stdout and stderr piped (and stdin, when
+/// `stdin`); its program name too.
+fn spawn_piped(argv: &[String], stdin: bool) -> Result<(String, Child), ProcessError> {
     let program = argv.first().cloned().unwrap_or_default();
     let mut cmd = group_command(argv)?;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin {
+        cmd.stdin(Stdio::piped());
+    }
     let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
         program: program.clone(),
         source,
@@ -130,7 +134,25 @@ pub async fn run_with_timeout(
     argv: &[String],
     timeout: Duration,
 ) -> Result<Finished, ProcessError> {
-    let (program, mut child) = spawn_piped(argv)?;
+    run_with_input(argv, None, timeout).await
+}
+
+/// As [`run_with_timeout`], writing `input` to its standard input (then closing it; a
+/// program that does not read it all is not an error).
+pub async fn run_with_input(
+    argv: &[String],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Finished, ProcessError> {
+    let (program, mut child) = spawn_piped(argv, input.is_some())?;
+    let mut stdin = child.stdin.take();
+    let feed = async {
+        use tokio::io::AsyncWriteExt;
+        if let (Some(w), Some(bytes)) = (stdin.as_mut(), input) {
+            let _ = w.write_all(bytes).await;
+        }
+        drop(stdin);
+    };
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let collect = async {
@@ -151,7 +173,7 @@ pub async fn run_with_timeout(
         a
     };
     let run = async {
-        let (bytes, status) = tokio::join!(collect, child.wait());
+        let (_, bytes, status) = tokio::join!(feed, collect, child.wait());
         (bytes, status)
     };
     match tokio::time::timeout(timeout, run).await {
@@ -191,7 +213,7 @@ pub async fn run_capture(
     timeout: Duration,
     limit: usize,
 ) -> Result<Captured, ProcessError> {
-    let (program, mut child) = spawn_piped(argv)?;
+    let (program, mut child) = spawn_piped(argv, false)?;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let pid = child.id().unwrap_or(0);

@@ -211,6 +211,27 @@ pub struct DroneInfo {
     /// known; below 1 is faster).
     #[serde(default = "one_f64")]
     pub speed_factor: f64,
+    /// The self-healing ladder's state for this offline drone (added; `null`: healing
+    /// is off or the drone is not being healed).
+    #[serde(default)]
+    pub healing: Option<HealingView>,
+}
+
+/// Where an offline drone is on the self-healing ladder (`[heal]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HealingView {
+    /// `waiting` (for `heal_after_s` or the next restart), `restarting` (over ssh now),
+    /// `needs_human` (every restart tried; a notification went out).
+    pub step: String,
+    /// Restarts tried so far, and how many may be tried.
+    pub restarts: u32,
+    pub max_restarts: u32,
+    /// When the next restart is due (unix seconds; `null` while restarting or given up).
+    #[serde(default)]
+    pub next_unix: Option<u64>,
+    /// How the last restart went.
+    #[serde(default)]
+    pub last_result: Option<String>,
 }
 
 fn one_f64() -> f64 {

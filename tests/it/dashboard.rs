@@ -1251,6 +1251,7 @@ fn openapi_schemas_use_exactly_the_wire_field_names() {
         capabilities: vec![],
         resources: None,
         speed_factor: 1.0,
+        healing: None,
     };
     let lease = LeaseView {
         lease: 1,

@@ -4,11 +4,13 @@
 //!
 //! Hears `RecordOutcome` from the queue, `MayClaim`/`ProbeUnused` from drone sessions,
 //! `FleetSize` from the registry, `Unground` from the operator, `HealthReport` and
-//! `FaultReport` for reads. Tells the queue `FaultChanged` (fire-and-forget); it never
-//! awaits anyone.
+//! `FaultReport` for reads. Tells the queue `FaultChanged` and the notifier `Notify`
+//! (groundings, central faults and their ends; fire-and-forget); it never awaits anyone.
 
+use crate::actors::orchestrator::notifier::Notify;
 use crate::domain::FailureKind;
 use crate::orchestrator::metrics::Metrics;
+use crate::orchestrator::notify::{Event, EventKind};
 use crate::sys::clock::SharedClock;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -162,6 +164,7 @@ pub struct CircuitBreaker {
     online: Option<std::collections::HashSet<String>>,
     central: Option<CentralFault>,
     queue: Option<Recipient<FaultChanged>>,
+    notify: Option<Recipient<Notify>>,
     jitter: u64,
     metrics: Arc<Metrics>,
     log: Logger,
@@ -182,6 +185,7 @@ impl CircuitBreaker {
             online: None,
             central: None,
             queue,
+            notify: None,
             jitter: seed | 1,
             metrics: Arc::default(),
             log: log.new(slog::o!("actor" => "circuit_breaker")),
@@ -192,6 +196,18 @@ impl CircuitBreaker {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Tells `notify` of groundings and central faults.
+    pub fn with_notify(mut self, notify: Option<Recipient<Notify>>) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    fn tell(&self, e: Event) {
+        if let Some(n) = &self.notify {
+            n.do_send(Notify(e));
+        }
     }
 
     /// 0.5..1.5 (xorshift; jitter needs no cryptography).
@@ -252,13 +268,21 @@ impl CircuitBreaker {
             reason,
         });
         // The drones grounded so far were victims of the same fault.
-        for h in self.drones.values_mut() {
+        let mut freed = Vec::new();
+        for (d, h) in self.drones.iter_mut() {
             if matches!(h.mode, Mode::Open { .. } | Mode::HalfOpen { .. }) {
                 *h = Health::default();
+                freed.push(d.clone());
             }
         }
         if let Some(q) = &self.queue {
             q.do_send(FaultChanged { central: true });
+        }
+        if let Some(c) = &self.central {
+            self.tell(Event::central_fault(&c.reason));
+        }
+        for d in freed {
+            self.tell(Event::recovered(EventKind::DroneGrounded, Some(&d)));
         }
     }
 
@@ -271,6 +295,7 @@ impl CircuitBreaker {
             if let Some(q) = &self.queue {
                 q.do_send(FaultChanged { central: false });
             }
+            self.tell(Event::recovered(EventKind::CentralFault, None));
         }
     }
 
@@ -297,6 +322,11 @@ impl CircuitBreaker {
         let until_unix = self.clock.unix() + self.settings.cooloff.as_secs();
         self.metrics.breaker_trips.inc();
         warn!(self.log, "drone grounded"; "drone" => drone, "cooloff_s" => self.settings.cooloff.as_secs(), "why" => &why);
+        self.tell(Event::drone(
+            EventKind::DroneGrounded,
+            drone,
+            Some(why.clone()),
+        ));
         if let Some(h) = self.drones.get_mut(drone) {
             h.mode = Mode::Open { until, until_unix };
             h.reason = Some(why);
@@ -316,10 +346,12 @@ impl Handler<RecordOutcome> for CircuitBreaker {
         let h = self.drones.entry(msg.drone.clone()).or_default();
         match msg.outcome {
             Outcome::Success => {
-                if !matches!(h.mode, Mode::Closed) {
-                    info!(self.log, "probe succeeded, breaker closed"; "drone" => &msg.drone);
-                }
+                let was_grounded = !matches!(h.mode, Mode::Closed);
                 *h = Health::default();
+                if was_grounded {
+                    info!(self.log, "probe succeeded, breaker closed"; "drone" => &msg.drone);
+                    self.tell(Event::recovered(EventKind::DroneGrounded, Some(&msg.drone)));
+                }
                 self.clear_central();
             }
             Outcome::Neutral
@@ -417,6 +449,9 @@ impl Handler<Unground> for CircuitBreaker {
         let was = !matches!(h.mode, Mode::Closed);
         *h = Health::default();
         info!(self.log, "ungrounded by the operator"; "drone" => &msg.drone, "was_grounded" => was);
+        if was {
+            self.tell(Event::recovered(EventKind::DroneGrounded, Some(&msg.drone)));
+        }
         was
     }
 }

@@ -8,6 +8,9 @@
 //! breaker and the queue, which never call back into it), `Restore` once at start-up.
 //! Drone records are written through the queue's group commit (`RecordDrone`).
 //!
+//! Tells the notifier when a drone goes offline and comes back (`Notify`), and the healer
+//! (`DroneLiveness`); asks the healer for its ladders (`Healing`) when listing.
+//!
 //! Owns each drone's environment [`Fit`] (an [`Environments`]): tells a session whether it
 //! may claim (`SetFit`), a lagging drone to sync (`PushCommand`), and the queue every
 //! drone's slots and environment (`Fleet`) whenever one changes.
@@ -15,10 +18,14 @@
 use crate::actors::orchestrator::circuit_breaker::{
     CircuitBreaker, FleetSize, HealthReport, HealthView,
 };
+use crate::actors::orchestrator::drone_healer::{DroneHealer, Healing};
 use crate::actors::orchestrator::drone_session::{
     Claim, ClaimError, DroneSession, PushCommand, Replaced, SessionPeers, SetFit,
 };
-use crate::actors::orchestrator::messages::{ForDrone, SessionChanged, SessionSummary};
+use crate::actors::orchestrator::messages::{
+    DroneLiveness, ForDrone, SessionChanged, SessionSummary,
+};
+use crate::actors::orchestrator::notifier::Notify;
 use crate::actors::orchestrator::queue::{
     CurrentByDrone, DroneSeen, Fleet, FleetMember, PackageQueue, ReclaimDrone, RecordDrone,
     SpeedFactors, WithdrawDrone,
@@ -28,6 +35,7 @@ use crate::domain::environment::{DroneEnvironment, Fit};
 use crate::domain::{check_drone_name, DroneState};
 use crate::orchestrator::credentials::{CredentialKind, DroneCredentials};
 use crate::orchestrator::environments::Environments;
+use crate::orchestrator::notify::{Event, EventKind};
 use crate::wire::orchestrator::{
     DroneAction, DroneCommand, DroneCounts, DroneInfo, DroneList, RegisterRequest,
     RegisterResponse, WorkAssignment,
@@ -127,6 +135,9 @@ pub struct DroneRegistry {
     queue: Addr<PackageQueue>,
     breaker: Addr<CircuitBreaker>,
     environments: Environments,
+    /// Told when drones go offline and come back.
+    notify: Option<Recipient<Notify>>,
+    healer: Option<Addr<DroneHealer>>,
     log: Logger,
 }
 
@@ -146,7 +157,53 @@ impl DroneRegistry {
             )),
             queue,
             breaker,
+            notify: None,
+            healer: None,
             log: log.new(slog::o!("actor" => "drone_registry")),
+        }
+    }
+
+    /// Who hears of drones going offline and coming back.
+    pub fn with_watchers(
+        mut self,
+        notify: Option<Recipient<Notify>>,
+        healer: Option<Addr<DroneHealer>>,
+    ) -> Self {
+        self.notify = notify;
+        self.healer = healer;
+        self
+    }
+
+    /// A drone went offline (`online == false`) or is back.
+    fn liveness_changed(&self, summary: &SessionSummary) {
+        if let Some(n) = &self.notify {
+            n.do_send(Notify(if summary.online {
+                Event::recovered(EventKind::DroneOffline, Some(&summary.name))
+            } else {
+                Event::drone(
+                    EventKind::DroneOffline,
+                    &summary.name,
+                    Some(match summary.last_seen_unix {
+                        Some(t) => format!("no heartbeat since {}", crate::sys::clock::rfc3339(t)),
+                        None => "no heartbeat".into(),
+                    }),
+                )
+            }));
+        }
+        if let Some(h) = &self.healer {
+            let host = self
+                .settings
+                .credentials
+                .get(&summary.name)
+                .and_then(|e| e.host)
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| summary.host.clone());
+            h.do_send(DroneLiveness {
+                drone: summary.name.clone(),
+                online: summary.online,
+                host,
+                restart_command: summary.restart_command.clone(),
+            });
         }
     }
 
@@ -321,6 +378,7 @@ impl DroneRegistry {
         health: Option<&HealthView>,
         current: Option<&Vec<String>>,
         speed_factor: f64,
+        healing: Option<crate::wire::orchestrator::HealingView>,
     ) -> DroneInfo {
         let current = current.cloned().unwrap_or_default();
         let grounded_until = health.and_then(|h| h.grounded_until);
@@ -369,10 +427,11 @@ impl DroneRegistry {
                 .unwrap_or_default(),
             resources: summary.environment.as_ref().map(|e| e.resources.clone()),
             speed_factor,
+            healing: healing.filter(|_| !summary.online),
         }
     }
 
-    /// Builds the listing: asks the breaker and the queue (neither calls back here).
+    /// Builds the listing: asks the breaker, the queue and the healer (none calls back here).
     fn listing(&self) -> impl std::future::Future<Output = Vec<DroneInfo>> + 'static {
         let mut summaries: Vec<(SessionSummary, Fit)> = self
             .sessions
@@ -383,11 +442,16 @@ impl DroneRegistry {
         let breaker = self.breaker.send(HealthReport);
         let queue = self.queue.send(CurrentByDrone);
         let speeds = self.queue.send(SpeedFactors);
+        let healing = self.healer.as_ref().map(|h| h.send(Healing));
         let credentials = self.settings.credentials.clone();
         async move {
             let health = breaker.await.unwrap_or_default();
             let current = queue.await.unwrap_or_default();
             let speeds = speeds.await.unwrap_or_default();
+            let mut healing = match healing {
+                Some(h) => h.await.unwrap_or_default(),
+                None => HashMap::new(),
+            };
             summaries
                 .iter()
                 .map(|(s, fit)| {
@@ -400,6 +464,7 @@ impl DroneRegistry {
                         health.get(&s.name),
                         current.get(&s.name),
                         speed,
+                        healing.remove(&s.name),
                     )
                 })
                 .collect()
@@ -495,6 +560,7 @@ impl Handler<Register> for DroneRegistry {
         self.queue.do_send(DroneSeen {
             drone: summary.name.clone(),
         });
+        self.liveness_changed(&summary);
         self.start_session(summary, ctx);
         self.tell_fleet_size();
         self.environment_changed(&r.name);
@@ -552,6 +618,9 @@ impl Handler<SessionChanged> for DroneRegistry {
         }
         if online_changed {
             self.tell_fleet_size();
+            if let Some(summary) = self.sessions.get(&name).map(|e| e.summary.clone()) {
+                self.liveness_changed(&summary);
+            }
         }
         if env_changed || online_changed {
             self.environment_changed(&name);

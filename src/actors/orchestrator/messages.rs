@@ -89,3 +89,14 @@ pub struct Relist(pub Vec<(u32, String)>);
 #[derive(Message)]
 #[rtype(result = "Option<Capture>")]
 pub struct CaptureIndex;
+
+/// A drone went offline or came back (registry → healer). `host`: the host the operator
+/// enrolled it for, else the one it announced.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DroneLiveness {
+    pub drone: String,
+    pub online: bool,
+    pub host: String,
+    pub restart_command: Vec<String>,
+}

@@ -3,7 +3,9 @@
 //!
 //! Start-up reads the snapshot with [`Store::load`] before the actor starts. Then it hears
 //! `Commit` batches from the package queue (group commit, see
-//! [`crate::actors::orchestrator::queue::commit`]) and `Reload` after a failed one.
+//! [`crate::actors::orchestrator::queue::commit`]) and `Reload` after a failed one;
+//! `SaveCredential`/`DeleteCredential` from the credentials, `SaveOutbox` from the
+//! notifier ([`notifications`]).
 
 use crate::domain::LeasePhase;
 use crate::domain::PackageState;
@@ -126,6 +128,9 @@ pub struct Snapshot {
     pub next_lease_seq: u64,
     pub durations: Vec<learned::DurationRow>,
     pub speeds: Vec<learned::SpeedRow>,
+    /// Undelivered notifications and the open alerts ([`notifications`]).
+    pub outbox: Vec<crate::orchestrator::notify::outbox::OutboxRow>,
+    pub alerts: Vec<(String, String)>,
 }
 
 /// A drone's own credential (docs/design.md, "Drone identity"): only a hash of the token.
@@ -252,6 +257,7 @@ impl Store {
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute_batch(learned::SCHEMA).map_err(sql)?;
+        conn.execute_batch(notifications::SCHEMA).map_err(sql)?;
         // State files from before drones reported their restart_command, from before
         // upload directories were reused, and from before lease ids were random.
         let columns = [
@@ -524,6 +530,7 @@ impl Store {
         }
         drop(stmt);
         learned::load(&self.conn, &mut snap).map_err(|e| self.err(e))?;
+        notifications::load(&self.conn, &mut snap).map_err(|e| self.err(e))?;
         Ok(snap)
     }
 
@@ -730,5 +737,6 @@ impl Handler<DeleteCredential> for Store {
 }
 
 pub mod learned;
+pub mod notifications;
 #[cfg(test)]
 mod tests;

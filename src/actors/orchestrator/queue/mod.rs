@@ -13,8 +13,8 @@
 //! `SpeedFactors` from the registry; `SaveLearned` from the binary when it stops;
 //! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines; `Indexed`
 //! from the binhost index. Sends only with `do_send` (`Arm`/`Disarm`; `RecordOutcome`,
-//! `ForDrone`, `PackagesPublished` and `AddToIndex` once the batch they follow from is
-//! committed), so nothing it waits on can wait on it; only
+//! `ForDrone`, `PackagesPublished`, `AddToIndex` and `Notify` once the batch they follow
+//! from is committed), so nothing it waits on can wait on it; only
 //! the store answers it (`Commit`, `Reload`). Answers that change state wait for their
 //! commit; a refused commit is undone by reading the committed state back ([`reload`]).
 
@@ -42,6 +42,7 @@ pub use messages::*;
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
 use crate::actors::orchestrator::messages::{AddToIndex, ForDrone, Relist};
+use crate::actors::orchestrator::notifier::Notify;
 use crate::actors::orchestrator::publish_hook::PackagesPublished;
 use crate::actors::orchestrator::store::{Commit, Snapshot, Store, Write};
 use crate::config::orchestrator::ScheduleOrder;
@@ -49,6 +50,7 @@ use crate::domain::{FailureKind, PackageState};
 use crate::orchestrator::binhost::index::Entry;
 use crate::orchestrator::credentials::Caller;
 use crate::orchestrator::metrics::{Metrics, QueueMetrics};
+use crate::orchestrator::notify::{Event, EventKind};
 use crate::orchestrator::staging;
 use crate::sys::clock::SharedClock;
 use crate::wire::orchestrator::{
@@ -111,6 +113,8 @@ pub struct Peers {
     pub index: Option<Recipient<AddToIndex>>,
     /// The same, asked which built packages it lists after a reload.
     pub relist: Option<Recipient<Relist>>,
+    /// Told of packages failed for good and of finished sets (with `[[notify]]`).
+    pub notify: Option<Recipient<Notify>>,
 }
 
 /// What others hear of a change once it is committed.
@@ -119,6 +123,7 @@ enum Tell {
     Cancel(ForDrone),
     /// A published package's index entry.
     Index(u32, Entry),
+    Notify(Event),
 }
 
 pub struct PackageQueue {
@@ -141,6 +146,8 @@ pub struct PackageQueue {
     fleet: HashMap<String, FleetMember>,
     /// Build times learned per package name, speed factors per drone.
     durations: durations::Durations,
+    /// `set_finished` was told for the packages as they are (again once more arrive).
+    finished_told: bool,
     peers: Peers,
     log: Logger,
     metrics: QueueMetrics,
@@ -156,6 +163,7 @@ impl PackageQueue {
             std::mem::take(&mut snap.speeds),
         );
         let (graph, leases) = Self::state_from(&settings, snap, &log);
+        let finished_told = set_finished(&graph);
         PackageQueue {
             publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone())
                 .with_signing(settings.signing.clone()),
@@ -169,6 +177,7 @@ impl PackageQueue {
             central_fault: false,
             fleet: HashMap::new(),
             durations,
+            finished_told,
             peers,
             log,
             metrics: QueueMetrics::default(),
@@ -249,7 +258,9 @@ impl PackageQueue {
             now,
         );
         if let Verdict::GiveUp(why) = verdict {
-            warn!(self.log, "package failed"; "atom" => &self.graph.get(id).atom_str, "reason" => why);
+            let atom = &self.graph.get(id).atom_str;
+            warn!(self.log, "package failed"; "atom" => atom, "reason" => &why);
+            self.tell(Event::package_failed(atom, &why));
         }
     }
 
@@ -271,7 +282,11 @@ impl PackageQueue {
         let wait_for_index = self.peers.index.is_some() && entry.is_some();
         self.graph
             .mark_built(id, req.path.clone(), req.size, &req.sha256, !wait_for_index);
-        self.graph.get_mut(id).drone = Some(builder.to_string());
+        let p = self.graph.get_mut(id);
+        p.drone = Some(builder.to_string());
+        if std::mem::take(&mut p.retried) {
+            self.tell(Event::recovered(EventKind::PackageFailed, Some(&atom)));
+        }
         if let (true, Some(e)) = (wait_for_index, entry) {
             self.commit.after(Tell::Index(id, e));
         }
@@ -319,6 +334,24 @@ impl PackageQueue {
         }));
     }
 
+    /// Tells the notifier `e` once the batch it follows from is committed.
+    fn tell(&mut self, e: Event) {
+        if self.peers.notify.is_some() {
+            self.commit.after(Tell::Notify(e));
+        }
+    }
+
+    /// Every package is built, failed or blocked: `set_finished` (once per set).
+    fn note_progress(&mut self) {
+        let finished = set_finished(&self.graph);
+        if finished && !self.finished_told {
+            let counts = views::counts(&self.graph);
+            info!(self.log, "set finished"; "built" => counts.built, "failed" => counts.failed, "blocked" => counts.blocked);
+            self.tell(Event::set_finished(counts));
+        }
+        self.finished_told = finished;
+    }
+
     // ------------------------------------------------------------ durability
 
     /// A receiver that resolves when everything changed so far is committed.
@@ -338,6 +371,7 @@ impl PackageQueue {
         if self.commit.in_flight() {
             return;
         }
+        self.note_progress();
         if !self.graph.new_deps.is_empty() {
             self.commit
                 .push(Write::Deps(std::mem::take(&mut self.graph.new_deps)));
@@ -409,6 +443,11 @@ impl PackageQueue {
                             Tell::Outcome(o) => act.peers.breaker.do_send(o),
                             Tell::Cancel(c) => act.peers.drones.do_send(c),
                             Tell::Index(pkg, e) => entries.push((pkg, e)),
+                            Tell::Notify(e) => {
+                                if let Some(n) = &act.peers.notify {
+                                    n.do_send(Notify(e));
+                                }
+                            }
                         }
                     }
                     if let (Some(index), false) = (&act.peers.index, entries.is_empty()) {
@@ -458,6 +497,16 @@ impl PackageQueue {
         let staging_dir = self.settings.staging_dir.clone();
         actix_web::rt::task::spawn_blocking(move || staging::sweep(&staging_dir, &keep, min_age));
     }
+}
+
+/// Whether every package is built (and indexed), failed or blocked, and there is one.
+fn set_finished(g: &PackageGraph) -> bool {
+    use PackageState::*;
+    !g.is_empty()
+        && g.unindexed() == 0
+        && [Waiting, Queued, Building, Uploading]
+            .iter()
+            .all(|s| g.count(*s) == 0)
 }
 
 /// See [`PackageQueue::eligible`]; a free function so a claim can use it while it

@@ -67,6 +67,9 @@ pub struct Package {
     /// Ready, but no drone that may build has what it requires: it waits, and this says
     /// why (not stored; decided again whenever the drones change).
     pub parked: Option<String>,
+    /// Put back by `retry` after it failed for good: its build ends that alert (not
+    /// stored).
+    pub retried: bool,
 }
 
 impl Package {
@@ -106,6 +109,7 @@ impl Package {
             publishing: false,
             requirements: None,
             parked: None,
+            retried: false,
         }
     }
 
@@ -714,6 +718,7 @@ impl PackageGraph {
             let p = self.get_mut(id);
             p.tries.clear();
             p.reason = None;
+            p.retried = true;
             self.requeue(id);
             retried += 1;
             dependents.extend(self.packages[id as usize].dependents.iter().copied());
