@@ -187,6 +187,12 @@ pub fn render_drone(d: &DroneView, orch: Option<&Orch>) -> String {
     if let Some(r) = &d.grounded_reason {
         f.push(("grounded for", r.clone()));
     }
+    if let Some(h) = &d.healing {
+        f.push(("healing", h.describe(now)));
+        if let Some(r) = &h.last_result {
+            f.push(("last restart", r.clone()));
+        }
+    }
     if let Some(m) = &d.mismatch {
         f.push((
             "environment",

@@ -92,8 +92,9 @@ pub fn drone_state(d: &DroneView, now: u64) -> String {
         Some(until) if d.state == "grounded" && until > now => {
             format!("grounded ({} left)", output::duration(until - now))
         }
-        _ => match &d.mismatch {
-            Some(m) if d.state == "mismatched" => format!("mismatched ({m})"),
+        _ => match (&d.mismatch, &d.healing) {
+            (Some(m), _) if d.state == "mismatched" => format!("mismatched ({m})"),
+            (_, Some(h)) if d.state == "offline" => format!("offline ({})", h.describe(now)),
             _ => d.state.clone(),
         },
     }

@@ -1,5 +1,5 @@
-//! `<drone> ssh [cmd…]` and `<drone> restart`: reaching the drone's host. ssh gets an
-//! argv, never a shell line. The host is the operator's when there is one (`[hosts]` in
+//! `<drone> ssh [cmd…]` and `<drone> restart`: reaching the drone's host. The remote
+//! command is quoted argument by argument ([`crate::sys::ssh`]). The host is the operator's when there is one (`[hosts]` in
 //! the CLI config, then the host the drone was enrolled for) over the one the drone
 //! announced; one that could pass for an ssh option is refused.
 //!

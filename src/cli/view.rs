@@ -79,6 +79,37 @@ pub struct DroneView {
     pub resources: Option<ResourcesView>,
     /// Its build times ÷ the swarm's (0 when the server did not say: shown as unknown).
     pub speed_factor: f64,
+    /// The self-healing ladder, while it is offline and being healed.
+    pub healing: Option<HealingView>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HealingView {
+    pub step: String,
+    pub restarts: u32,
+    pub max_restarts: u32,
+    pub next_unix: Option<u64>,
+    pub last_result: Option<String>,
+}
+
+impl HealingView {
+    /// `restarting (1/3)`, `waiting (restart 2/3 in 40s)`, `needs a human (3/3 restarts)`.
+    pub fn describe(&self, now: u64) -> String {
+        let (n, max) = (self.restarts, self.max_restarts);
+        match self.step.as_str() {
+            "restarting" => format!("restarting over ssh ({n}/{max})"),
+            "needs_human" => format!("needs a human ({n}/{max} restarts)"),
+            _ => match self.next_unix {
+                Some(t) if n < max => format!(
+                    "restart {}/{max} in {}",
+                    n + 1,
+                    super::output::duration(t.saturating_sub(now))
+                ),
+                _ => format!("waiting for it ({n}/{max} restarts)"),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

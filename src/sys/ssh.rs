@@ -1,6 +1,8 @@
 //! Building an ssh command line for a drone's host: the CLI's `<drone> ssh` and `restart`
-//! and the orchestrator's self-healing ladder both use it. ssh gets an argv, never a shell
-//! line; a host that could pass for an ssh option is refused.
+//! and the orchestrator's self-healing ladder both use it. ssh joins whatever follows the
+//! host into one line for the remote user's shell, so the remote argv is quoted for that
+//! shell ([`quote`]): each argument arrives as given. A host that could pass for an ssh
+//! option is refused.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshError {
@@ -25,7 +27,8 @@ pub fn target(user: Option<&str>, host: &str) -> Result<String, SshError> {
     })
 }
 
-/// `ssh_command… -- [user@]host cmd…`: the `--` stops ssh reading options anywhere after it.
+/// `ssh_command… -- [user@]host 'cmd…'`: the `--` stops ssh reading options anywhere after
+/// it; `cmd` goes as one line, each argument quoted for the remote shell.
 pub fn argv(
     ssh_command: &[String],
     user: Option<&str>,
@@ -38,8 +41,25 @@ pub fn argv(
     }
     argv.push("--".into());
     argv.push(target(user, host)?);
-    argv.extend(cmd.iter().cloned());
+    if !cmd.is_empty() {
+        let line: Vec<String> = cmd.iter().map(|a| quote(a)).collect();
+        argv.push(line.join(" "));
+    }
     Ok(argv)
+}
+
+/// `arg` as one word for a POSIX shell: unchanged when it has nothing the shell would
+/// read, else in single quotes (a `'` inside as `'\''`).
+pub fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 #[cfg(test)]
@@ -60,8 +80,13 @@ mod tests {
                 &s(&["tail", "-20", "a b"])
             )
             .unwrap(),
-            s(&["ssh", "--", "root@100.64.0.18", "tail", "-20", "a b"])
+            s(&["ssh", "--", "root@100.64.0.18", "tail -20 'a b'"])
         );
+        assert_eq!(
+            quote("kill -9 $(cat p); it's"),
+            "'kill -9 $(cat p); it'\\''s'"
+        );
+        assert_eq!(quote(""), "''");
         assert_eq!(
             argv(&s(&["ssh", "-i", "k"]), None, "h.lan", &[]).unwrap(),
             s(&["ssh", "-i", "k", "--", "h.lan"])

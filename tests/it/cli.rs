@@ -759,9 +759,7 @@ async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
         "BatchMode=yes",
         "--",
         "root@127.0.0.1",
-        "rc-service",
-        "swarm-drone",
-        "restart",
+        "rc-service swarm-drone restart",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -821,10 +819,11 @@ async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
     let calls = read_ssh_log(&ssh_log);
     assert_eq!(
         calls.last().unwrap()[3..],
-        ["root@127.0.0.2", "systemctl", "restart", "swarm-drone"]
+        ["root@127.0.0.2", "systemctl restart swarm-drone"]
     );
 
-    // `<drone> ssh cmd…`: argv as given, no shell in between.
+    // `<drone> ssh cmd…`: one line for the remote shell, each argument quoted so it
+    // arrives as given.
     std::fs::remove_file(&ssh_log).unwrap();
     let out = run(with_cfg(&["quiet", "ssh", "echo", "a b", "$HOME", "-la"])).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -835,10 +834,7 @@ async fn restart_falls_back_to_ssh_and_ssh_passes_argv() {
             "BatchMode=yes",
             "--",
             "root@127.0.0.1",
-            "echo",
-            "a b",
-            "$HOME",
-            "-la"
+            "echo 'a b' '$HOME' -la"
         ]]
     );
 

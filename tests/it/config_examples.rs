@@ -13,6 +13,29 @@ fn orchestrator_example_loads_and_validates() {
     );
     assert_eq!(cfg.breaker.max_failures, 5);
     assert_eq!(cfg.breaker.cooloff_s, 120);
+    assert!(
+        cfg.heal.enabled(),
+        "the example turns the healing ladder on"
+    );
+}
+
+/// The commented `[[notify]]` examples are valid once uncommented.
+#[test]
+fn the_orchestrator_examples_notify_entries_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string("config/orchestrator.toml").expect("read");
+    let start = text.find("# [[notify]]").expect("a [[notify]] example");
+    let uncommented: String = text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut full = text[..start].to_string();
+    full.push_str(&uncommented);
+    let cfg: OrchestratorConfig =
+        build_swarm::config::parse_toml(&full, Path::new("uncommented.toml")).expect("parses");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.notify.len(), 2);
+    assert!(cfg.notify[0].url.is_some() && cfg.notify[1].command[0] == "curl");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use build_swarm::client::ApiClient;
+use build_swarm::domain::DroneState;
 use build_swarm::sys::digest::sha256_file;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -195,8 +196,16 @@ impl Lab {
 
     /// sshd on the orchestrator host, a key for the drones.
     fn start_sshd(&mut self) {
+        self.start_sshd_in(0);
+    }
+
+    /// sshd on host `ns_index` (the lab's one key pair opens every host).
+    fn start_sshd_in(&mut self, ns_index: usize) {
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         let d = self.dir.path().to_path_buf();
+        if d.join("host_key").exists() {
+            return self.spawn_sshd(ns_index);
+        }
         sh(&[
             "ssh-keygen",
             "-q",
@@ -218,20 +227,26 @@ impl Lab {
             &d.join("id_drone").display().to_string(),
         ]);
         std::fs::copy(d.join("id_drone.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        self.spawn_sshd(ns_index);
+    }
+
+    fn spawn_sshd(&mut self, ns_index: usize) {
+        let d = self.dir.path().to_path_buf();
         let cfg = format!(
-            "Port 22\nListenAddress 0.0.0.0\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+            "Port 22\nListenAddress 0.0.0.0\nHostKey {d}/host_key\nPidFile {d}/sshd{ns_index}.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
             d = d.display()
         );
-        std::fs::write(d.join("sshd_config"), cfg).expect("sshd_config");
+        let path = d.join(format!("sshd_config{ns_index}"));
+        std::fs::write(&path, cfg).expect("sshd_config");
         let argv = vec![
             "/usr/sbin/sshd".into(),
             "-D".into(),
             "-e".into(),
             "-f".into(),
-            d.join("sshd_config").display().to_string(),
+            path.display().to_string(),
         ];
-        self.spawn_in(0, &argv, &[]);
+        self.spawn_in(ns_index, &argv, &[]);
     }
 
     fn start_orchestrator(&mut self, extra: &str) {
@@ -266,7 +281,18 @@ impl Lab {
         self.orchestrator = Some(self.spawn_in(0, &argv, &[]));
     }
 
-    fn start_drone(&mut self, i: usize, upload: &str, env: &[(&str, &str)]) {
+    fn start_drone(&mut self, i: usize, upload: &str, env: &[(&str, &str)]) -> usize {
+        self.start_drone_with(i, "", upload, env)
+    }
+
+    /// As [`Lab::start_drone`] with top-level drone keys `top`; its index in `children`.
+    fn start_drone_with(
+        &mut self,
+        i: usize,
+        top: &str,
+        upload: &str,
+        env: &[(&str, &str)],
+    ) -> usize {
         let name = format!("d{i}");
         let orch = format!("http://10.{}.{}.1:8080", self.net, self.base + i as u8);
         let ssh = format!(
@@ -284,7 +310,7 @@ impl Lab {
             self.dir.path(),
             &name,
             &orch,
-            "",
+            top,
             &format!("[upload]\n{target}{ssh}{upload}"),
         );
         let argv = vec![
@@ -292,7 +318,7 @@ impl Lab {
             "--config".into(),
             cfg.display().to_string(),
         ];
-        self.spawn_in(i, &argv, env);
+        self.spawn_in(i, &argv, env)
     }
 
     async fn wait_up(&self) -> ApiClient {
@@ -663,4 +689,141 @@ async fn a_hung_upload_through_the_shared_ssh_connection_is_killed_and_the_maste
         masters().is_empty()
     })
     .await;
+}
+
+/// `[heal]`: d1 (its host runs sshd) is frozen with SIGSTOP; once it has been offline past
+/// `heal_after_s` the orchestrator runs d1's `restart_command` over ssh, which replaces
+/// the frozen process with a new drone, and d1 is back. d2's restart command fails every
+/// time: after `max_restarts` a `drone_needs_human` notification goes out (to a
+/// `[[notify]]` program), and every step shows in d2's status.
+#[actix_web::test]
+async fn the_healing_ladder_restarts_a_frozen_drone_over_ssh_and_calls_a_human_when_it_cannot() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(5);
+    lab.start_sshd();
+    lab.start_sshd_in(1);
+    let d = lab.dir.path().display().to_string();
+    let d1_host = format!("10.{}.{}.2", lab.net, lab.base + 1);
+    let heal = format!(
+        "[heal]\nheal_after_s = 2\nmax_restarts = 2\nbackoff_s = 3\ntimeout_s = 20\n\
+         ssh_command = [\"ssh\", \"-i\", \"{d}/id_drone\", \"-o\", \"BatchMode=yes\", \"-o\", \"StrictHostKeyChecking=no\", \
+         \"-o\", \"UserKnownHostsFile=/dev/null\", \"-o\", \"LogLevel=ERROR\", \"-o\", \"ConnectTimeout=5\"]\n\
+         ssh_user = \"root\"\n[heal.hosts]\nd1 = \"{d1_host}\"\nd2 = \"{d1_host}\"\n\
+         [[notify]]\ncommand = [\"sh\", \"-c\", \"cat >> {d}/notes.jsonl; echo >> {d}/notes.jsonl\"]\n"
+    );
+    lab.start_orchestrator(&heal);
+    let api = lab.wait_up().await;
+    // d1's restart: kill the frozen drone (SIGKILL ends a stopped process) and start a
+    // new one, detached from the ssh session.
+    let d1_cfg = lab.path("d1/drone.toml").display().to_string();
+    let restart_d1 = format!(
+        "restart_command = [\"sh\", \"-c\", \"kill -9 $(cat {d}/d1.pid); setsid {DRONE_BIN} --config {d1_cfg} >/dev/null 2>&1 </dev/null &\"]"
+    );
+    let d1 = lab.start_drone_with(1, &restart_d1, "", &[]);
+    let d2 = lab.start_drone_with(
+        2,
+        "restart_command = [\"sh\", \"-c\", \"echo cannot restart >&2; exit 3\"]",
+        "",
+        &[],
+    );
+    wait_for(30, "both drones online", || async {
+        api.drones().await.is_ok_and(|l| {
+            l.drones
+                .iter()
+                .filter(|x| x.state != DroneState::Offline)
+                .count()
+                == 2
+        })
+    })
+    .await;
+    let pid = |i: usize| lab.children[i].id().expect("drone pid");
+    let (pid1, pid2) = (pid(d1), pid(d2));
+    std::fs::write(lab.path("d1.pid"), pid1.to_string()).expect("pid file");
+    for p in [pid1, pid2] {
+        unsafe {
+            libc::kill(p as i32, libc::SIGSTOP);
+        }
+    }
+
+    // d2: offline, restarted twice (visible in its status), then handed to a human.
+    wait_for(40, "d2 being restarted by the ladder", || async {
+        api.drone("d2").await.is_ok_and(|x| {
+            x.state == DroneState::Offline && x.healing.as_ref().is_some_and(|h| h.restarts >= 1)
+        })
+    })
+    .await;
+    let notes = lab.path("notes.jsonl");
+    let human = eventually(
+        "a drone_needs_human notification for d2",
+        Duration::from_secs(60),
+        || async {
+            let text = std::fs::read_to_string(&notes).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["event"] == "drone_needs_human" && v["drone"] == "d2")
+        },
+    )
+    .await;
+    let reason = human["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("2 restart(s)") && reason.contains("exit"),
+        "{human}"
+    );
+    let h = api
+        .drone("d2")
+        .await
+        .expect("d2")
+        .healing
+        .expect("d2 healing");
+    assert_eq!((h.step.as_str(), h.restarts), ("needs_human", 2), "{h:?}");
+    let cli = Command::new(env!("CARGO_BIN_EXE_build-swarm"))
+        .args([
+            "--orchestrator",
+            &lab.orch_url_from_test(),
+            "--token",
+            ADMIN,
+        ])
+        .args(["d2", "status"])
+        .env("HOME", lab.dir.path())
+        .env("XDG_CONFIG_HOME", lab.dir.path())
+        .output()
+        .expect("build-swarm d2 status");
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        out.contains("needs a human (2/2 restarts)") && out.contains("exit"),
+        "{out}"
+    );
+
+    // d1: its restart over ssh brought it back, as a new process.
+    wait_for(60, "d1 back after its restart over ssh", || async {
+        api.drone("d1")
+            .await
+            .is_ok_and(|x| x.state != DroneState::Offline)
+    })
+    .await;
+    let log = std::fs::read_to_string(lab.path("orchestrator.log")).unwrap_or_default();
+    assert!(
+        !processes_matching(&d1_cfg).iter().any(|(p, _)| *p == pid1),
+        "the frozen drone was replaced: {:?}\n{}",
+        processes_matching(&d1_cfg),
+        log.lines()
+            .filter(|l| l.contains("d1"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        log.contains("restarting it over ssh") && log.contains("drone needs a human"),
+        "{log}"
+    );
+    let text = std::fs::read_to_string(&notes).unwrap_or_default();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"drone_offline\"") && l.contains("\"d1\"")),
+        "{text}"
+    );
+    unsafe {
+        libc::kill(pid2 as i32, libc::SIGCONT);
+    }
 }

@@ -173,6 +173,7 @@ impl Handler<Notify> for Notifier {
     type Result = ();
     fn handle(&mut self, msg: Notify, ctx: &mut Self::Context) {
         let kind = msg.0.kind;
+        let key = msg.0.alert_key();
         let rec = self.outbox.record(msg.0, self.clock.unix());
         if rec.rows.is_empty() && rec.alert.is_none() {
             return;
@@ -186,7 +187,7 @@ impl Handler<Notify> for Notifier {
         }
         let seq = rec.rows.first().map(|r| r.seq);
         if let Some(r) = rec.rows.first() {
-            info!(self.log, "notification"; "event" => kind.as_str(), "id" => &r.id, "sinks" => rec.rows.len());
+            info!(self.log, "notification"; "event" => kind.as_str(), "about" => &key, "id" => &r.id, "sinks" => rec.rows.len());
         }
         let save = self.store.send(SaveOutbox {
             upsert: rec.rows,

@@ -89,7 +89,16 @@
     e.dataset.value = typeof n === 'number' ? String(n) : '';
   }
 
-  function statePill(state) {
+  // An offline drone's self-healing ladder, in words ('' when it has none).
+function healing(h) {
+  if (!h) return '';
+  const n = h.restarts + '/' + h.max_restarts;
+  if (h.step === 'restarting') return 'restarting over ssh (' + n + ')';
+  if (h.step === 'needs_human') return 'needs a human (' + n + ' restarts)';
+  return 'healing: ' + n + ' restarts' + (h.last_result ? ' — ' + h.last_result : '');
+}
+
+function statePill(state) {
     return el('span', state, 'pill st-' + state);
   }
 
@@ -213,7 +222,7 @@
       const gu = el('td', d.grounded_until ? until(d.grounded_until) : '—', 'grounded-until');
       if (d.grounded_until) gu.title = clockTime(d.grounded_until);
       tr.appendChild(gu);
-      const reason = el('td', d.grounded_reason || d.mismatch || '', 'reason');
+      const reason = el('td', d.grounded_reason || d.mismatch || healing(d.healing), 'reason');
       if (d.capabilities && d.capabilities.length) reason.title = 'capabilities: ' + d.capabilities.join(', ');
       tr.appendChild(reason);
       const seen = el('td', d.last_seen ? ago(d.last_seen) : 'never');
