@@ -58,6 +58,32 @@ pub struct DroneConfig {
     pub sync_timeout_s: u64,
     pub upload: UploadConfig,
     pub log: super::orchestrator::LogConfig,
+    /// `[metrics]`: serving the drone's own Prometheus metrics.
+    pub metrics: DroneMetricsConfig,
+}
+
+/// `[metrics]` of the drone config.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DroneMetricsConfig {
+    /// `IP:PORT` to serve `GET /metrics` on (OpenMetrics text); unset: not served.
+    pub listen: Option<String>,
+}
+
+impl DroneMetricsConfig {
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "metrics.listen",
+                        format!("`{l}` is not an address like 0.0.0.0:9101"),
+                    )
+                })
+            })
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +174,7 @@ impl Default for DroneConfig {
             sync_timeout_s: 3600,
             upload: UploadConfig::default(),
             log: super::orchestrator::LogConfig::default(),
+            metrics: DroneMetricsConfig::default(),
         }
     }
 }
@@ -224,6 +251,7 @@ impl DroneConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::domain::check_drone_name(&self.name)
             .map_err(|e| ConfigError::invalid("name", e.to_string()))?;
+        self.metrics.listen_addr()?;
         if self.gateway.is_none() && self.orchestrator.is_none() {
             return Err(ConfigError::Missing {
                 key: "orchestrator".into(),

@@ -3,7 +3,7 @@
 //! finding the one artifact it produced ([`artifact`]), the rsync command line and exit
 //! codes ([`rsync`]), reaping what a killed drone left running ([`leftovers`]), the link to
 //! the orchestrator as a state machine ([`connection`]) and the results kept on disk until
-//! acknowledged ([`pending`]). The
+//! acknowledged ([`pending`]), its Prometheus metrics ([`metrics`]). The
 //! drone's actors live in [`crate::actors::drone`].
 
 pub mod artifact;
@@ -11,6 +11,7 @@ pub mod build;
 pub mod connection;
 pub mod environment;
 pub mod leftovers;
+pub mod metrics;
 pub mod pending;
 pub mod rsync;
 pub mod startup;

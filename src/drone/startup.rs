@@ -4,6 +4,7 @@
 
 use crate::actors::drone::agent::{DroneAgent, GetStatus, Shutdown};
 use crate::config::{ConfigError, DroneConfig};
+use crate::drone::metrics::DroneMetrics;
 use crate::sys::logging::LogTap;
 use actix::prelude::*;
 use slog::{info, Logger};
@@ -23,11 +24,19 @@ pub enum DroneStartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {addr} ([metrics] listen): {source}")]
+    MetricsListen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running drone agent.
 pub struct Drone {
     agent: Addr<DroneAgent>,
+    /// The `[metrics] listen` server, when there is one.
+    metrics_server: Option<actix_web::dev::ServerHandle>,
     log: Logger,
 }
 
@@ -42,8 +51,29 @@ impl Drone {
         })?;
         info!(log, "drone starting"; "name" => &cfg.name, "slots" => cfg.slots,
               "pkgdir" => cfg.pkgdir.display().to_string());
-        let agent = DroneAgent::start(cfg, token, tap, log.clone());
-        Ok(Drone { agent, log })
+        let metrics = std::sync::Arc::new(DroneMetrics::default());
+        let metrics_server = match cfg.metrics.listen_addr()? {
+            Some(addr) => {
+                let server =
+                    serve_metrics(addr, cfg.name.clone(), metrics.clone()).map_err(|source| {
+                        DroneStartError::MetricsListen {
+                            addr: addr.to_string(),
+                            source,
+                        }
+                    })?;
+                info!(log, "serving metrics"; "addr" => addr.to_string());
+                let handle = server.handle();
+                actix_web::rt::spawn(server);
+                Some(handle)
+            }
+            None => None,
+        };
+        let agent = DroneAgent::start(cfg, token, tap, metrics, log.clone());
+        Ok(Drone {
+            agent,
+            metrics_server,
+            log,
+        })
     }
 
     /// Cancels everything (killing every build's and upload's process group) and waits,
@@ -61,6 +91,35 @@ impl Drone {
                 _ => break,
             }
         }
+        if let Some(s) = self.metrics_server {
+            s.stop(true).await;
+        }
         info!(self.log, "drone stopped");
     }
+}
+
+/// `GET /metrics` on `addr` (one worker: a scrape is a few microseconds).
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    name: String,
+    metrics: std::sync::Arc<DroneMetrics>,
+) -> std::io::Result<actix_web::dev::Server> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let data = web::Data::new((name, metrics));
+    Ok(HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
+            "/metrics",
+            web::get().to(
+                |d: web::Data<(String, std::sync::Arc<DroneMetrics>)>| async move {
+                    HttpResponse::Ok()
+                        .content_type(crate::http::METRICS_CONTENT_TYPE)
+                        .body(d.1.render(&d.0))
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?
+    .run())
 }

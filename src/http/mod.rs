@@ -4,6 +4,11 @@
 //! one message to an actor, map the answer. The routes are listed in docs/contract.md §5.
 
 pub mod auth;
+
+/// `Content-Type` of `GET /metrics` (the orchestrator's and the drone's): OpenMetrics
+/// text, as the `prometheus-client` crate encodes it.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub mod dashboard;
 pub mod error;
 pub mod gateway;

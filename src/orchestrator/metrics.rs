@@ -1,24 +1,29 @@
-//! Prometheus metrics of the orchestrator (`GET /metrics`, text exposition format 0.0.4).
+//! Prometheus metrics of the orchestrator (`GET /metrics`, OpenMetrics text), kept with
+//! the Prometheus project's client (`prometheus-client`).
 //!
-//! Event counts live in one [`Metrics`] value of atomics and fixed-bucket histograms,
-//! shared as `Arc<Metrics>` by the actors that see the events (the package queue, the
-//! circuit breaker) and the HTTP handlers. Atomics are not locks: no actor ever waits on
-//! another through them. Gauges (packages and drones by state) are not counted here: they
-//! are asked from the queue and the registry at scrape time, so they can never drift.
+//! Event counts live in one [`Metrics`] value (the client's counters and histograms are
+//! atomics behind `Arc`s), shared as `Arc<Metrics>` by the actors that see the events
+//! (the package queue, the circuit breaker, the notifier) and the HTTP handlers; no actor
+//! ever waits on another through them. Gauges by state are not counted here: they are
+//! asked from the queue and the registry at scrape time ([`Snapshot`]), so they can never
+//! drift. Each scrape registers those and clones of the counters in a fresh registry and
+//! encodes it.
 //!
 //! Upload durations need the moment a lease started uploading; that map belongs to the
 //! package queue alone, so it lives in [`QueueMetrics`], owned by the queue actor.
 
 use crate::domain::{DroneState, FailureKind, PackageState};
 use crate::wire::orchestrator::{DroneInfo, LeaseId, PackageCounts};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `Content-Type` of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Bucket bounds (seconds) of the claim latency: a claim is an in-memory pick plus one
 /// group commit, so milliseconds.
@@ -31,98 +36,10 @@ pub const UPLOAD_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+type Labels = Vec<(&'static str, String)>;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A histogram with fixed bucket bounds. Each bucket counts its own observations; the
-/// cumulative `le` counts are summed when rendered, and `_count` is their total, so a
-/// scrape is always self-consistent.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One per bound, then the `+Inf` bucket.
-    buckets: Vec<AtomicU64>,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(self.bounds.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Observes the time until the returned guard is dropped (early returns included).
-    pub fn start_timer(&self) -> Timer<'_> {
-        Timer {
-            hist: self,
-            start: Instant::now(),
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    pub fn sum_seconds(&self) -> f64 {
-        self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, help, "histogram");
-        let mut cumulative = 0;
-        for (i, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                float(*bound)
-            );
-        }
-        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", float(self.sum_seconds()));
-        let _ = writeln!(out, "{name}_count {cumulative}");
-    }
-}
-
-pub struct Timer<'a> {
-    hist: &'a Histogram,
-    start: Instant,
-}
-
-impl Drop for Timer<'_> {
-    fn drop(&mut self) {
-        self.hist.observe(self.start.elapsed());
-    }
-}
+/// A float gauge.
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Why leases were taken back from their drone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +96,8 @@ pub struct Metrics {
     pub claim_latency: Histogram,
     /// Artifacts verified and published.
     pub completions: Counter,
-    /// Attempts that ended without an artifact, by kind (indexed like `FAILURE_KINDS`).
-    failures: [Counter; 3],
+    /// Attempts that ended without an artifact, by kind.
+    failures: Family<Labels, Counter>,
     /// Drones grounded by the circuit breaker.
     pub breaker_trips: Counter,
     /// Notifications delivered, attempts that failed, events given up or dropped.
@@ -191,302 +108,254 @@ pub struct Metrics {
     pub upload_bytes: Counter,
     /// `uploading` to verified complete.
     pub upload_duration: Histogram,
-    /// Leases reclaimed, by reason (indexed like `ReclaimReason::ALL`).
-    reclaims: [Counter; 4],
+    /// Leases reclaimed, by reason.
+    reclaims: Family<Labels, Counter>,
     /// Upload directories handed to a new lease instead of made by the drone.
     pub upload_dirs_reused: Counter,
     /// Emptied upload directories kept in staging for reuse now (set by the queue).
-    pub upload_dirs_kept: AtomicU64,
+    pub upload_dirs_kept: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
+        let m = Metrics {
             claims: Counter::default(),
-            claim_latency: Histogram::new(CLAIM_BUCKETS),
+            claim_latency: Histogram::new(CLAIM_BUCKETS.iter().copied()),
             completions: Counter::default(),
-            failures: Default::default(),
+            failures: Family::default(),
             breaker_trips: Counter::default(),
             notifications_delivered: Counter::default(),
             notifications_failed: Counter::default(),
             notifications_dropped: Counter::default(),
             upload_bytes: Counter::default(),
-            upload_duration: Histogram::new(UPLOAD_BUCKETS),
-            reclaims: Default::default(),
+            upload_duration: Histogram::new(UPLOAD_BUCKETS.iter().copied()),
+            reclaims: Family::default(),
             upload_dirs_reused: Counter::default(),
-            upload_dirs_kept: AtomicU64::new(0),
+            upload_dirs_kept: Gauge::default(),
+        };
+        // Every label value is shown from the start, at 0.
+        for kind in FAILURE_KINDS {
+            drop(m.failures.get_or_create(&kind_label(kind)));
         }
-    }
-}
-
-fn kind_index(kind: FailureKind) -> usize {
-    match kind {
-        FailureKind::Build => 0,
-        FailureKind::Infra => 1,
-        FailureKind::Cancelled => 2,
-    }
-}
-
-fn reclaim_index(reason: ReclaimReason) -> usize {
-    match reason {
-        ReclaimReason::DroneLost => 0,
-        ReclaimReason::BuildTimeout => 1,
-        ReclaimReason::UploadTimeout => 2,
-        ReclaimReason::Dropped => 3,
-    }
-}
-
-/// A float as Prometheus reads it (`+Inf`, `NaN`, or Rust's shortest round-trip form).
-fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
-/// A label value with `\`, `"` and newlines escaped.
-fn label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
+        for r in ReclaimReason::ALL {
+            drop(m.reclaims.get_or_create(&reason_label(r)));
         }
+        m
     }
-    s
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn kind_label(kind: FailureKind) -> Labels {
+    vec![("kind", kind.to_string())]
+}
+
+fn reason_label(reason: ReclaimReason) -> Labels {
+    vec![("reason", reason.as_str().to_string())]
+}
+
+/// Observes the time until it is dropped (early returns included).
+pub struct Timer<'a> {
+    hist: &'a Histogram,
+    start: Instant,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.hist.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Times into `hist` until the returned guard is dropped.
+pub fn start_timer(hist: &Histogram) -> Timer<'_> {
+    Timer {
+        hist,
+        start: Instant::now(),
+    }
+}
+
+/// What a scrape asks the queue and the registry.
+pub struct Snapshot<'a> {
+    pub name: &'a str,
+    pub packages: &'a PackageCounts,
+    pub drones: &'a [DroneInfo],
+    pub eta_s: Option<u64>,
+    /// The breaker reports a central fault now.
+    pub central_fault: bool,
 }
 
 impl Metrics {
     pub fn failure(&self, kind: FailureKind) {
-        self.failures[kind_index(kind)].inc();
+        self.failures.get_or_create(&kind_label(kind)).inc();
     }
 
     pub fn failures(&self, kind: FailureKind) -> u64 {
-        self.failures[kind_index(kind)].get()
+        self.failures.get_or_create(&kind_label(kind)).get()
     }
 
     pub fn reclaimed(&self, reason: ReclaimReason, leases: usize) {
-        self.reclaims[reclaim_index(reason)].add(leases as u64);
+        self.reclaims
+            .get_or_create(&reason_label(reason))
+            .inc_by(leases as u64);
     }
 
     pub fn reclaims(&self, reason: ReclaimReason) -> u64 {
-        self.reclaims[reclaim_index(reason)].get()
+        self.reclaims.get_or_create(&reason_label(reason)).get()
     }
 
     /// The whole exposition: the counters here plus the gauges read at scrape time.
-    pub fn render(
-        &self,
-        name: &str,
-        packages: &PackageCounts,
-        drones: &[DroneInfo],
-        eta_s: Option<u64>,
-    ) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        header(
-            &mut out,
+    pub fn render(&self, s: &Snapshot) -> String {
+        let mut r = Registry::default();
+        let info = Family::<Labels, Gauge>::default();
+        info.get_or_create(&vec![("name", s.name.to_string())])
+            .set(1);
+        r.register(
             "build_swarm_orchestrator_info",
-            "The orchestrator's name (always 1).",
-            "gauge",
+            "The orchestrator's name (always 1)",
+            info,
         );
-        let _ = writeln!(
-            out,
-            "build_swarm_orchestrator_info{{name=\"{}\"}} 1",
-            label(name)
-        );
-
-        header(
-            &mut out,
-            "build_swarm_packages",
-            "Packages by state.",
-            "gauge",
-        );
+        let packages = Family::<Labels, Gauge>::default();
         for st in PackageState::ALL {
-            let _ = writeln!(
-                out,
-                "build_swarm_packages{{state=\"{st}\"}} {}",
-                packages.get(st)
-            );
+            packages
+                .get_or_create(&vec![("state", st.to_string())])
+                .set(s.packages.get(st) as i64);
         }
-        header(
-            &mut out,
-            "build_swarm_progress_ratio",
-            "Share of the set in an end state (built, failed or blocked), 0 to 1.",
-            "gauge",
-        );
-        let done = packages.built + packages.failed + packages.blocked;
-        let ratio = if packages.total == 0 {
+        r.register("build_swarm_packages", "Packages by state", packages);
+        let p = s.packages;
+        let ratio = FloatGauge::default();
+        ratio.set(if p.total == 0 {
             1.0
         } else {
-            done as f64 / packages.total as f64
-        };
-        let _ = writeln!(out, "build_swarm_progress_ratio {}", float(ratio));
-
-        header(&mut out, "build_swarm_drones", "Drones by state.", "gauge");
+            (p.built + p.failed + p.blocked) as f64 / p.total as f64
+        });
+        r.register(
+            "build_swarm_progress_ratio",
+            "Share of the set in an end state (built, failed or blocked), 0 to 1",
+            ratio,
+        );
+        let drones = Family::<Labels, Gauge>::default();
         for st in DRONE_STATES {
-            let n = drones.iter().filter(|d| d.state == st).count();
-            let _ = writeln!(out, "build_swarm_drones{{state=\"{st}\"}} {n}");
+            let n = s.drones.iter().filter(|d| d.state == st).count();
+            drones
+                .get_or_create(&vec![("state", st.to_string())])
+                .set(n as i64);
         }
-        header(
-            &mut out,
+        r.register("build_swarm_drones", "Drones by state", drones);
+        let online = Family::<Labels, Gauge>::default();
+        for d in s.drones {
+            online
+                .get_or_create(&vec![("drone", d.name.clone())])
+                .set(i64::from(d.state != DroneState::Offline));
+        }
+        r.register(
+            "build_swarm_drone_online",
+            "1 for each registered drone that is online, 0 for one that is offline",
+            online,
+        );
+        let central = Gauge::<i64>::default();
+        central.set(i64::from(s.central_fault));
+        r.register(
+            "build_swarm_central_fault",
+            "1 while the circuit breaker reports a central fault",
+            central,
+        );
+        let grounded = Gauge::<i64>::default();
+        grounded.set(
+            s.drones
+                .iter()
+                .filter(|d| d.grounded_until.is_some())
+                .count() as i64,
+        );
+        r.register(
             "build_swarm_grounded_drones",
-            "Drones grounded by the circuit breaker now.",
-            "gauge",
+            "Drones grounded by the circuit breaker now",
+            grounded,
         );
-        let grounded = drones.iter().filter(|d| d.grounded_until.is_some()).count();
-        let _ = writeln!(out, "build_swarm_grounded_drones {grounded}");
-        header(
-            &mut out,
+        let mismatched = Family::<Labels, Gauge>::default();
+        for d in s
+            .drones
+            .iter()
+            .filter(|d| d.state == DroneState::Mismatched)
+        {
+            mismatched
+                .get_or_create(&vec![
+                    ("drone", d.name.clone()),
+                    ("mismatch", d.mismatch.clone().unwrap_or_default()),
+                ])
+                .set(1);
+        }
+        r.register(
             "build_swarm_drone_mismatched",
-            "1 for each drone whose build environment does not fit, with what differs.",
-            "gauge",
+            "1 for each drone whose build environment does not fit, with what differs",
+            mismatched,
         );
-        for d in drones.iter().filter(|d| d.state == DroneState::Mismatched) {
-            let _ = writeln!(
-                out,
-                "build_swarm_drone_mismatched{{drone=\"{}\",mismatch=\"{}\"}} 1",
-                label(&d.name),
-                label(d.mismatch.as_deref().unwrap_or(""))
+        if let Some(eta) = s.eta_s {
+            let g = Gauge::<i64>::default();
+            g.set(eta.min(i64::MAX as u64) as i64);
+            r.register(
+                "build_swarm_eta_seconds",
+                "Seconds until the set is done, from declared and learned build times (absent: unknown)",
+                g,
             );
         }
-        header(
-            &mut out,
-            "build_swarm_eta_seconds",
-            "Seconds until the set is done, from declared and learned build times (absent: unknown).",
-            "gauge",
-        );
-        if let Some(eta) = eta_s {
-            let _ = writeln!(out, "build_swarm_eta_seconds {eta}");
-        }
-
-        header(
-            &mut out,
-            "build_swarm_claims_total",
-            "Leases handed out to drones.",
-            "counter",
-        );
-        let _ = writeln!(out, "build_swarm_claims_total {}", self.claims.get());
-        self.claim_latency.render(
-            &mut out,
-            "build_swarm_claim_duration_seconds",
-            "Time a claim request took in the orchestrator, whether it got work or not.",
-        );
-        header(
-            &mut out,
-            "build_swarm_completions_total",
-            "Artifacts verified and published.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "build_swarm_completions_total {}",
-            self.completions.get()
-        );
-        header(
-            &mut out,
-            "build_swarm_failures_total",
-            "Attempts that ended without an artifact, by kind.",
-            "counter",
-        );
-        for kind in FAILURE_KINDS {
-            let _ = writeln!(
-                out,
-                "build_swarm_failures_total{{kind=\"{kind}\"}} {}",
-                self.failures(kind)
-            );
-        }
-        header(
-            &mut out,
-            "build_swarm_breaker_trips_total",
-            "Drones grounded by the circuit breaker.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "build_swarm_breaker_trips_total {}",
-            self.breaker_trips.get()
-        );
         for (name, help, c) in [
+            ("build_swarm_claims", "Leases handed out to drones", &self.claims),
+            ("build_swarm_completions", "Artifacts verified and published", &self.completions),
+            ("build_swarm_breaker_trips", "Drones grounded by the circuit breaker", &self.breaker_trips),
+            ("build_swarm_upload_bytes", "Sum of the sizes of the published artifacts", &self.upload_bytes),
             (
-                "build_swarm_notifications_delivered_total",
-                "Notifications delivered to a [[notify]] entry.",
-                &self.notifications_delivered,
+                "build_swarm_upload_dirs_reused",
+                "Upload directories of published packages handed to a new lease instead of made by the drone's rsync",
+                &self.upload_dirs_reused,
             ),
+            ("build_swarm_notifications_delivered", "Notifications delivered to a [[notify]] entry", &self.notifications_delivered),
             (
-                "build_swarm_notification_failures_total",
-                "Notification delivery attempts that failed (each is retried).",
+                "build_swarm_notification_failures",
+                "Notification delivery attempts that failed (each is retried)",
                 &self.notifications_failed,
             ),
             (
-                "build_swarm_notifications_dropped_total",
-                "Notifications given up after max_attempts or dropped past max_pending.",
+                "build_swarm_notifications_dropped",
+                "Notifications given up after max_attempts or dropped past max_pending",
                 &self.notifications_dropped,
             ),
         ] {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {}", c.get());
+            r.register(name, help, c.clone());
         }
-        header(
-            &mut out,
-            "build_swarm_upload_bytes_total",
-            "Sum of the sizes of the published artifacts.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "build_swarm_upload_bytes_total {}",
-            self.upload_bytes.get()
-        );
-        self.upload_duration.render(
-            &mut out,
-            "build_swarm_upload_duration_seconds",
-            "From the drone's `uploading` report to the verified, published artifact.",
-        );
-        header(
-            &mut out,
-            "build_swarm_lease_reclaims_total",
-            "Leases taken back from their drone, by reason.",
-            "counter",
-        );
-        for reason in ReclaimReason::ALL {
-            let _ = writeln!(
-                out,
-                "build_swarm_lease_reclaims_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                self.reclaims(reason)
-            );
+        for (name, help, h) in [
+            (
+                "build_swarm_claim_duration_seconds",
+                "Time a claim request took in the orchestrator, whether it got work or not",
+                &self.claim_latency,
+            ),
+            (
+                "build_swarm_upload_duration_seconds",
+                "From the drone's uploading report to the verified, published artifact",
+                &self.upload_duration,
+            ),
+        ] {
+            r.register(name, help, h.clone());
         }
-        header(
-            &mut out,
-            "build_swarm_upload_dirs_reused_total",
-            "Upload directories of published packages handed to a new lease instead of made by the drone's rsync.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "build_swarm_upload_dirs_reused_total {}",
-            self.upload_dirs_reused.get()
-        );
-        header(
-            &mut out,
+        for (name, help, f) in [
+            (
+                "build_swarm_failures",
+                "Attempts that ended without an artifact, by kind",
+                &self.failures,
+            ),
+            (
+                "build_swarm_lease_reclaims",
+                "Leases taken back from their drone, by reason",
+                &self.reclaims,
+            ),
+        ] {
+            r.register(name, help, f.clone());
+        }
+        r.register(
             "build_swarm_upload_dirs_kept",
-            "Emptied upload directories kept in the staging directory for reuse.",
-            "gauge",
+            "Emptied upload directories kept in the staging directory for reuse",
+            self.upload_dirs_kept.clone(),
         );
-        let _ = writeln!(
-            out,
-            "build_swarm_upload_dirs_kept {}",
-            self.upload_dirs_kept.load(Ordering::Relaxed)
-        );
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &r);
         out
     }
 }
@@ -514,9 +383,11 @@ impl QueueMetrics {
     /// An artifact of `size` bytes from `lease` was verified and published.
     pub fn completed(&mut self, lease: LeaseId, size: u64) {
         self.shared.completions.inc();
-        self.shared.upload_bytes.add(size);
+        self.shared.upload_bytes.inc_by(size);
         if let Some(t) = self.uploading_since.remove(&lease) {
-            self.shared.upload_duration.observe(t.elapsed());
+            self.shared
+                .upload_duration
+                .observe(t.elapsed().as_secs_f64());
         }
     }
 
@@ -527,9 +398,7 @@ impl QueueMetrics {
     }
 
     pub fn upload_dirs_kept(&mut self, kept: usize) {
-        self.shared
-            .upload_dirs_kept
-            .store(kept as u64, Ordering::Relaxed);
+        self.shared.upload_dirs_kept.set(kept as i64);
     }
 
     /// The lease is over (for whatever reason): forget its upload start.
@@ -546,30 +415,75 @@ impl QueueMetrics {
     }
 }
 
+/// Seconds as a histogram observes them (for callers holding a `Duration`).
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn histogram_buckets_are_cumulative_and_count_matches() {
-        let h = Histogram::new(&[0.001, 0.01, 0.1]);
-        h.observe(Duration::from_micros(500));
-        h.observe(Duration::from_millis(5));
-        h.observe(Duration::from_millis(5));
-        h.observe(Duration::from_secs(2));
-        let mut out = String::new();
-        h.render(&mut out, "x_seconds", "help");
-        assert!(out.contains("x_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"0.01\"} 3\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"0.1\"} 3\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 4\n"), "{out}");
-        assert!(out.contains("x_seconds_count 4\n"), "{out}");
-        assert!((h.sum_seconds() - 2.0105).abs() < 1e-9);
+    fn render(m: &Metrics) -> String {
+        m.render(&Snapshot {
+            name: "o\"1",
+            packages: &PackageCounts::default(),
+            drones: &[],
+            eta_s: None,
+            central_fault: false,
+        })
     }
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn histogram_buckets_are_cumulative_and_count_matches() {
+        let m = Metrics::default();
+        for d in [
+            Duration::from_micros(300),
+            Duration::from_millis(2),
+            Duration::from_millis(2),
+            Duration::from_secs(4),
+        ] {
+            m.claim_latency.observe(seconds(d));
+        }
+        let out = render(&m);
+        assert!(
+            out.contains("build_swarm_claim_duration_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("build_swarm_claim_duration_seconds_bucket{le=\"0.0025\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("build_swarm_claim_duration_seconds_bucket{le=\"+Inf\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("build_swarm_claim_duration_seconds_count 4\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn counters_keep_their_total_names_and_labels_are_escaped() {
+        let m = Metrics::default();
+        m.claims.inc();
+        m.failure(FailureKind::Infra);
+        let out = render(&m);
+        assert!(out.contains("build_swarm_claims_total 1\n"), "{out}");
+        assert!(
+            out.contains("build_swarm_failures_total{kind=\"infra\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("build_swarm_failures_total{kind=\"build\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("build_swarm_orchestrator_info{name=\"o\\\"1\"} 1\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -582,7 +496,7 @@ mod tests {
         q.completed(2, 50);
         assert_eq!(q.shared.completions.get(), 2);
         assert_eq!(q.shared.upload_bytes.get(), 150);
-        assert_eq!(q.shared.upload_duration.count(), 1);
+        assert!(render(&q.shared).contains("build_swarm_upload_duration_seconds_count 1\n"));
         assert!(q.uploading_since.is_empty());
     }
 }

@@ -589,13 +589,19 @@ async fn get_text(url: &str, token: Option<&str>) -> (u16, String, String) {
     )
 }
 
-/// Parsed with the `prometheus-parse` crate; every line must be one it understands.
+/// Parsed with the `prometheus-parse` crate; every line must be one it understands but
+/// OpenMetrics' closing `# EOF` (which must be the last). That crate reads the text
+/// format 0.0.4: it takes OpenMetrics counters (`# TYPE x counter`, samples `x_total`)
+/// for untyped ones, so counter types are checked on the `# TYPE` lines instead.
 struct Scraped {
     samples: Vec<prometheus_parse::Sample>,
 }
 
 impl Scraped {
     fn parse(text: &str) -> Scraped {
+        let text = text
+            .strip_suffix("# EOF\n")
+            .unwrap_or_else(|| panic!("no closing # EOF: {text}"));
         for line in text.lines() {
             assert!(
                 !matches!(
@@ -669,7 +675,7 @@ async fn python_prometheus_families(text: &str) -> Option<BTreeMap<String, Strin
     let script = r#"
 import json, sys
 try:
-    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
 except ImportError:
     sys.exit(3)
 fams = {}
@@ -764,7 +770,10 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
 
     let (code, ct, text) = get_text(&format!("{}/metrics", app.url), None).await;
     assert_eq!(code, 200, "{text}");
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        ct.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ct}"
+    );
     let m = Scraped::parse(&text);
     assert_eq!(m.value("build_swarm_claims_total", &[]), 6.0);
     assert_eq!(m.value("build_swarm_completions_total", &[]), 1.0);
@@ -836,10 +845,10 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
     assert!(m.value("build_swarm_claim_duration_seconds_sum", &[]) > 0.0);
     let uploads = m.histogram("build_swarm_upload_duration_seconds");
     assert_eq!(uploads.last().map(|b| b.1), Some(1.0));
-    assert!(matches!(
-        m.kind("build_swarm_claims_total"),
-        prometheus_parse::Value::Counter(_)
-    ));
+    assert!(
+        text.contains("\n# TYPE build_swarm_claims counter\n"),
+        "{text}"
+    );
     assert!(matches!(
         m.kind("build_swarm_packages"),
         prometheus_parse::Value::Gauge(_)

@@ -27,5 +27,6 @@ mod portage_environments;
 mod portage_releases;
 mod portage_signing;
 mod priority;
+mod prometheus;
 mod releases;
 mod signing;

@@ -54,14 +54,20 @@ pub struct BuildFinished {
 pub struct BuildRunner {
     agent: Recipient<BuildFinished>,
     running: HashMap<LeaseId, oneshot::Sender<()>>,
+    metrics: std::sync::Arc<crate::drone::metrics::DroneMetrics>,
     log: Logger,
 }
 
 impl BuildRunner {
-    pub fn new(agent: Recipient<BuildFinished>, log: Logger) -> Self {
+    pub fn new(
+        agent: Recipient<BuildFinished>,
+        metrics: std::sync::Arc<crate::drone::metrics::DroneMetrics>,
+        log: Logger,
+    ) -> Self {
         BuildRunner {
             agent,
             running: HashMap::new(),
+            metrics,
             log: log.new(slog::o!("actor" => "build_runner")),
         }
     }
@@ -124,8 +130,19 @@ impl Handler<StartBuild> for BuildRunner {
         let (tx, rx) = oneshot::channel();
         self.running.insert(lease, tx);
         let atom = msg.work.atom.clone();
+        let started = std::time::Instant::now();
+        self.metrics.building.inc();
         ctx.spawn(build(msg, rx).into_actor(self).map(move |outcome, act, _| {
             act.running.remove(&lease);
+            act.metrics.building.dec();
+            let kind = match &outcome {
+                BuildOutcome::Built(_) => "built",
+                BuildOutcome::Failed { .. } => "failed",
+                BuildOutcome::Broken { .. } => "broken",
+                BuildOutcome::Cancelled => "cancelled",
+            };
+            act.metrics
+                .build_ended(kind, started.elapsed().as_secs_f64());
             match &outcome {
                 BuildOutcome::Built(a) => {
                     info!(act.log, "build finished"; "atom" => &atom, "artifact" => &a.rel, "size" => a.size)

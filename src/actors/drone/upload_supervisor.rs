@@ -126,17 +126,23 @@ pub struct UploadSupervisor {
     masters: HashMap<PathBuf, Master>,
     /// Not before, and failures in a row, per control socket.
     master_backoff: HashMap<PathBuf, (Instant, u32)>,
+    metrics: std::sync::Arc<crate::drone::metrics::DroneMetrics>,
     log: Logger,
 }
 
 impl UploadSupervisor {
-    pub fn new(agent: Recipient<UploadFinished>, log: Logger) -> Self {
+    pub fn new(
+        agent: Recipient<UploadFinished>,
+        metrics: std::sync::Arc<crate::drone::metrics::DroneMetrics>,
+        log: Logger,
+    ) -> Self {
         UploadSupervisor {
             agent,
             running: HashMap::new(),
             next_generation: 1,
             masters: HashMap::new(),
             master_backoff: HashMap::new(),
+            metrics,
             log: log.new(slog::o!("actor" => "upload_supervisor")),
         }
     }
@@ -324,6 +330,7 @@ impl Handler<StartUpload> for UploadSupervisor {
             Ok(c) => c,
             Err(e) => {
                 self.release(via.as_deref(), false);
+                self.metrics.upload_ended("failed", None, None);
                 self.agent.do_send(UploadFinished {
                     lease,
                     outcome: UploadOutcome::Failed {
@@ -357,7 +364,10 @@ impl Handler<StartUpload> for UploadSupervisor {
         );
         let started = Instant::now();
         let atom = msg.atom;
+        self.metrics.uploading.inc();
         ctx.spawn(child.wait_with_output().into_actor(self).map(move |res, act, ctx| {
+            act.metrics.uploading.dec();
+            let exit = res.as_ref().ok().map(|out| out.status.code());
             // rsync is done: nothing of its group (ssh) may stay behind.
             signal_group(pgid, libc::SIGKILL);
             drop(guard);
@@ -392,6 +402,15 @@ impl Handler<StartUpload> for UploadSupervisor {
                 },
             };
             act.release(run.via.as_deref(), matches!(outcome, UploadOutcome::Failed { .. }));
+            let (kind, done) = match (&outcome, run.killed) {
+                (UploadOutcome::Done { bytes_sent, seconds }, _) => {
+                    ("done", Some((bytes_sent.unwrap_or(0), *seconds)))
+                }
+                (_, Some(Killed::Timeout(_))) => ("timed_out", None),
+                (UploadOutcome::Cancelled, _) => ("cancelled", None),
+                _ => ("failed", None),
+            };
+            act.metrics.upload_ended(kind, exit, done);
             match &outcome {
                 UploadOutcome::Done { bytes_sent, seconds } => info!(act.log, "upload finished"; "atom" => &atom,
                     "lease" => lease, "bytes_sent" => bytes_sent.unwrap_or(0), "seconds" => format!("{seconds:.2}")),

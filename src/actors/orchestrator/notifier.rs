@@ -181,7 +181,7 @@ impl Handler<Notify> for Notifier {
         if !rec.dropped.is_empty() {
             self.metrics
                 .notifications_dropped
-                .add(rec.dropped.len() as u64);
+                .inc_by(rec.dropped.len() as u64);
             warn!(self.log, "too many undelivered notifications: the oldest are dropped (max_pending)";
                   "dropped" => rec.dropped.len());
         }

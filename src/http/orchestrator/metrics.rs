@@ -1,8 +1,9 @@
-//! `GET /metrics`: Prometheus text exposition. The counters come from the shared
+//! `GET /metrics`: OpenMetrics text. The counters come from the shared
 //! [`crate::orchestrator::metrics::Metrics`]; the gauges by state are asked from the queue and the
 //! registry now.
 
 use super::State;
+use crate::actors::orchestrator::circuit_breaker::FaultReport;
 use crate::actors::orchestrator::drone_registry::ListDrones;
 use crate::actors::orchestrator::queue::{GetCounts, GetEta};
 use crate::http::auth::Role;
@@ -14,11 +15,18 @@ pub async fn metrics(req: HttpRequest, state: State) -> Result<HttpResponse, Api
     let counts = state.queue.send(GetCounts).await?;
     let drones = state.registry.send(ListDrones).await?;
     let eta_s = state.queue.send(GetEta).await?;
+    let central_fault = state.breaker.send(FaultReport).await?.is_some();
     Ok(HttpResponse::Ok()
-        .content_type(crate::orchestrator::metrics::CONTENT_TYPE)
+        .content_type(crate::http::METRICS_CONTENT_TYPE)
         .body(
             state
                 .metrics
-                .render(&state.name, &counts, &drones.drones, eta_s),
+                .render(&crate::orchestrator::metrics::Snapshot {
+                    name: &state.name,
+                    packages: &counts,
+                    drones: &drones.drones,
+                    eta_s,
+                    central_fault,
+                }),
         ))
 }

@@ -17,7 +17,7 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     let drone = body.into_inner().0.drone;
     state.drone_caller_for(&req, &drone)?;
-    let _timer = state.metrics.claim_latency.start_timer();
+    let _timer = crate::orchestrator::metrics::start_timer(&state.metrics.claim_latency);
     let claimed = state.registry.send(ClaimFor { drone }).await??;
     Ok(match claimed {
         Some(work) => {

@@ -126,11 +126,19 @@ pub struct DroneAgent {
 }
 
 impl DroneAgent {
-    pub fn start(cfg: DroneConfig, token: String, tap: LogTap, log: Logger) -> Addr<DroneAgent> {
+    pub fn start(
+        cfg: DroneConfig,
+        token: String,
+        tap: LogTap,
+        metrics: std::sync::Arc<crate::drone::metrics::DroneMetrics>,
+        log: Logger,
+    ) -> Addr<DroneAgent> {
         let log = log.new(slog::o!("drone" => cfg.name.clone()));
         DroneAgent::create(move |ctx| {
-            let runner = BuildRunner::new(ctx.address().recipient(), log.clone()).start();
-            let uploader = UploadSupervisor::new(ctx.address().recipient(), log.clone()).start();
+            let runner =
+                BuildRunner::new(ctx.address().recipient(), metrics.clone(), log.clone()).start();
+            let uploader =
+                UploadSupervisor::new(ctx.address().recipient(), metrics, log.clone()).start();
             let now = Instant::now();
             DroneAgent {
                 conn: Connection::new(cfg.orchestrator.clone(), cfg.gateway.is_some(), now),

@@ -253,7 +253,7 @@ impl Uploader {
         let waiters: Waiters = Arc::default();
         let collector = Collector(waiters.clone()).start();
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let addr = UploadSupervisor::new(collector.recipient(), log).start();
+        let addr = UploadSupervisor::new(collector.recipient(), Default::default(), log).start();
         Uploader {
             addr,
             waiters,
