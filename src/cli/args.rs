@@ -119,11 +119,15 @@ pub enum Command {
     },
     /// Failed packages with their reasons
     Failures,
-    /// A package's build-log tail
+    /// A package's build-log tail; with -f its output live while it builds
     Log {
         /// `category/name-version` (or just `name-version`)
         #[arg(value_name = "ATOM")]
         atom: String,
+        /// Follow the running build's output until it ends, then print the outcome
+        /// (exit 1 unless it was built)
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Put packages back in the queue
     #[command(group(ArgGroup::new("which").required(true).args(["atoms", "failed"])))]

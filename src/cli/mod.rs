@@ -16,6 +16,7 @@ pub mod demo;
 pub mod drone;
 pub mod enroll;
 pub mod error;
+pub mod follow;
 pub mod generate;
 pub mod matching;
 pub mod output;
@@ -140,7 +141,8 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Bump { atom, to } => packages::bump(&swarm, &atom, to.as_deref(), json).await,
         Command::Packages { state } => packages::list(&swarm, state.as_deref(), json).await,
         Command::Failures => packages::failures(&swarm, json).await,
-        Command::Log { atom } => packages::log(&swarm, &atom, json).await,
+        Command::Log { atom, follow } if follow => follow::follow(&swarm, &atom, json).await,
+        Command::Log { atom, .. } => packages::log(&swarm, &atom, json).await,
         Command::Retry { atoms, failed } => packages::retry(&swarm, &atoms, failed, json).await,
         Command::Watch { interval } => watch::run(&swarm, interval, json).await,
         Command::Enroll { name, host, to } => {

@@ -217,7 +217,7 @@ pub fn check_atom(atom: &str) -> Result<String, CliError> {
 
 /// Finds which orchestrator has `atom`; a bare `name-version` is looked up by its
 /// package-version part.
-async fn locate(swarm: &Swarm, atom: &str) -> Result<(Orch, String), CliError> {
+pub(super) async fn locate(swarm: &Swarm, atom: &str) -> Result<(Orch, String), CliError> {
     let all = swarm.all()?;
     if !atom.contains('/') {
         let pf = atom.trim().trim_start_matches('=');

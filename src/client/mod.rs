@@ -281,6 +281,29 @@ impl ApiClient {
     pub async fn fail(&self, lease: LeaseId, req: &FailRequest) -> Result<Ack, ClientError> {
         self.post(&format!("/api/v1/work/{lease}/fail"), req).await
     }
+    /// The next lines of a running build's output (drone).
+    pub async fn output(
+        &self,
+        lease: LeaseId,
+        chunk: &crate::wire::orchestrator::OutputChunk,
+    ) -> Result<crate::wire::orchestrator::OutputAck, ClientError> {
+        self.post(&format!("/api/v1/work/{lease}/output"), chunk)
+            .await
+    }
+    /// A package's live build output after line `after` (None: the kept tail), waiting up
+    /// to `wait_s` for more; `atom` as `category/pf`.
+    pub async fn live_log(
+        &self,
+        atom: &str,
+        after: Option<u64>,
+        wait_s: u64,
+    ) -> Result<crate::wire::orchestrator::LiveLog, ClientError> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.get(&format!(
+            "/api/v1/packages/{atom}/log/live?wait={wait_s}{after}"
+        ))
+        .await
+    }
     /// A new token of the drone's own (admin); `name` as a path segment.
     pub async fn enroll(
         &self,

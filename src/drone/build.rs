@@ -39,6 +39,9 @@ pub struct BuildSpec {
     pub idle: Duration,
     /// Where to record the build's process group while it runs (see `leftovers`).
     pub record: Option<PathBuf>,
+    /// Where its output goes live ([`crate::drone::live_output`]): never waited for;
+    /// what does not fit is skipped (and said so in the stream).
+    pub output: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +90,33 @@ async fn read_some(
     }
 }
 
+/// Hands output to the live forwarder without ever waiting: when its channel is full
+/// the bytes are counted, and a line saying how many were skipped goes first once there
+/// is room again.
+#[derive(Default)]
+struct LiveSend {
+    skipped: u64,
+}
+
+impl LiveSend {
+    fn send(&mut self, tx: &tokio::sync::mpsc::Sender<Vec<u8>>, bytes: &[u8]) {
+        if self.skipped > 0 {
+            let note = format!(
+                "\n[build-swarm: {} bytes of output were not sent live (the orchestrator fell behind); the drone's log file has them]\n",
+                self.skipped
+            );
+            if tx.try_send(note.into_bytes()).is_err() {
+                self.skipped += bytes.len() as u64;
+                return;
+            }
+            self.skipped = 0;
+        }
+        if tx.try_send(bytes.to_vec()).is_err() {
+            self.skipped += bytes.len() as u64;
+        }
+    }
+}
+
 /// Runs the build to its end. Returns how it ended and the tail of its output.
 pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (BuildEnd, String) {
     if let Some(dir) = spec.log_path.parent() {
@@ -125,6 +155,7 @@ pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut buf_out = vec![0u8; 16 * 1024];
     let mut buf_err = vec![0u8; 16 * 1024];
+    let mut live = LiveSend::default();
     loop {
         let chunk: Option<Vec<u8>> = tokio::select! {
             r = read_some(&mut out, &mut buf_out) => match r {
@@ -162,6 +193,9 @@ pub async fn run_build(spec: &BuildSpec, mut cancel: oneshot::Receiver<()>) -> (
             last_output = Instant::now();
             if let Some(f) = log.as_mut() {
                 let _ = f.write_all(&bytes).await;
+            }
+            if let Some(tx) = &spec.output {
+                live.send(tx, &bytes);
             }
             for b in bytes {
                 if tail.len() == LOG_TAIL {
@@ -212,7 +246,33 @@ mod tests {
             total: Duration::from_secs(total),
             idle: Duration::from_millis(idle_ms),
             record: None,
+            output: None,
         }
+    }
+
+    #[actix_web::test]
+    async fn output_nobody_takes_live_never_holds_the_build_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let s = BuildSpec {
+            output: Some(tx),
+            ..spec(
+                dir.path(),
+                "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done",
+                30,
+                10_000,
+            )
+        };
+        let (_keep, cancel) = oneshot::channel::<()>();
+        let t0 = std::time::Instant::now();
+        let (end, tail) = run_build(&s, cancel).await;
+        assert_eq!(end, BuildEnd::Exited { code: Some(0) });
+        assert!(tail.contains("line 2999"), "{tail}");
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        // The one chunk that fit; the rest was skipped, not waited for.
+        assert!(rx.try_recv().is_ok());
+        let log = std::fs::read_to_string(dir.path().join("logs/x.log")).unwrap();
+        assert_eq!(log.lines().count(), 3000, "the log file has every line");
     }
 
     #[actix_web::test]

@@ -3,13 +3,14 @@
 //! its upload directories ([`staging`]), its Prometheus metrics ([`metrics`]), the
 //! drones' own credentials ([`credentials`]), which drones' build environments fit
 //! ([`environments`]), what operators are told ([`notify`]), the
-//! self-healing ladder ([`healing`]) and the binhost Portage reads
+//! self-healing ladder ([`healing`]), running builds' output ([`live_log`]) and the binhost Portage reads
 //! ([`binhost`]: package metadata and the `Packages` index).
 
 pub mod binhost;
 pub mod credentials;
 pub mod environments;
 pub mod healing;
+pub mod live_log;
 pub mod metrics;
 pub mod notify;
 pub mod publish;

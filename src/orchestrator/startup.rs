@@ -3,6 +3,7 @@
 //! port 0 and read the port back).
 
 use crate::actors::orchestrator::binhost_index::{BinhostIndex, BuiltPackage, IndexSettings};
+use crate::actors::orchestrator::build_logs::BuildLogs;
 use crate::actors::orchestrator::circuit_breaker::{BreakerSettings, CircuitBreaker};
 use crate::actors::orchestrator::drone_healer::DroneHealer;
 use crate::actors::orchestrator::drone_registry::{DroneRegistry, RegistrySettings, Restore};
@@ -223,6 +224,7 @@ impl Orchestrator {
             .start()
         });
         let notify = notifier.clone().map(Addr::recipient);
+        let build_logs = BuildLogs::default().start();
         let healer = cfg
             .heal
             .enabled()
@@ -294,6 +296,7 @@ impl Orchestrator {
             index: binhost_index.clone().map(Addr::recipient),
             relist: binhost_index.clone().map(Addr::recipient),
             notify,
+            logs: Some(build_logs.clone().recipient()),
         };
         let queue = queue_ctx.run(
             PackageQueue::restore(settings, snapshot, peers, log.clone())
@@ -321,6 +324,7 @@ impl Orchestrator {
             binhost_dir: cfg.binhost.serve.then(|| cfg.binhost_dir.clone()),
             signer: signing.as_ref().map(|s| s.signer.clone()),
             releases: release_manager,
+            build_logs,
             release_files: cfg.binhost.serve.then_some(releases),
         });
         let (server, port) = crate::http::serve(addr, state, api_routes::routes, handle_signals)

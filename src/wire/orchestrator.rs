@@ -129,6 +129,49 @@ pub struct PackageLog {
     pub log_tail: String,
 }
 
+/// `POST /api/v1/work/{lease}/output` (drone, added): the next lines of a running
+/// build's output, numbered from 0 for the lease; lines already accepted are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OutputChunk {
+    pub epoch: u64,
+    /// The number of `lines[0]`.
+    pub first: u64,
+    pub lines: Vec<String>,
+}
+
+/// The answer: every line before `next` is taken.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct OutputAck {
+    pub next: u64,
+}
+
+/// `GET /api/v1/packages/{category}/{pf}/log/live?after=N&wait=S` (added): a package's
+/// build output as it builds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LiveLog {
+    pub atom: String,
+    /// The package's state now, and its reason (as in `PackageInfo`).
+    pub state: PackageState,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The attempt shown (null: none has started).
+    #[serde(default)]
+    pub lease: Option<LeaseId>,
+    #[serde(default)]
+    pub drone: Option<String>,
+    /// `none` (no attempt yet), `building`, `uploading`, `ended` (the attempt is over).
+    pub phase: String,
+    /// The number of `lines[0]`.
+    pub first: u64,
+    pub lines: Vec<String>,
+    /// Ask for `after=next` to get what follows.
+    pub next: u64,
+    /// Lines between `after` and `first` are no longer kept (the reader fell behind the
+    /// ring), or some output was skipped on the drone.
+    #[serde(default)]
+    pub gap: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SubmitResult {
     pub format: crate::domain::package_set::SetFormat,

@@ -340,6 +340,42 @@ async fn the_gateway_serves_the_merged_dashboard() {
     b.stop().await;
 }
 
+/// The package view of a building package follows its live output (log/live).
+#[actix_web::test]
+async fn dashboard_follows_a_building_packages_live_output() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    let app = spawn_app(|_| {}).await;
+    app.register("d1", 1).await;
+    app.submit("app-misc/live-1.0\n").await;
+    let w = app.claim("d1").await;
+    let lines: Vec<String> = (1..=30).map(|i| format!("compiling unit {i}")).collect();
+    let chunk = build_swarm::wire::orchestrator::OutputChunk {
+        epoch: w.epoch,
+        first: 0,
+        lines,
+    };
+    app.drone().output(w.lease, &chunk).await.expect("output");
+    let dom = dump_dom(
+        &chrome,
+        &format!("{}/#log=app-misc/live-1.0", app.url),
+        3000,
+    )
+    .await;
+    assert!(!hidden(&dom, "log-section"));
+    let tail = text(&dom, "log-tail");
+    assert!(
+        tail.contains("compiling unit 1\n") && tail.trim_end().ends_with("compiling unit 30"),
+        "{tail}"
+    );
+    assert!(
+        text(&dom, "log-reason").contains("live output from d1 (building)"),
+        "{}",
+        text(&dom, "log-reason")
+    );
+}
+
 #[actix_web::test]
 async fn dashboard_marks_drones_older_than_the_orchestrator() {
     let Some(chrome) = chromium() else {

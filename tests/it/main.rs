@@ -19,6 +19,7 @@ mod drone_multihost;
 mod environments;
 mod failure_policy;
 mod gateway;
+mod live_logs;
 mod notifications;
 mod orchestrator_api;
 mod orchestrator_process;

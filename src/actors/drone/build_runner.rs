@@ -11,7 +11,7 @@ use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 #[derive(Message)]
@@ -20,7 +20,12 @@ pub struct StartBuild {
     pub work: WorkAssignment,
     pub spec: BuildSpec,
     pub pkgdir: PathBuf,
+    /// Send the output live to this orchestrator (its URL), with this token.
+    pub live: Option<(String, String)>,
 }
+
+/// How long a build's outcome waits for the last of its live output to be sent.
+const LAST_OUTPUT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -130,9 +135,29 @@ impl Handler<StartBuild> for BuildRunner {
         let (tx, rx) = oneshot::channel();
         self.running.insert(lease, tx);
         let atom = msg.work.atom.clone();
+        let mut msg = msg;
+        let forwarder = msg.live.take().map(|(url, token)| {
+            let client = crate::client::ApiClient::new(&url, Some(token));
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            msg.spec.output = Some(tx);
+            actix_web::rt::spawn(crate::drone::live_output::forward(
+                rx,
+                client,
+                lease,
+                msg.work.epoch,
+            ))
+        });
+        let run = async move {
+            let outcome = build(msg, rx).await;
+            // The output's sender is gone with the build: the forwarder sends the rest.
+            if let Some(f) = forwarder {
+                let _ = tokio::time::timeout(LAST_OUTPUT_WAIT, f).await;
+            }
+            outcome
+        };
         let started = std::time::Instant::now();
         self.metrics.building.inc();
-        ctx.spawn(build(msg, rx).into_actor(self).map(move |outcome, act, _| {
+        ctx.spawn(run.into_actor(self).map(move |outcome, act, _| {
             act.running.remove(&lease);
             act.metrics.building.dec();
             let kind = match &outcome {

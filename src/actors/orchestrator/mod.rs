@@ -11,6 +11,7 @@
 //! | [`publish_hook::PublishHook`] | the `publish_command` runs | queue |
 //! | [`binhost_index::BinhostIndex`] | the binhost's `Packages` index and its writes | queue, HTTP handlers, release manager |
 //! | [`releases::ReleaseManager`] | snapshots, channels and their retention (`releases_dir`) | HTTP handlers, its gc timer |
+//! | [`build_logs::BuildLogs`] | running builds' output (a bounded ring per lease) and its readers | queue, HTTP handlers |
 //! | [`drone_healer::DroneHealer`] | each offline drone's self-healing ladder (`[heal]`) | registry |
 //! | [`notifier::Notifier`] | the `[[notify]]` outbox: undelivered events, retries, open alerts | queue, breaker, registry, healer |
 //! | [`store::Store`] (own thread) | the SQLite database | queue, registry, notifier |
@@ -25,6 +26,7 @@
 //! await them (the release manager awaits the binhost index, the notifier the store).
 
 pub mod binhost_index;
+pub mod build_logs;
 pub mod circuit_breaker;
 pub mod drone_healer;
 pub mod drone_registry;

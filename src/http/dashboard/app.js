@@ -9,6 +9,9 @@
 
 (function () {
   const POLL_MS = 2000;
+  // A building package's live output: polled this often, this many lines kept on the page.
+  const LIVE_MS = 1000;
+  const LIVE_KEEP = 2000;
   const PAGE = 50;
   const FAIL_PAGE = 20;
   const STATES = ['waiting', 'queued', 'building', 'uploading', 'built', 'failed', 'blocked'];
@@ -90,15 +93,15 @@
   }
 
   // An offline drone's self-healing ladder, in words ('' when it has none).
-function healing(h) {
-  if (!h) return '';
-  const n = h.restarts + '/' + h.max_restarts;
-  if (h.step === 'restarting') return 'restarting over ssh (' + n + ')';
-  if (h.step === 'needs_human') return 'needs a human (' + n + ' restarts)';
-  return 'healing: ' + n + ' restarts' + (h.last_result ? ' — ' + h.last_result : '');
-}
+  function healing(h) {
+    if (!h) return '';
+    const n = h.restarts + '/' + h.max_restarts;
+    if (h.step === 'restarting') return 'restarting over ssh (' + n + ')';
+    if (h.step === 'needs_human') return 'needs a human (' + n + ' restarts)';
+    return 'healing: ' + n + ' restarts' + (h.last_result ? ' — ' + h.last_result : '');
+  }
 
-function statePill(state) {
+  function statePill(state) {
     return el('span', state, 'pill st-' + state);
   }
 
@@ -344,11 +347,56 @@ function statePill(state) {
       $('log-state').replaceChildren(statePill(log.state));
       $('log-reason').textContent = log.reason || '';
       $('log-tail').textContent = log.log_tail || '(no build log stored for this package)';
+      if (log.state === 'building' || log.state === 'uploading') followLog(atom, path);
     } catch (e) {
       if (logAtom !== atom) return;
       $('log-reason').textContent = 'cannot load the log: ' + e.message;
     }
     section.scrollIntoView({ block: 'nearest' });
+  }
+
+  // A building package's output, live, while its view is open: log/live every
+  // LIVE_MS from the last line shown (the page keeps the last LIVE_KEEP lines).
+  async function followLog(atom, base) {
+    const kept = [];
+    let after = null;
+    let lease = null;
+    while (logAtom === atom) {
+      let live;
+      try {
+        live = await api(base + '/live' + (after === null ? '' : '?after=' + after));
+      } catch (e) {
+        if (logAtom !== atom) return;
+        $('log-reason').textContent = 'live output interrupted: ' + e.message;
+        await new Promise((r) => setTimeout(r, LIVE_MS * 2));
+        continue;
+      }
+      if (logAtom !== atom) return;
+      if (lease !== null && live.lease !== null && live.lease !== lease) {
+        // Another attempt: its lines are numbered anew.
+        lease = live.lease;
+        after = 0;
+        kept.push('--- another attempt, on ' + (live.drone || '?'));
+        continue;
+      }
+      lease = live.lease;
+      if (live.gap) kept.push('[… earlier output not kept]');
+      for (const l of live.lines) kept.push(l);
+      if (kept.length > LIVE_KEEP) kept.splice(0, kept.length - LIVE_KEEP);
+      after = live.next;
+      const pre = $('log-tail');
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      if (live.lines.length || live.gap) pre.textContent = kept.join('\n');
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+      $('log-state').replaceChildren(statePill(live.state));
+      const ended = live.phase === 'ended' ||
+        (live.phase === 'none' && ['built', 'failed', 'blocked'].includes(live.state));
+      $('log-reason').textContent = ended
+        ? 'build ended: ' + live.state + (live.reason ? ' — ' + live.reason : '')
+        : 'live output' + (live.drone ? ' from ' + live.drone : '') + ' (' + live.phase + ')';
+      if (ended) return;
+      await new Promise((r) => setTimeout(r, LIVE_MS));
+    }
   }
 
   function setConn(state, text) {

@@ -1,5 +1,6 @@
 //! How the orchestrator's actors' refusals map to HTTP statuses.
 
+use crate::actors::orchestrator::build_logs::OutputError;
 use crate::actors::orchestrator::drone_registry::RegistryError;
 use crate::actors::orchestrator::drone_session::ClaimError;
 use crate::actors::orchestrator::queue::commit::CommitError;
@@ -30,6 +31,17 @@ impl From<QueueError> for ApiError {
                 | CommitError::QueueStopped
                 | CommitError::Reloading,
             ) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<OutputError> for ApiError {
+    fn from(e: OutputError) -> Self {
+        let m = e.to_string();
+        match e {
+            OutputError::UnknownLease(_) => ApiError::NotFound(m),
+            OutputError::Forbidden { .. } => ApiError::Forbidden(m),
+            OutputError::WrongEpoch { .. } => ApiError::BadRequest(m),
         }
     }
 }

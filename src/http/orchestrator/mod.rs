@@ -47,6 +47,8 @@ pub struct AppState {
     pub signer: Option<Arc<crate::orchestrator::binhost::signing::Signer>>,
     /// Snapshots, channels, retention.
     pub releases: Addr<ReleaseManager>,
+    /// Running builds' output.
+    pub build_logs: Addr<crate::actors::orchestrator::build_logs::BuildLogs>,
     /// The channels' files, served at `/binhost/<channel>/` (with `[binhost] serve`).
     pub release_files: Option<Arc<crate::orchestrator::binhost::releases::Releases>>,
 }
@@ -109,6 +111,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/packages/{category}/{pf}/log",
                 web::get().to(packages::log),
             )
+            .route(
+                "/packages/{category}/{pf}/log/live",
+                web::get().to(packages::live_log),
+            )
+            .route("/work/{lease}/output", web::post().to(work::output))
             .route("/drones", web::get().to(drones::list))
             // Before `/drones/{name}`, which would take its path.
             .route("/drones/register", web::post().to(drones::register))

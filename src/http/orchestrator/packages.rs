@@ -1,12 +1,14 @@
 //! Package endpoints: list, submit a set, retry, a package's build-log tail.
 
 use super::State;
+use crate::actors::orchestrator::build_logs::FollowLog;
 use crate::actors::orchestrator::queue::graph::boost::PRIORITY_RANGE;
 use crate::actors::orchestrator::queue::{Bump, GetLog, ListPackages, Retry, Submit};
 use crate::domain::{parse_package_set_bytes, PackageState};
 use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::JsonObject;
+use crate::wire::orchestrator::LiveLog;
 use crate::wire::orchestrator::{
     BumpRequest, BumpResult, PackageList, PackageLog, RetryRequest, RetryResult, SubmitResult,
 };
@@ -127,4 +129,55 @@ pub async fn log(
     let (category, pf) = path.into_inner();
     let atom = format!("{category}/{pf}");
     Ok(web::Json(state.queue.send(GetLog { atom }).await??))
+}
+
+#[derive(Deserialize)]
+pub struct LiveQuery {
+    /// Lines from this number on (absent: all that is kept).
+    after: Option<u64>,
+    /// Seconds to wait for new lines (at most 30).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// `GET /api/v1/packages/{category}/{pf}/log/live`: the latest attempt's output as it
+/// builds (docs/contract.md §5).
+pub async fn live_log(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<(String, String)>,
+    q: web::Query<LiveQuery>,
+) -> Result<web::Json<LiveLog>, ApiError> {
+    state.auth.authorize(&req, Role::Read)?;
+    let (category, pf) = path.into_inner();
+    let atom = format!("{category}/{pf}");
+    // Unknown atoms are refused before anyone waits for them.
+    let pkg = state.queue.send(GetLog { atom: atom.clone() }).await??;
+    let followed = state
+        .build_logs
+        .send(FollowLog {
+            atom: pkg.atom.clone(),
+            after: q.after,
+            wait: std::time::Duration::from_secs(q.wait.min(30)),
+        })
+        .await?;
+    // The state after the wait: a build that ended meanwhile shows its outcome.
+    let pkg = state.queue.send(GetLog { atom: pkg.atom }).await??;
+    let (lease, drone, phase, read) = match followed {
+        Some(f) => (Some(f.lease), Some(f.drone), f.phase, Some(f.read)),
+        None => (None, None, "none", None),
+    };
+    let after = q.after.unwrap_or(0);
+    Ok(web::Json(LiveLog {
+        atom: pkg.atom,
+        state: pkg.state,
+        reason: pkg.reason,
+        lease,
+        drone,
+        phase: phase.to_string(),
+        first: read.as_ref().map_or(after, |r| r.first),
+        next: read.as_ref().map_or(after, |r| r.next),
+        gap: read.as_ref().is_some_and(|r| r.gap),
+        lines: read.map(|r| r.lines).unwrap_or_default(),
+    }))
 }

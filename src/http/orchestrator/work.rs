@@ -1,6 +1,7 @@
 //! The drone protocol's work endpoints: claim, uploading, complete, fail.
 
 use super::State;
+use crate::actors::orchestrator::build_logs::AppendOutput;
 use crate::actors::orchestrator::drone_registry::ClaimFor;
 use crate::actors::orchestrator::queue::{Complete, Fail, MarkUploading};
 use crate::http::error::ApiError;
@@ -8,6 +9,7 @@ use crate::http::JsonObject;
 use crate::wire::orchestrator::{
     Ack, ClaimRequest, CompleteRequest, CompleteResponse, EpochBody, FailRequest, LeaseId,
 };
+use crate::wire::orchestrator::{OutputAck, OutputChunk};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub async fn claim(
@@ -68,4 +70,29 @@ pub async fn fail(
         req: body.into_inner().0,
     };
     Ok(web::Json(state.queue.send(msg).await??))
+}
+
+/// Most lines one output chunk may carry.
+const MAX_CHUNK_LINES: usize = 5_000;
+
+/// `POST /api/v1/work/{lease}/output`: a running build's next lines.
+pub async fn output(
+    req: HttpRequest,
+    state: State,
+    lease: web::Path<LeaseId>,
+    body: web::Json<JsonObject<OutputChunk>>,
+) -> Result<web::Json<OutputAck>, ApiError> {
+    let chunk = body.into_inner().0;
+    if chunk.lines.len() > MAX_CHUNK_LINES {
+        return Err(ApiError::BadRequest(format!(
+            "an output chunk carries at most {MAX_CHUNK_LINES} lines, not {}",
+            chunk.lines.len()
+        )));
+    }
+    let msg = AppendOutput {
+        caller: state.auth.drone_caller(&req)?,
+        lease: lease.into_inner(),
+        chunk,
+    };
+    Ok(web::Json(state.build_logs.send(msg).await??))
 }

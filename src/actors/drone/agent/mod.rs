@@ -431,11 +431,13 @@ impl DroneAgent {
                 &self.cfg.state_dir,
                 &format!("build-{}", work.lease),
             )),
+            output: None,
         };
         self.runner.do_send(StartBuild {
             work: work.clone(),
             spec,
             pkgdir,
+            live: Some((orch.base().to_string(), self.token.clone())),
         });
         self.jobs.insert(
             work.lease,

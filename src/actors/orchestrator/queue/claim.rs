@@ -5,6 +5,7 @@
 use super::graph;
 use super::leases::{Lease, LeasePhase};
 use super::{FleetMember, PackageQueue};
+use crate::actors::orchestrator::build_logs::LeaseLog;
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind};
 use crate::domain::PackageState;
 use crate::wire::orchestrator::WorkAssignment;
@@ -90,6 +91,12 @@ impl PackageQueue {
             epoch,
             deadline: DeadlineKind::Build,
             after: self.settings.build_timeout,
+        });
+        self.tell_log(LeaseLog::Started {
+            lease: lease_id,
+            atom: assignment.atom.clone(),
+            drone: drone.to_string(),
+            epoch,
         });
         debug!(self.log, "claimed"; "atom" => &assignment.atom, "drone" => drone, "lease" => lease_id, "epoch" => epoch);
         Some(assignment)

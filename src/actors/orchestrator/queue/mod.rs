@@ -13,8 +13,8 @@
 //! `SpeedFactors` from the registry; `SaveLearned` from the binary when it stops;
 //! `FaultChanged` from the breaker; `LeaseTimedOut` from the lease deadlines; `Indexed`
 //! from the binhost index. Sends only with `do_send` (`Arm`/`Disarm`; `RecordOutcome`,
-//! `ForDrone`, `PackagesPublished`, `AddToIndex` and `Notify` once the batch they follow
-//! from is committed), so nothing it waits on can wait on it; only
+//! `ForDrone`, `PackagesPublished`, `AddToIndex`, `Notify` and `LeaseLog` once the batch
+//! they follow from is committed), so nothing it waits on can wait on it; only
 //! the store answers it (`Commit`, `Reload`). Answers that change state wait for their
 //! commit; a refused commit is undone by reading the committed state back ([`reload`]).
 
@@ -39,6 +39,7 @@ pub use fleet::{Fleet, FleetMember, GetEta, SaveLearned, SpeedFactors, WithdrawD
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
 pub use messages::*;
 
+use crate::actors::orchestrator::build_logs::LeaseLog;
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
 use crate::actors::orchestrator::lease_deadlines::{Arm, DeadlineKind, Disarm};
 use crate::actors::orchestrator::messages::{AddToIndex, ForDrone, Relist};
@@ -115,6 +116,8 @@ pub struct Peers {
     pub relist: Option<Recipient<Relist>>,
     /// Told of packages failed for good and of finished sets (with `[[notify]]`).
     pub notify: Option<Recipient<Notify>>,
+    /// Told when leases start, start uploading and end (their live output).
+    pub logs: Option<Recipient<LeaseLog>>,
 }
 
 /// What others hear of a change once it is committed.
@@ -124,6 +127,7 @@ enum Tell {
     /// A published package's index entry.
     Index(u32, Entry),
     Notify(Event),
+    Log(LeaseLog),
 }
 
 pub struct PackageQueue {
@@ -205,6 +209,7 @@ impl PackageQueue {
             p.lease = None;
         }
         self.peers.disarm.do_send(Disarm { lease: lease_id });
+        self.tell_log(LeaseLog::Ended { lease: lease_id });
         if stop {
             self.commit.after(Tell::Cancel(ForDrone {
                 drone: drone.clone(),
@@ -334,6 +339,14 @@ impl PackageQueue {
         }));
     }
 
+    /// Tells the build logs of a lease's life once the batch it follows from is
+    /// committed.
+    fn tell_log(&mut self, l: LeaseLog) {
+        if self.peers.logs.is_some() {
+            self.commit.after(Tell::Log(l));
+        }
+    }
+
     /// Tells the notifier `e` once the batch it follows from is committed.
     fn tell(&mut self, e: Event) {
         if self.peers.notify.is_some() {
@@ -443,6 +456,11 @@ impl PackageQueue {
                             Tell::Outcome(o) => act.peers.breaker.do_send(o),
                             Tell::Cancel(c) => act.peers.drones.do_send(c),
                             Tell::Index(pkg, e) => entries.push((pkg, e)),
+                            Tell::Log(l) => {
+                                if let Some(r) = &act.peers.logs {
+                                    r.do_send(l);
+                                }
+                            }
                             Tell::Notify(e) => {
                                 if let Some(n) = &act.peers.notify {
                                     n.do_send(Notify(e));
@@ -617,6 +635,7 @@ impl Handler<MarkUploading> for PackageQueue {
             }
             self.graph.set_state(pkg, PackageState::Uploading);
             self.metrics.upload_started(msg.lease);
+            self.tell_log(LeaseLog::Uploading { lease: msg.lease });
             self.peers.deadlines.do_send(Arm {
                 lease: msg.lease,
                 epoch: msg.epoch,
