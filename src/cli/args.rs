@@ -145,6 +145,13 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         interval: u64,
     },
+    /// Where the time went: each drone slot's builds over a window, throughput and ETA
+    Timeline {
+        /// How far back: `2h`, `30m`, `90s`, `1d` (the orchestrators keep a day)
+        #[arg(long, default_value = "2h", value_name = "DURATION",
+              value_parser = crate::cli::timeline::parse_since)]
+        since: u64,
+    },
     /// The orchestrators of the swarm
     Orchestrators,
     /// Give a drone its own token, on every orchestrator (also `build-swarm drone enroll

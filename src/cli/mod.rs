@@ -25,6 +25,7 @@ pub mod packages;
 pub mod plan;
 pub mod remote;
 pub mod swarm;
+pub mod timeline;
 pub mod view;
 pub mod watch;
 
@@ -145,6 +146,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Log { atom, .. } => packages::log(&swarm, &atom, json).await,
         Command::Retry { atoms, failed } => packages::retry(&swarm, &atoms, failed, json).await,
         Command::Watch { interval } => watch::run(&swarm, interval, json).await,
+        Command::Timeline { since } => timeline::run(&swarm, since, json).await,
         Command::Enroll { name, host, to } => {
             enroll::enroll(&swarm, &name, host.as_deref(), to.as_deref(), json).await
         }

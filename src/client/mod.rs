@@ -281,6 +281,10 @@ impl ApiClient {
     pub async fn fail(&self, lease: LeaseId, req: &FailRequest) -> Result<Ack, ClientError> {
         self.post(&format!("/api/v1/work/{lease}/fail"), req).await
     }
+    /// The timeline of the last two hours.
+    pub async fn timeline(&self) -> Result<crate::wire::orchestrator::Timeline, ClientError> {
+        self.get("/api/v1/timeline").await
+    }
     /// The next lines of a running build's output (drone).
     pub async fn output(
         &self,

@@ -172,6 +172,64 @@ pub struct LiveLog {
     pub gap: bool,
 }
 
+/// `GET /api/v1/timeline` (added): where the time went in a window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timeline {
+    /// The window (unix seconds) and the orchestrator's now.
+    pub from: u64,
+    pub to: u64,
+    pub now: u64,
+    /// One row per drone slot that had work in the window.
+    pub rows: Vec<TimelineRow>,
+    /// More attempts overlapped the window than `limit`: only the latest are shown.
+    pub truncated: bool,
+    /// Attempts that ended in each of `buckets` equal parts of the window.
+    pub throughput: Vec<ThroughputBucket>,
+    /// Progress samples (every 30 s) in the window, and one for now.
+    pub progress: Vec<ProgressSample>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TimelineRow {
+    pub drone: String,
+    /// 0-based: attempts that overlap in time go to different slots.
+    pub slot: u32,
+    pub bars: Vec<TimelineBar>,
+}
+
+/// One attempt (a lease).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TimelineBar {
+    pub atom: String,
+    pub start: u64,
+    /// When it started uploading, if it did (known for attempts since the start).
+    #[serde(default)]
+    pub uploading: Option<u64>,
+    /// When it ended (null: running).
+    #[serde(default)]
+    pub end: Option<u64>,
+    /// `building`, `uploading`, `built`, `failed`, `infra`, `cancelled`, or `ended`
+    /// (ended before the orchestrator last started: how is not kept).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThroughputBucket {
+    pub start: u64,
+    pub built: u32,
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProgressSample {
+    pub t: u64,
+    /// Packages in an end state (built, failed, blocked), of `total`.
+    pub done: usize,
+    pub total: usize,
+    #[serde(default)]
+    pub eta_s: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SubmitResult {
     pub format: crate::domain::package_set::SetFormat,

@@ -1166,3 +1166,58 @@ async fn enrolled_drones_and_the_host_ssh_goes_to() {
     assert_ne!(out.code, 0, "{out:?}");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn timeline_shows_each_drone_slot_and_json_has_the_bars() {
+    let app = spawn_app(|c| c.policy.build_failure_drones = 1).await;
+    app.register("d1", 2).await;
+    app.submit("app-misc/a-1.0\napp-misc/b-1.0\n").await;
+    let a = app.claim("d1").await;
+    let b = app.claim("d1").await;
+    app.upload_and_complete(&a).await;
+    app.fail(&b, FailureKind::Build, "emerge exited with 1", "")
+        .await;
+    let out = admin_cli(&app, &["timeline", "--since", "10m"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("2 attempts on 2 slots"), "{text}");
+    assert!(text.contains("d1/0 |") && text.contains("d1/1 |"), "{text}");
+    assert!(
+        text.contains('#') && text.contains('x'),
+        "built and failed cells: {text}"
+    );
+    let out = admin_cli(&app, &["timeline", "--json"]).await;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON answer per orchestrator");
+    let outcomes: Vec<&str> = v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|r| r["bars"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["outcome"].as_str().map(str::to_string))
+        .map(|s| {
+            if s == "built" {
+                "built"
+            } else if s == "failed" {
+                "failed"
+            } else {
+                "other"
+            }
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&"built") && outcomes.contains(&"failed"),
+        "{v}"
+    );
+    let bad = admin_cli(&app, &["timeline", "--since", "2w"]).await;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a bad duration is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+}

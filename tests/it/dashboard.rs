@@ -340,6 +340,88 @@ async fn the_gateway_serves_the_merged_dashboard() {
     b.stop().await;
 }
 
+/// A real run (two drone processes with two slots each) drawn as the timeline: a bar for
+/// every drone slot, the throughput chart; a screenshot is left in the test's output
+/// directory (the path is printed).
+#[actix_web::test]
+async fn dashboard_draws_the_timeline_of_a_real_run_with_a_bar_on_every_drone_slot() {
+    let Some(chrome) = chromium() else {
+        return skip("chromium");
+    };
+    if !require_rsync() {
+        return;
+    }
+    let app = spawn_app(|_| {}).await;
+    let set: String = (0..16).map(|i| format!("app-misc/tl{i}-1.0\n")).collect();
+    app.submit(&set).await;
+    let env = [("STANDIN_SECONDS", "0.6"), ("STANDIN_KB", "16")];
+    let _d1 = spawn_drone(&drone_config(app.dir.path(), "d1", &app.url, "", ""), &env);
+    let _d2 = spawn_drone(&drone_config(app.dir.path(), "d2", &app.url, "", ""), &env);
+    let anon = app.anon();
+    wait_for(90, "all 16 packages built", || async {
+        anon.status().await.is_ok_and(|s| s.counts.built == 16)
+    })
+    .await;
+    let api = anon.timeline().await.expect("timeline");
+    let rows: Vec<String> = api
+        .rows
+        .iter()
+        .map(|r| format!("{}/{}", r.drone, r.slot))
+        .collect();
+    for want in ["d1/0", "d1/1", "d2/0", "d2/1"] {
+        assert!(rows.contains(&want.to_string()), "{want} in {rows:?}");
+    }
+    assert_eq!(api.throughput.iter().map(|b| b.built).sum::<u32>(), 16);
+
+    let dom = dump_dom(&chrome, &format!("{}/", app.url), 3000).await;
+    for row in &rows {
+        assert!(
+            dom.contains(&format!("data-row=\"{row}\"")),
+            "no bar for slot {row} in the drawn timeline"
+        );
+    }
+    assert_eq!(
+        dom.matches("class=\"bar o-built\"").count(),
+        16,
+        "one bar per build"
+    );
+    assert!(dom.contains("class=\"tp o-built\""), "the throughput chart");
+    assert!(
+        text(&dom, "timeline-summary").contains("16 attempts on 4 slots"),
+        "{}",
+        text(&dom, "timeline-summary")
+    );
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-timeline.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().expect("profile");
+    let out = tokio::process::Command::new(&chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1280,1600")
+        .arg("--virtual-time-budget=3000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("{}/", app.url))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("chromium screenshot");
+    let png = std::fs::read(&shot).unwrap_or_default();
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "no screenshot ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("timeline screenshot: {}", shot.display());
+}
+
 /// The package view of a building package follows its live output (log/live).
 #[actix_web::test]
 async fn dashboard_follows_a_building_packages_live_output() {

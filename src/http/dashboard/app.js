@@ -399,6 +399,87 @@
     }
   }
 
+  // ------------------------------------------------------------ timeline
+
+  const SVG = 'http://www.w3.org/2000/svg';
+  // The timeline is asked for at most this often (it covers two hours).
+  const TIMELINE_MS = 10000;
+  let timelineAt = 0;
+
+  function svgEl(name, attrs, text) {
+    const e = document.createElementNS(SVG, name);
+    for (const k in attrs) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  async function loadTimeline() {
+    if (Date.now() - timelineAt < TIMELINE_MS) return;
+    timelineAt = Date.now();
+    renderTimeline(await api('api/v1/timeline?limit=2000'));
+  }
+
+  // One row per drone slot, one bar per attempt (hover: atom, outcome, times); below,
+  // builds finished per bucket and the ETA over time.
+  function renderTimeline(tl) {
+    const W = 1000, LABEL = 130, ROW = 16, span = Math.max(1, tl.to - tl.from);
+    const x = (t) => LABEL + (Math.min(Math.max(t, tl.from), tl.to) - tl.from) / span * (W - LABEL);
+    const svg = $('timeline');
+    const attempts = tl.rows.reduce((n, r) => n + r.bars.length, 0);
+    $('timeline-summary').textContent = attempts + ' attempts on ' + tl.rows.length + ' slots, last ' +
+      Math.round(span / 60) + ' min' + (tl.truncated ? ' (latest only)' : '');
+    const h = Math.max(1, tl.rows.length) * ROW + 18;
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + h);
+    svg.setAttribute('height', String(h));
+    const frag = document.createDocumentFragment();
+    tl.rows.forEach((r, i) => {
+      const row = r.drone + '/' + r.slot;
+      const y = i * ROW;
+      frag.appendChild(svgEl('text', { x: 2, y: y + ROW - 4, class: 'row-label' }, row));
+      for (const b of r.bars) {
+        const end = b.end === null || b.end === undefined ? tl.now : b.end;
+        const rect = svgEl('rect', {
+          x: x(b.start).toFixed(1), y: y + 2, height: ROW - 4,
+          width: Math.max(1.5, x(end) - x(b.start)).toFixed(1),
+          class: 'bar o-' + b.outcome, 'data-row': row, 'data-atom': b.atom,
+        });
+        rect.appendChild(svgEl('title', {}, b.atom + ' — ' + b.outcome + ', ' + clockTime(b.start) + '–' +
+          (b.end ? clockTime(b.end) : 'now') + (b.uploading ? ' (uploading from ' + clockTime(b.uploading) + ')' : '')));
+        frag.appendChild(rect);
+      }
+    });
+    frag.appendChild(svgEl('text', { x: LABEL, y: h - 4, class: 'axis' }, clockTime(tl.from)));
+    frag.appendChild(svgEl('text', { x: W - 60, y: h - 4, class: 'axis' }, clockTime(tl.to)));
+    svg.replaceChildren(frag);
+
+    const tp = $('throughput');
+    const TH = 90, max = Math.max(1, ...tl.throughput.map((b) => b.built + b.failed));
+    tp.setAttribute('viewBox', '0 0 ' + W + ' ' + (TH + 18));
+    tp.setAttribute('height', String(TH + 18));
+    const f2 = document.createDocumentFragment();
+    const bw = (W - LABEL) / Math.max(1, tl.throughput.length);
+    tl.throughput.forEach((b, i) => {
+      const hb = b.built / max * TH, hf = b.failed / max * TH;
+      const r = svgEl('rect', { x: (LABEL + i * bw).toFixed(1), y: (TH - hb).toFixed(1), width: Math.max(1, bw - 1).toFixed(1), height: hb.toFixed(1), class: 'tp o-built' });
+      r.appendChild(svgEl('title', {}, b.built + ' built, ' + b.failed + ' failed from ' + clockTime(b.start)));
+      f2.appendChild(r);
+      if (hf > 0) f2.appendChild(svgEl('rect', { x: (LABEL + i * bw).toFixed(1), y: (TH - hb - hf).toFixed(1), width: Math.max(1, bw - 1).toFixed(1), height: hf.toFixed(1), class: 'tp o-failed' }));
+    });
+    const etas = tl.progress.filter((p) => p.eta_s !== null && p.eta_s !== undefined);
+    if (etas.length) {
+      const emax = Math.max(1, ...etas.map((p) => p.eta_s));
+      const pts = etas.map((p) => x(p.t).toFixed(1) + ',' + (TH - p.eta_s / emax * TH).toFixed(1)).join(' ');
+      f2.appendChild(svgEl('polyline', { points: pts, class: 'eta-line' }));
+    }
+    const last = tl.progress[tl.progress.length - 1];
+    f2.appendChild(svgEl('text', { x: 2, y: 14, class: 'row-label' }, 'max ' + max + '/bucket'));
+    if (last) {
+      f2.appendChild(svgEl('text', { x: 2, y: 32, class: 'row-label', id: 'timeline-eta' },
+        last.done + '/' + last.total + ' done' + (last.eta_s ? ', ETA ' + Math.round(last.eta_s / 60) + ' min' : '')));
+    }
+    tp.replaceChildren(f2);
+  }
+
   function setConn(state, text) {
     const c = $('conn');
     c.dataset.state = state;
@@ -421,13 +502,14 @@
       renderDrones(both[1].drones || []);
       if (packagesAvailable) {
         try {
-          await Promise.all([loadFailures(), loadPackages(), loadReleases()]);
+          await Promise.all([loadFailures(), loadPackages(), loadReleases(), loadTimeline()]);
         } catch (e) {
           if (e.status === 404) {
             // The gateway merges status and drones only.
             packagesAvailable = false;
             $('failures-section').hidden = true;
             $('releases-section').hidden = true;
+            $('timeline-section').hidden = true;
             $('packages-section').hidden = true;
             $('packages-unavailable').hidden = false;
           } else {

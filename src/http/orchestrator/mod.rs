@@ -102,6 +102,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/work/{lease}/uploading", web::post().to(work::uploading))
             .route("/work/{lease}/fail", web::post().to(work::fail))
             .route("/status", web::get().to(status::status))
+            .route("/timeline", web::get().to(status::timeline))
             .route("/openapi.json", web::get().to(openapi::openapi))
             .route("/packages", web::get().to(packages::list))
             .route("/packages", web::post().to(packages::submit))

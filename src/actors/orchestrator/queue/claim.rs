@@ -84,6 +84,8 @@ impl PackageQueue {
                 ended_unix: None,
                 upload_dir,
                 stop: false,
+                uploading_unix: None,
+                end: None,
             },
         );
         self.peers.deadlines.do_send(Arm {

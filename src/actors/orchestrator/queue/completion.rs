@@ -2,7 +2,7 @@
 //! verified (or refused) upload means for the package, answered once committed.
 
 use super::commit::CommitError;
-use super::leases::Lease;
+use super::leases::{Lease, LeaseEnd};
 use super::publisher::{self, Verification};
 use super::{after_commit, answer_after, Complete, PackageQueue, QueueError};
 use crate::actors::orchestrator::circuit_breaker::Outcome;
@@ -105,9 +105,9 @@ impl PackageQueue {
                 self.learn(pkg, lease_id, &drone);
                 // The completing lease is over; any other one on the package is
                 // cancelled: this artifact is the one.
-                self.end_lease(lease_id, false);
+                self.end_lease(lease_id, false, LeaseEnd::Built);
                 if let Some(other) = self.graph.get(pkg).lease {
-                    if let Some(d) = self.end_lease(other, true) {
+                    if let Some(d) = self.end_lease(other, true, LeaseEnd::Cancelled) {
                         self.verdict(d, Outcome::Neutral);
                     }
                 }
@@ -132,7 +132,7 @@ impl PackageQueue {
                       "drone" => &drone, "error" => &reason);
                 let current = self.graph.get(pkg).lease == Some(lease_id);
                 if self.leases.get(lease_id).is_some_and(Lease::is_active) {
-                    self.end_lease(lease_id, false);
+                    self.end_lease(lease_id, false, LeaseEnd::Infra);
                 }
                 if current {
                     self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", true);
@@ -198,7 +198,7 @@ impl Handler<Complete> for PackageQueue {
                 warn!(self.log, "completion from a drone whose build environment no longer fits: not published";
                       "drone" => &l.drone, "lease" => lease_id);
                 let pkg = l.pkg;
-                if let Some(drone) = self.end_lease(lease_id, false) {
+                if let Some(drone) = self.end_lease(lease_id, false, LeaseEnd::Cancelled) {
                     let why = "its build environment no longer fits";
                     self.attempt_failed(pkg, FailureKind::Cancelled, &drone, why, "", false);
                     self.verdict(drone, Outcome::Neutral);
@@ -211,7 +211,7 @@ impl Handler<Complete> for PackageQueue {
             Err(e) => return Box::pin(async move { Err(e) }),
             Ok(Precheck::AlreadyBuilt { upload_dir }) => {
                 // Nothing changes; this lease (if still active) is over.
-                if let Some(drone) = self.end_lease(lease_id, false) {
+                if let Some(drone) = self.end_lease(lease_id, false, LeaseEnd::Cancelled) {
                     self.verdict(drone, Outcome::Neutral);
                 }
                 // A retry after a lost answer may have uploaded again into a directory

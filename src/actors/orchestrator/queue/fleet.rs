@@ -3,6 +3,7 @@
 //! ([`super::graph::placement`]), for the ETA, and for handing the longest chains to the
 //! faster drones (docs/design.md, "Learned durations").
 
+use super::leases::LeaseEnd;
 use super::PackageQueue;
 use crate::domain::environment::DroneEnvironment;
 use crate::domain::PackageState;
@@ -59,7 +60,7 @@ impl Handler<WithdrawDrone> for PackageQueue {
             let Some(pkg) = self.leases.get(id).map(|l| l.pkg) else {
                 continue;
             };
-            self.end_lease(id, true);
+            self.end_lease(id, true, LeaseEnd::Cancelled);
             self.attempt_failed(
                 pkg,
                 crate::domain::FailureKind::Cancelled,
@@ -134,6 +135,13 @@ impl Handler<Fleet> for PackageQueue {
 impl Handler<GetEta> for PackageQueue {
     type Result = Option<u64>;
     fn handle(&mut self, _: GetEta, _: &mut Self::Context) -> Self::Result {
+        self.eta_now()
+    }
+}
+
+impl PackageQueue {
+    /// Seconds until the set is done over the slots of the drones that may build.
+    pub(super) fn eta_now(&self) -> Option<u64> {
         let slots: u32 = self
             .fleet
             .values()

@@ -34,6 +34,35 @@ pub struct Lease {
     /// Ended because the package no longer needs it (built elsewhere, cancelled by the
     /// operator): the drone should stop.
     pub stop: bool,
+    /// When it started uploading (not stored: for the timeline).
+    pub uploading_unix: Option<u64>,
+    /// How it ended (not stored: for the timeline; None while it runs or when it ended
+    /// before the orchestrator last started).
+    pub end: Option<LeaseEnd>,
+}
+
+/// How a lease ended, as the timeline colours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Its artifact was published.
+    Built,
+    /// The build failed.
+    Failed,
+    /// Infrastructure: upload failed or did not verify, deadline passed, drone lost.
+    Infra,
+    /// Cancelled, withdrawn, or made moot by another drone's artifact.
+    Cancelled,
+}
+
+impl LeaseEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseEnd::Built => "built",
+            LeaseEnd::Failed => "failed",
+            LeaseEnd::Infra => "infra",
+            LeaseEnd::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl Lease {
@@ -170,7 +199,7 @@ impl LeaseTable {
     }
 
     /// Ends an active lease at `now_unix`. Returns it when it was active.
-    pub fn end(&mut self, id: LeaseId, stop: bool, now_unix: u64) -> Option<&Lease> {
+    pub fn end(&mut self, id: LeaseId, stop: bool, end: LeaseEnd, now_unix: u64) -> Option<&Lease> {
         let l = self.leases.get_mut(&id)?;
         if !l.is_active() {
             return None;
@@ -178,6 +207,7 @@ impl LeaseTable {
         l.phase = LeasePhase::Ended;
         l.ended_unix = Some(now_unix);
         l.stop = stop;
+        l.end = Some(end);
         if let Some(set) = self.by_drone.get_mut(&l.drone) {
             set.remove(&id);
             if set.is_empty() {
@@ -229,6 +259,8 @@ mod tests {
             ended_unix: None,
             upload_dir: dir.into(),
             stop: false,
+            uploading_unix: None,
+            end: None,
         }
     }
 
@@ -253,10 +285,15 @@ mod tests {
         assert_eq!(t.get(c).map(|l| l.seq), Some(3));
         assert_eq!(t.active_of("d1"), vec![a, b], "oldest first");
         assert_eq!(t.total_active(), 3);
-        assert!(t.end(a, true, 200).is_some_and(|l| l.stop));
-        assert!(t.end(a, false, 200).is_none(), "ends once");
+        assert!(t
+            .end(a, true, LeaseEnd::Cancelled, 200)
+            .is_some_and(|l| l.stop));
+        assert!(
+            t.end(a, false, LeaseEnd::Cancelled, 200).is_none(),
+            "ends once"
+        );
         assert_eq!(t.active_of("d1"), vec![b]);
-        t.end(b, false, 200);
+        t.end(b, false, LeaseEnd::Cancelled, 200);
         assert_eq!(t.active_count("d1"), 0);
         assert_eq!(t.active_by_drone().count(), 1);
         assert_eq!(t.dirty.len(), 3);
@@ -267,7 +304,7 @@ mod tests {
         let mut t = table(5);
         let a = start(&mut t, lease("d1", "lease-5"));
         let b = start(&mut t, lease("d1", "lease-6"));
-        t.end(a, false, 1000);
+        t.end(a, false, LeaseEnd::Cancelled, 1000);
         assert!(!t.prune(1050, 100));
         assert!(t.prune(1200, 100));
         assert!(t.get(a).is_none() && t.get(b).is_some());

@@ -125,3 +125,14 @@ pub struct DroneSeen {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RecordDrone(pub DroneRow);
+
+/// The timeline of the window `from`..`to` (unix seconds), at most `limit` attempts.
+#[derive(Message)]
+#[rtype(result = "crate::wire::orchestrator::Timeline")]
+pub struct GetTimeline {
+    pub from: u64,
+    pub to: u64,
+    pub limit: usize,
+    /// Start at the first attempt in the window (the current set).
+    pub fit: bool,
+}

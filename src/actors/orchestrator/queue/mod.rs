@@ -32,6 +32,7 @@ pub mod policy;
 pub mod publisher;
 mod reclaim;
 mod reload;
+pub mod timeline;
 pub mod views;
 
 pub use error::QueueError;
@@ -62,7 +63,7 @@ use actix::prelude::*;
 use commit::{CommitBatch, CommitError, Durable};
 use completion::VerifyMeta;
 use graph::PackageGraph;
-use leases::{Lease, LeasePhase, LeaseTable};
+use leases::{Lease, LeaseEnd, LeasePhase, LeaseTable};
 use policy::{FailurePolicy, Verdict};
 use publisher::Publisher;
 use slog::{crit, info, warn, Logger};
@@ -76,6 +77,10 @@ use tokio::time::Instant;
 const ENDED_LEASE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often staging and old leases are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often progress is sampled for the timeline, and how many samples are kept.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+const PROGRESS_KEPT: usize = 2880;
+
 /// How often learned build times are written ([`PackageQueue::save_learned`]).
 pub const SAVE_LEARNED_EVERY: Duration = Duration::from_secs(30);
 
@@ -152,6 +157,8 @@ pub struct PackageQueue {
     durations: durations::Durations,
     /// `set_finished` was told for the packages as they are (again once more arrive).
     finished_told: bool,
+    /// Progress every [`PROGRESS_EVERY`] for the timeline (a day of them).
+    progress: std::collections::VecDeque<crate::wire::orchestrator::ProgressSample>,
     peers: Peers,
     log: Logger,
     metrics: QueueMetrics,
@@ -182,6 +189,7 @@ impl PackageQueue {
             fleet: HashMap::new(),
             durations,
             finished_told,
+            progress: std::collections::VecDeque::new(),
             peers,
             log,
             metrics: QueueMetrics::default(),
@@ -198,10 +206,10 @@ impl PackageQueue {
 
     /// Ends an active lease. `stop`: tell its drone to stop working on it. Returns the
     /// drone that held it, when it was active.
-    fn end_lease(&mut self, lease_id: LeaseId, stop: bool) -> Option<String> {
+    fn end_lease(&mut self, lease_id: LeaseId, stop: bool, end: LeaseEnd) -> Option<String> {
         let l = self
             .leases
-            .end(lease_id, stop, crate::sys::clock::unix_now())?;
+            .end(lease_id, stop, end, crate::sys::clock::unix_now())?;
         let (pkg, drone) = (l.pkg, l.drone.clone());
         self.metrics.lease_ended(lease_id);
         let p = &mut self.graph.packages[pkg as usize];
@@ -337,6 +345,17 @@ impl PackageQueue {
             act.publisher.cleaned();
             act.clean(ctx);
         }));
+    }
+
+    /// Where the set stands now (a timeline progress sample).
+    fn progress_now(&self) -> crate::wire::orchestrator::ProgressSample {
+        let c = views::counts(&self.graph);
+        crate::wire::orchestrator::ProgressSample {
+            t: crate::sys::clock::unix_now(),
+            done: c.built + c.failed + c.blocked,
+            total: c.total,
+            eta_s: self.eta_now(),
+        }
     }
 
     /// Tells the build logs of a lease's life once the batch it follows from is
@@ -554,6 +573,13 @@ impl Actor for PackageQueue {
         self.arm_active_leases();
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         ctx.run_interval(SAVE_LEARNED_EVERY, |act, ctx| act.save_learned(ctx));
+        ctx.run_interval(PROGRESS_EVERY, |act, _| {
+            let s = act.progress_now();
+            act.progress.push_back(s);
+            if act.progress.len() > PROGRESS_KEPT {
+                act.progress.pop_front();
+            }
+        });
         self.sweep(ctx);
     }
 }
@@ -629,6 +655,7 @@ impl Handler<MarkUploading> for PackageQueue {
             }
             if let Some(l) = self.leases.get_mut(msg.lease) {
                 l.phase = LeasePhase::Uploading;
+                l.uploading_unix = Some(crate::sys::clock::unix_now());
                 if l.timed {
                     l.built_in = Some(l.created.elapsed());
                 }
@@ -663,7 +690,12 @@ impl Handler<Fail> for PackageQueue {
                 return Ack::stale();
             }
             let req = &msg.req;
-            self.end_lease(msg.lease, false);
+            let end = match req.kind {
+                FailureKind::Build => LeaseEnd::Failed,
+                FailureKind::Infra => LeaseEnd::Infra,
+                FailureKind::Cancelled => LeaseEnd::Cancelled,
+            };
+            self.end_lease(msg.lease, false, end);
             info!(self.log, "attempt failed"; "atom" => &self.graph.get(pkg).atom_str,
                   "drone" => &drone, "kind" => req.kind.as_str(), "reason" => &req.reason);
             self.attempt_failed(pkg, req.kind, &drone, &req.reason, &req.log_tail, true);
@@ -769,6 +801,21 @@ impl Handler<DroneQueueView> for PackageQueue {
             &self.leases,
             msg.drone,
             |id| self.eligible(id, &drone),
+        ))
+    }
+}
+
+impl Handler<GetTimeline> for PackageQueue {
+    type Result = MessageResult<GetTimeline>;
+    fn handle(&mut self, msg: GetTimeline, _: &mut Self::Context) -> Self::Result {
+        MessageResult(timeline::timeline(
+            &self.leases,
+            &self.graph,
+            &self.progress,
+            self.progress_now(),
+            (msg.from, msg.to),
+            msg.limit,
+            msg.fit,
         ))
     }
 }

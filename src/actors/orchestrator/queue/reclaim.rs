@@ -2,6 +2,7 @@
 //! and leases a drone's heartbeat no longer lists. Each is an infrastructure failure of
 //! the attempt (the failure policy decides what follows) and of the drone.
 
+use super::leases::LeaseEnd;
 use super::{CheckLeases, PackageQueue, ReclaimDrone};
 use crate::actors::orchestrator::lease_deadlines::{DeadlineKind, LeaseTimedOut};
 use crate::domain::{FailureKind, LeasePhase, PackageState};
@@ -19,7 +20,7 @@ impl PackageQueue {
             let Some(pkg) = self.leases.get(id).map(|l| l.pkg) else {
                 continue;
             };
-            self.end_lease(id, false);
+            self.end_lease(id, false, LeaseEnd::Infra);
             self.attempt_failed(pkg, FailureKind::Infra, drone, reason, "", false);
         }
     }
@@ -64,7 +65,7 @@ impl Handler<LeaseTimedOut> for PackageQueue {
         warn!(self.log, "lease timed out, work reclaimed"; "atom" => &self.graph.get(pkg).atom_str,
               "drone" => &drone, "lease" => msg.lease, "reason" => &reason);
         self.metrics.reclaimed(why, 1);
-        self.end_lease(msg.lease, true);
+        self.end_lease(msg.lease, true, LeaseEnd::Infra);
         self.attempt_failed(pkg, FailureKind::Infra, &drone, &reason, "", false);
         self.infra_failure(drone, reason);
         self.flush(ctx);

@@ -51,6 +51,8 @@ impl PackageQueue {
                     ended_unix: row.ended_unix,
                     upload_dir: row.upload_dir,
                     stop: false,
+                    uploading_unix: None,
+                    end: None,
                 },
             );
         }

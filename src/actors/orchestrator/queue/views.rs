@@ -157,6 +157,8 @@ mod tests {
                 ended_unix: None,
                 upload_dir: "lease-1".into(),
                 stop: false,
+                uploading_unix: None,
+                end: None,
             },
         );
         (g, t)
