@@ -145,10 +145,10 @@ impl NotifyConfig {
         if !(self.retry_s > 0.0 && self.retry_s.is_finite()) {
             return Err(ConfigError::invalid(&key("retry_s"), "must be above 0"));
         }
-        if !(self.max_retry_s >= self.retry_s && self.max_retry_s.is_finite()) {
+        if !(self.max_retry_s >= self.retry_s && self.max_retry_s <= 86_400.0) {
             return Err(ConfigError::invalid(
                 &key("max_retry_s"),
-                "must be at least retry_s",
+                "must be at least retry_s and at most 86400 (a day)",
             ));
         }
         if self.max_pending == 0 {

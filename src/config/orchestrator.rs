@@ -417,6 +417,18 @@ impl OrchestratorConfig {
         self.listen_addr()?;
         for (i, n) in self.notify.iter().enumerate() {
             n.validate(i)?;
+            if let Some(j) = self.notify[..i]
+                .iter()
+                .position(|m| m.sink_name() == n.sink_name())
+            {
+                return Err(ConfigError::invalid(
+                    &format!("notify[{i}]"),
+                    format!(
+                        "sends to the same {} as notify[{j}]; merge their `events` into one entry",
+                        if n.url.is_some() { "url" } else { "command" }
+                    ),
+                ));
+            }
         }
         self.heal.validate()?;
         if let Some(r) = &self.environment.reference {

@@ -18,6 +18,10 @@ pub const MAX_PENDING: usize = 4_000;
 /// is woken for every chunk and the orchestrator's ring (4,000 lines) never takes more
 /// at once than a reader can follow.
 pub const MAX_POST: usize = 2_000;
+/// Bytes of line text per POST, at most (its JSON stays far below the orchestrator's
+/// 1 MiB body limit even when every byte needs escaping; the orchestrator keeps 256 KiB
+/// of lines per attempt).
+pub const MAX_POST_BYTES: usize = 96 * 1024;
 /// Output is gathered this long before it is sent.
 pub const BATCH: Duration = Duration::from_millis(250);
 
@@ -78,12 +82,24 @@ impl Pending {
         self.lines.is_empty()
     }
 
-    /// The next POST's chunk.
-    pub fn chunk(&self, epoch: u64) -> Option<OutputChunk> {
-        (!self.lines.is_empty()).then(|| OutputChunk {
+    /// The next POST's chunk: at most `max_lines` lines and [`MAX_POST_BYTES`] of text
+    /// (at least one line).
+    pub fn chunk(&self, epoch: u64, max_lines: usize) -> Option<OutputChunk> {
+        let mut bytes = 0;
+        let lines: Vec<String> = self
+            .lines
+            .iter()
+            .take(max_lines.max(1))
+            .take_while(|l| {
+                bytes += l.len() + 1;
+                bytes <= MAX_POST_BYTES || bytes == l.len() + 1
+            })
+            .cloned()
+            .collect();
+        (!lines.is_empty()).then_some(OutputChunk {
             epoch,
             first: self.first,
-            lines: self.lines.iter().take(MAX_POST).cloned().collect(),
+            lines,
         })
     }
 
@@ -110,6 +126,8 @@ pub async fn forward(
     let mut pending = Pending::default();
     let mut open = true;
     let mut failures = 0;
+    // Lines per POST; halved when the orchestrator says a body is too large.
+    let mut max_lines = MAX_POST;
     loop {
         if open {
             // The first bytes (or at once when lines wait), then whatever follows
@@ -140,14 +158,16 @@ pub async fn forward(
                 }
             }
         }
-        while let Some(chunk) = pending.chunk(epoch) {
+        while let Some(chunk) = pending.chunk(epoch, max_lines) {
             match client.output(lease, &chunk).await {
                 Ok(ack) => {
                     pending.taken(ack.next);
+                    failures = 0;
                     if open {
                         break;
                     }
                 }
+                Err(e) if e.status() == Some(413) && max_lines > 1 => max_lines /= 2,
                 // The lease is over, another drone's or of another epoch: nobody wants it.
                 Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => return,
                 Err(_) => {
@@ -190,12 +210,19 @@ mod tests {
         for i in 0..(MAX_PENDING + 10) {
             p.push(format!("l{i}"));
         }
-        let c = p.chunk(3).unwrap();
+        let c = p.chunk(3, MAX_POST).unwrap();
         assert_eq!((c.epoch, c.first, c.lines.len()), (3, 10, MAX_POST));
         assert_eq!(c.lines[0], "l10");
         p.taken(10 + MAX_POST as u64);
-        assert_eq!(p.chunk(3).unwrap().first, 10 + MAX_POST as u64);
+        assert_eq!(p.chunk(3, MAX_POST).unwrap().first, 10 + MAX_POST as u64);
         p.taken(u64::MAX);
-        assert!(p.is_empty() && p.chunk(3).is_none());
+        assert!(p.is_empty() && p.chunk(3, MAX_POST).is_none());
+        // Long lines: the chunk stops at MAX_POST_BYTES of text.
+        for _ in 0..500 {
+            p.push("y".repeat(MAX_LINE));
+        }
+        let c = p.chunk(3, MAX_POST).unwrap();
+        assert_eq!(c.lines.len(), MAX_POST_BYTES / (MAX_LINE + 1));
+        assert!(serde_json::to_vec(&c).unwrap().len() < 1024 * 1024);
     }
 }

@@ -28,14 +28,16 @@ pub struct Ladder {
 
 impl Ladder {
     /// A drone went offline at `now_unix`: its first restart is due `heal_after_s` later.
-    pub fn start(cfg: &HealConfig, now_unix: u64) -> Ladder {
+    /// `nth`: how many ladders were started before (its generations never meet theirs,
+    /// so a timer or restart of an earlier outage does nothing to this one).
+    pub fn start(cfg: &HealConfig, now_unix: u64, nth: u64) -> Ladder {
         Ladder {
             step: Step::Waiting {
                 next_unix: now_unix + cfg.heal_after_s,
             },
             restarts: 0,
             last_result: None,
-            generation: 0,
+            generation: nth << 32,
         }
     }
 
@@ -104,7 +106,8 @@ mod tests {
             backoff_s: 10,
             ..HealConfig::default()
         };
-        let mut l = Ladder::start(&cfg, 1000);
+        let mut l = Ladder::start(&cfg, 1000, 0);
+        assert_ne!(Ladder::start(&cfg, 1000, 1).generation, l.generation);
         assert_eq!(l.step, Step::Waiting { next_unix: 1030 });
         let mut waits = Vec::new();
         while l.may_restart(&cfg) {

@@ -49,12 +49,13 @@ pub fn argv(
 }
 
 /// `arg` as one word for a POSIX shell: unchanged when it has nothing the shell would
-/// read, else in single quotes (a `'` inside as `'\''`).
+/// read (`=` is quoted: a first word `A=b` would be an assignment), else in single
+/// quotes (a `'` inside as `'\''`). A pipeline is one argument to `sh -c`.
 pub fn quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+:,./-".contains(&b));
     if plain {
         arg.to_string()
     } else {

@@ -232,6 +232,42 @@ impl SimDrone {
     }
 }
 
+/// Writes `dir/orchestrator.toml` for the real binary: `name`, listening on `port`, its
+/// directories under `dir`, the test tokens, `heartbeat_ttl_s`, a debug log in
+/// `dir/orchestrator.log`, then `extra` (sections).
+pub fn write_orchestrator_config(
+    dir: &Path,
+    port: u16,
+    name: &str,
+    heartbeat_ttl_s: u64,
+    extra: &str,
+) -> PathBuf {
+    let cfg = format!(
+        r#"listen = "127.0.0.1:{port}"
+name = "{name}"
+state_dir = "{d}/state"
+staging_dir = "{d}/staging"
+binhost_dir = "{d}/binhost"
+
+[auth]
+admin_token = "{ADMIN}"
+drone_token = "{DRONE}"
+
+[leases]
+heartbeat_ttl_s = {heartbeat_ttl_s}
+
+[log]
+level = "debug"
+file = "{d}/orchestrator.log"
+
+{extra}"#,
+        d = dir.display()
+    );
+    let path = dir.join("orchestrator.toml");
+    std::fs::write(&path, cfg).expect("write config");
+    path
+}
+
 /// Runs `program --config FILE --check` on `text` with the token variables unset except
 /// `admin_token` (as `BUILD_SWARM_ADMIN_TOKEN`); its exit code and standard error.
 pub fn check_config(program: &str, text: &str, admin_token: Option<&str>) -> (i32, String) {

@@ -90,8 +90,9 @@ async fn log_follow_prints_every_line_once_in_order_late_readers_get_the_tail_an
 
     // A reader from before the build starts, and one that comes in the middle.
     let first_atom = "app-misc/loud-1.0";
-    let early = follow(&app.url, first_atom);
+    // Submitted first (an unknown atom is an error), followed before a drone takes it.
     app.submit(&format!("{first_atom}\n")).await;
+    let early = follow(&app.url, first_atom);
     wait_for(30, "the build under way", || async {
         anon.package_log(first_atom)
             .await
@@ -132,9 +133,9 @@ async fn log_follow_prints_every_line_once_in_order_late_readers_get_the_tail_an
     // The same build with a reader that stops reading (SIGSTOP) right away.
     let second = "app-misc/loud-2.0";
     // Its output pipe is never read either.
+    app.submit(&format!("{second}\n")).await;
     let stalled = spawn_follow(&app.url, second);
     let pid = stalled.id().expect("pid");
-    app.submit(&format!("{second}\n")).await;
     wait_for(30, "the second build under way", || async {
         anon.package_log(second)
             .await

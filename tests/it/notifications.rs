@@ -82,26 +82,9 @@ fn receiver(inbox: Shared, port: u16) -> actix_web::dev::ServerHandle {
 }
 
 fn write_config(dir: &Path, port: u16, hook_port: u16) -> std::path::PathBuf {
-    let cfg = format!(
-        r#"listen = "127.0.0.1:{port}"
-name = "notify-test"
-state_dir = "{d}/state"
-staging_dir = "{d}/staging"
-binhost_dir = "{d}/binhost"
-
-[auth]
-admin_token = "{ADMIN}"
-drone_token = "{DRONE}"
-
-[leases]
-heartbeat_ttl_s = 2
-
-[policy]
+    let extra = format!(
+        r#"[policy]
 build_failure_drones = 1
-
-[log]
-level = "debug"
-file = "{d}/orchestrator.log"
 
 [[notify]]
 url = "http://127.0.0.1:{hook_port}/hook"
@@ -109,12 +92,9 @@ bearer_token_env = "NOTIFY_TEST_TOKEN"
 retry_s = 0.2
 max_retry_s = 0.5
 max_attempts = 1000
-"#,
-        d = dir.display()
+"#
     );
-    let path = dir.join("orchestrator.toml");
-    std::fs::write(&path, cfg).expect("write config");
-    path
+    write_orchestrator_config(dir, port, "notify-test", 2, &extra)
 }
 
 fn start(config: &Path) -> Child {

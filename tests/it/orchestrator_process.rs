@@ -16,29 +16,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_swarm-orchestrator");
 
 fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let cfg = format!(
-        r#"listen = "127.0.0.1:{port}"
-name = "crash-test"
-state_dir = "{d}/state"
-staging_dir = "{d}/staging"
-binhost_dir = "{d}/binhost"
-
-[auth]
-admin_token = "{ADMIN}"
-drone_token = "{DRONE}"
-
-[leases]
-heartbeat_ttl_s = 3
-
-[log]
-level = "debug"
-file = "{d}/orchestrator.log"
-"#,
-        d = dir.display()
-    );
-    let path = dir.join("orchestrator.toml");
-    std::fs::write(&path, cfg).expect("write config");
-    path
+    write_orchestrator_config(dir, port, "crash-test", 3, "")
 }
 
 fn start(config: &Path) -> Child {

@@ -267,6 +267,9 @@ impl Handler<FollowLog> for BuildLogs {
                     v.retain(|w| !w.is_closed());
                     !v.is_empty()
                 });
+                if let Some(a) = act.latest.get(&atom).and_then(|l| act.attempts.get_mut(l)) {
+                    a.waiters.retain(|w| !w.is_closed());
+                }
                 act.answer(&atom, after)
             }),
         )

@@ -35,6 +35,8 @@ struct Patient {
 pub struct DroneHealer {
     cfg: HealConfig,
     patients: HashMap<String, Patient>,
+    /// Ladders started so far (each one's generations are its own).
+    started: u64,
     notify: Option<Recipient<Notify>>,
     log: Logger,
 }
@@ -44,6 +46,7 @@ impl DroneHealer {
         DroneHealer {
             cfg,
             patients: HashMap::new(),
+            started: 0,
             notify,
             log: log.new(slog::o!("actor" => "drone_healer")),
         }
@@ -174,7 +177,8 @@ impl Handler<DroneLiveness> for DroneHealer {
             return;
         }
         let now = unix_now();
-        let ladder = Ladder::start(&self.cfg, now);
+        let ladder = Ladder::start(&self.cfg, now, self.started);
+        self.started += 1;
         info!(self.log, "drone offline: the self-healing ladder starts"; "drone" => &msg.drone,
               "first_restart_in_s" => self.cfg.heal_after_s);
         let generation = ladder.generation;

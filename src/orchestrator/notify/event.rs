@@ -41,6 +41,12 @@ impl EventKind {
     pub fn is_alert(self) -> bool {
         !matches!(self, EventKind::SetFinished | EventKind::Recovered)
     }
+
+    /// Said once while it is open (a drone that goes offline again before it was back);
+    /// a package that fails again after a retry is said again.
+    pub fn said_once(self) -> bool {
+        self.is_alert() && self != EventKind::PackageFailed
+    }
 }
 
 /// What an actor tells the notifier: the kind and its details.

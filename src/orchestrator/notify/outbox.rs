@@ -146,8 +146,16 @@ impl Outbox {
         } else {
             None
         };
-        if event.kind.is_alert() && self.open.contains_key(&key) {
-            // Still open (a drone offline again before it was back): said once.
+        // Still open (a drone offline again before it was back): said once — within
+        // this run. An alert opened before the orchestrator started is said again: the
+        // breaker and the healer do not remember it, so nothing would ever end it.
+        let this_run = format!("{}-{}-", self.orchestrator, self.run);
+        if event.kind.said_once()
+            && self
+                .open
+                .get(&key)
+                .is_some_and(|id| id.starts_with(&this_run))
+        {
             return out;
         }
         let seq = self.next_seq;
@@ -161,13 +169,15 @@ impl Outbox {
             });
         }
         let kind = event.kind;
+        let recovers = event.recovers;
         let body = Notification::new(id.clone(), event, &self.orchestrator, now_unix, recovers_id);
         let body = match serde_json::to_string(&body) {
             Ok(b) => b,
             Err(_) => return out,
         };
         for s in &mut self.sinks {
-            if !s.cfg.wants(kind.as_str()) {
+            // A `recovered` goes where the event it ends went.
+            if !s.cfg.wants(kind.as_str()) || recovers.is_some_and(|r| !s.cfg.wants(r.as_str())) {
                 continue;
             }
             let row = OutboxRow {
@@ -334,6 +344,29 @@ mod tests {
         let body: Notification = serde_json::from_str(&up.rows[0].body).unwrap();
         assert_eq!(body.recovers_id.as_deref(), Some(down.rows[0].id.as_str()));
         assert_eq!(body.recovers, Some(EventKind::DroneOffline));
+    }
+
+    #[test]
+    fn alerts_of_an_earlier_run_are_said_again_and_recoveries_follow_their_alert() {
+        let (mut o, _) = Outbox::restore(
+            &[sink("http://a", &["drone_grounded", "recovered"])],
+            "o",
+            2,
+            Vec::new(),
+            vec![("drone_grounded:d1".to_string(), "o-1-5".to_string())],
+        );
+        let again = o.record(Event::drone(EventKind::DroneGrounded, "d1", None), 1);
+        assert_eq!(again.rows.len(), 1, "open since an earlier run: said again");
+        let twice = o.record(Event::drone(EventKind::DroneGrounded, "d1", None), 2);
+        assert!(twice.rows.is_empty(), "open in this run: said once");
+        // Not asked for drone_offline: nor for its recovery.
+        o.record(Event::drone(EventKind::DroneOffline, "d2", None), 3);
+        let up = o.record(Event::recovered(EventKind::DroneOffline, Some("d2")), 4);
+        assert!(up.rows.is_empty() && up.alert.is_some());
+        // A package that fails again after a retry is said again.
+        let f1 = o.record(Event::package_failed("a/b-1", "x"), 5);
+        let f2 = o.record(Event::package_failed("a/b-1", "y"), 6);
+        assert_eq!((f1.alert.is_some(), f2.alert.is_some()), (true, true));
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl PackageQueue {
             upload_dir: upload_dir.clone(),
         };
         self.graph.set_state(id, PackageState::Building);
+        let slot = self.leases.free_slot(drone);
         self.leases.start(
             lease_id,
             Lease {
@@ -85,6 +86,7 @@ impl PackageQueue {
                 upload_dir,
                 stop: false,
                 uploading_unix: None,
+                slot,
                 end: None,
             },
         );

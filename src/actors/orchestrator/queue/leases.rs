@@ -36,6 +36,9 @@ pub struct Lease {
     pub stop: bool,
     /// When it started uploading (not stored: for the timeline).
     pub uploading_unix: Option<u64>,
+    /// Which of its drone's slots it took: the lowest no other active lease of the drone
+    /// held (not stored: for the timeline; 0 for leases restored at start).
+    pub slot: u32,
     /// How it ended (not stored: for the timeline; None while it runs or when it ended
     /// before the orchestrator last started).
     pub end: Option<LeaseEnd>,
@@ -169,6 +172,21 @@ impl LeaseTable {
     }
 
     /// Active leases of `drone`, oldest first.
+    /// The lowest slot of `drone` that none of its active leases holds.
+    pub fn free_slot(&self, drone: &str) -> u32 {
+        let used: HashSet<u32> = self
+            .by_drone
+            .get(drone)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|id| self.leases.get(id))
+                    .map(|l| l.slot)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (0..).find(|s| !used.contains(s)).unwrap_or(0)
+    }
+
     pub fn active_of(&self, drone: &str) -> Vec<LeaseId> {
         self.by_drone
             .get(drone)
@@ -260,6 +278,7 @@ mod tests {
             upload_dir: dir.into(),
             stop: false,
             uploading_unix: None,
+            slot: 0,
             end: None,
         }
     }

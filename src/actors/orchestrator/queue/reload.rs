@@ -52,6 +52,7 @@ impl PackageQueue {
                     upload_dir: row.upload_dir,
                     stop: false,
                     uploading_unix: None,
+                    slot: 0,
                     end: None,
                 },
             );
@@ -93,6 +94,8 @@ impl PackageQueue {
         self.graph = graph;
         self.apply_fleet();
         self.leases = leases;
+        // A `set_finished` told with the failed batch was dropped with it.
+        self.finished_told = super::set_finished(&self.graph);
         // Completions still being verified keep their package busy.
         let verifying: Vec<u32> = self.publisher.verifying().map(|m| m.pkg).collect();
         for pkg in verifying {

@@ -1,6 +1,6 @@
 //! The timeline view (docs/design.md, "Timeline"): the attempts that overlap a window,
-//! each drone's packed into slot rows, how many ended per bucket, and the progress
-//! samples. A pure function over the lease table (which remembers a day of leases); at
+//! one row per drone slot (the slot each lease took at its claim), how many ended per
+//! bucket, and the progress samples. A pure function over the lease table (which remembers a day of leases); at
 //! most `limit` bars, so an answer stays small however many packages the set has.
 
 use super::graph::PackageGraph;
@@ -39,7 +39,7 @@ pub fn timeline(
         Some(first) if fit => first.clamp(from, to.saturating_sub(MIN_FITTED_SPAN).max(from)),
         _ => from,
     };
-    let mut bars: Vec<(String, TimelineBar)> = leases
+    let mut bars: Vec<((String, u32), TimelineBar)> = leases
         .iter()
         .filter(|(_, l)| overlaps(l, from))
         .map(|(_, l)| {
@@ -50,7 +50,7 @@ pub fn timeline(
                 (LeasePhase::Building, _) => "building",
             };
             (
-                l.drone.clone(),
+                (l.drone.clone(), l.slot),
                 TimelineBar {
                     atom: graph
                         .packages
@@ -70,36 +70,20 @@ pub fn timeline(
     if truncated {
         bars.drain(..bars.len() - limit);
     }
-    // Each drone's attempts into the first slot row that is free by their start.
-    let mut by_drone: BTreeMap<String, Vec<(u64, Vec<TimelineBar>)>> = BTreeMap::new();
-    for (drone, bar) in bars {
-        let rows = by_drone.entry(drone).or_default();
-        let end = bar.end.unwrap_or(u64::MAX);
-        match rows.iter_mut().find(|(free_at, _)| *free_at <= bar.start) {
-            Some(row) => {
-                row.0 = end;
-                row.1.push(bar);
-            }
-            None => rows.push((end, vec![bar])),
-        }
+    // One row per drone slot (the slot each lease took when it was claimed).
+    let mut by_slot: BTreeMap<(String, u32), Vec<TimelineBar>> = BTreeMap::new();
+    for (key, bar) in bars {
+        by_slot.entry(key).or_default().push(bar);
     }
-    let rows = by_drone
+    let rows = by_slot
         .into_iter()
-        .flat_map(|(drone, rows)| {
-            rows.into_iter()
-                .enumerate()
-                .map(move |(slot, (_, bars))| TimelineRow {
-                    drone: drone.clone(),
-                    slot: slot as u32,
-                    bars,
-                })
-        })
+        .map(|((drone, slot), bars)| TimelineRow { drone, slot, bars })
         .collect();
     let span = to.saturating_sub(from).max(1);
     let width = span.div_ceil(BUCKETS as u64).max(1);
     let mut throughput: Vec<ThroughputBucket> = (0..BUCKETS as u64)
         .map(|i| ThroughputBucket {
-            start: from + i * width,
+            start: from.saturating_add(i.saturating_mul(width)),
             ..Default::default()
         })
         .take_while(|b| b.start <= to)
@@ -147,7 +131,7 @@ mod tests {
     use crate::config::orchestrator::ScheduleOrder;
     use crate::sys::random::KeyedIds;
 
-    fn lease(drone: &str, start: u64, end: Option<(u64, LeaseEnd)>) -> Lease {
+    fn lease(drone: &str, slot: u32, start: u64, end: Option<(u64, LeaseEnd)>) -> Lease {
         Lease {
             seq: 0,
             pkg: 0,
@@ -166,6 +150,7 @@ mod tests {
             upload_dir: String::new(),
             stop: false,
             uploading_unix: None,
+            slot,
             end: end.map(|e| e.1),
         }
     }
@@ -187,14 +172,14 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_attempts_go_to_separate_slots_and_ends_are_counted_per_bucket() {
+    fn each_drone_slot_is_a_row_and_ends_are_counted_per_bucket() {
         let t = table(vec![
-            lease("d1", 100, Some((200, LeaseEnd::Built))),
-            lease("d1", 150, Some((260, LeaseEnd::Failed))),
-            lease("d1", 210, None),
-            lease("d2", 120, Some((130, LeaseEnd::Infra))),
+            lease("d1", 0, 100, Some((200, LeaseEnd::Built))),
+            lease("d1", 1, 150, Some((260, LeaseEnd::Failed))),
+            lease("d1", 0, 210, None),
+            lease("d2", 0, 120, Some((130, LeaseEnd::Infra))),
             // Outside the window.
-            lease("d2", 10, Some((20, LeaseEnd::Built))),
+            lease("d2", 0, 10, Some((20, LeaseEnd::Built))),
         ]);
         let tl = timeline(
             &t,
@@ -220,7 +205,7 @@ mod tests {
                 ("d1".into(), 1, 1),
                 ("d2".into(), 0, 1)
             ],
-            "d1's third attempt reuses slot 0 once the first ended"
+            "d1's third attempt took slot 0 again once the first ended"
         );
         assert_eq!(tl.rows[0].bars[1].outcome, "building");
         assert_eq!(tl.rows[0].bars[0].atom, "app-misc/a-1");

@@ -158,6 +158,7 @@ mod tests {
                 upload_dir: "lease-1".into(),
                 stop: false,
                 uploading_unix: None,
+                slot: 0,
                 end: None,
             },
         );

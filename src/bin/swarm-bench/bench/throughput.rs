@@ -6,7 +6,8 @@
 //!
 //! Every simulated drone has its own keep-alive connection and runs claim → write the file
 //! → complete in a loop. After the measured window the same connections ask `/healthz` in a
-//! loop for as long: the server's own limit with this client at this concurrency.
+//! loop for as long: the server's own limit with this client at this concurrency. At the
+//! end it times `GET /api/v1/timeline` over every lease of the run.
 
 use super::http::Conn;
 use super::{round, BenchError, OrchProc, Scratch, DRONE_TOKEN};
@@ -279,9 +280,21 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
         let _ = t.await;
     }
     // Every acknowledged completion must be in the state: count what was built.
-    let status = build_swarm::client::ApiClient::new(&orch.url, None)
-        .status()
-        .await?;
+    let reader = build_swarm::client::ApiClient::new(&orch.url, None);
+    let status = reader.status().await?;
+    // The timeline over every lease of the run (all in the default window): how long
+    // an answer takes and how big it is, however many leases there are.
+    let mut timeline_ms = Vec::new();
+    let mut timeline_bars = 0;
+    let mut timeline_bytes = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let tl = reader.timeline().await?;
+        timeline_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        timeline_bars = tl.rows.iter().map(|r| r.bars.len()).sum::<usize>();
+        timeline_bytes = serde_json::to_vec(&tl).map(|v| v.len()).unwrap_or(0);
+    }
+    timeline_ms.sort_by(f64::total_cmp);
     let rss = super::rss_kb(pid).unwrap_or(0);
     let mut orch = orch;
     orch.proc_.stop(Duration::from_secs(5)).await;
@@ -315,6 +328,11 @@ pub async fn run(opts: &ThroughputOptions) -> Result<Value, BenchError> {
         "errors": counters.errors.get(),
         "first_error": counters.first_error.borrow().clone(),
         "submit_s": round(submit_s, 2),
+        "timeline_leases": status.counts.built + status.counts.building + status.counts.uploading,
+        "timeline_ms_median": round(timeline_ms[timeline_ms.len() / 2], 1),
+        "timeline_ms_max": round(timeline_ms.last().copied().unwrap_or(0.0), 1),
+        "timeline_bars": timeline_bars,
+        "timeline_kb": round(timeline_bytes as f64 / 1024.0, 1),
         "orchestrator_rss_mb": round(rss as f64 / 1024.0, 1),
         "orchestrator": "real binary (swarm-orchestrator process, SQLite state)",
         "client": "swarm-bench, one thread, one keep-alive HTTP/1.1 connection per drone",
