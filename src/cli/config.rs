@@ -11,7 +11,7 @@
 //! orchestrator decides where the swarm is (so `--orchestrator URL` never goes through a
 //! gateway from a config file). Other keys are resolved one by one.
 
-use crate::config::orchestrator::check_url;
+use crate::config::check_url;
 use crate::config::{load_file, ConfigError};
 use serde::Deserialize;
 use std::fmt;

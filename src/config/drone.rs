@@ -1,6 +1,6 @@
 //! `swarm-drone --config FILE` (docs/contract.md §2, drone keys).
 
-use super::orchestrator::check_url;
+use super::check_url;
 use super::{check_rsync_options, env_override, load_file, target_kind, ConfigError, TargetKind};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

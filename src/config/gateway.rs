@@ -10,7 +10,8 @@
 //! is refused at start-up; an empty list with registrations possible is fine (the gateway
 //! logs a warning and waits for registrations).
 
-use super::orchestrator::{check_url, LogConfig};
+use super::check_url;
+use super::orchestrator::LogConfig;
 use super::{env_override, load_file, ConfigError};
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -230,6 +230,22 @@ pub fn check_rsync_options(key: &str, options: &[String], target: &str) -> Resul
     Ok(())
 }
 
+/// An http(s) URL with a host.
+pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("`{url}` is not a URL like http://host:8090"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

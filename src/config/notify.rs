@@ -105,7 +105,7 @@ impl NotifyConfig {
                          use `command = [\"curl\", \"-fsS\", \"--json\", \"@-\", \"https://…\"]`",
                     ));
                 }
-                super::orchestrator::check_url(&key("url"), url)?
+                super::check_url(&key("url"), url)?
             }
             (None, false) => {
                 if self.command[0].is_empty() {

@@ -348,7 +348,7 @@ impl Handler<RegisterOrchestrator> for OrchestratorDirectory {
     type Result = Result<Registered, DirectoryError>;
 
     fn handle(&mut self, msg: RegisterOrchestrator, ctx: &mut Context<Self>) -> Self::Result {
-        if crate::config::orchestrator::check_url("url", msg.url.trim()).is_err() {
+        if crate::config::check_url("url", msg.url.trim()).is_err() {
             return Err(DirectoryError::Invalid(format!(
                 "`url`: `{}` is not a URL like http://orch.example:8080",
                 msg.url

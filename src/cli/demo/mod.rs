@@ -135,6 +135,8 @@ fn kept_notice(demo: &Demo) -> String {
          build-swarm status\n  \
          build-swarm drones\n  \
          build-swarm drone-1 logs\n  \
+         build-swarm timeline\n  \
+         build-swarm log -f ATOM   (a package's output while it builds)\n  \
          build-swarm packages --state failed\n  \
          build-swarm binhost snapshot && build-swarm binhost list",
         orch = demo.orchestrator_url,

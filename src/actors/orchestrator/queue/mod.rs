@@ -3,7 +3,8 @@
 //! [`leases::LeaseTable`], the [`policy::FailurePolicy`], the [`commit::CommitBatch`]
 //! (group commit) and the [`publisher::Publisher`] (verification lanes, upload
 //! directories); [`views`] answers the reads, [`claim`] picks a claim's package,
-//! [`durations`] learns build times, [`fleet`] keeps what the registry says of the drones.
+//! [`durations`] learns build times, [`fleet`] keeps what the registry says of the drones,
+//! [`progress`] notices a finished set and samples progress for the [`timeline`].
 //! docs/design.md walks through the paths.
 //!
 //! Hears: `Submit`, `Retry`, `GetEta` and the reads from HTTP handlers; `MarkUploading`,
@@ -29,6 +30,7 @@ mod indexing;
 pub mod leases;
 pub mod messages;
 pub mod policy;
+mod progress;
 pub mod publisher;
 mod reclaim;
 mod reload;
@@ -39,6 +41,7 @@ pub use error::QueueError;
 pub use fleet::{Fleet, FleetMember, GetEta, SaveLearned, SpeedFactors, WithdrawDrone};
 pub use graph::{LOG_TAIL_BYTES, REASON_BYTES};
 pub use messages::*;
+pub use progress::PROGRESS_EVERY;
 
 use crate::actors::orchestrator::build_logs::LeaseLog;
 use crate::actors::orchestrator::circuit_breaker::{FaultChanged, Outcome, RecordOutcome};
@@ -77,10 +80,6 @@ use tokio::time::Instant;
 const ENDED_LEASE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often staging and old leases are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// How often progress is sampled for the timeline, and how many samples are kept.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(30);
-const PROGRESS_KEPT: usize = 2880;
-
 /// How often learned build times are written ([`PackageQueue::save_learned`]).
 pub const SAVE_LEARNED_EVERY: Duration = Duration::from_secs(30);
 
@@ -174,7 +173,7 @@ impl PackageQueue {
             std::mem::take(&mut snap.speeds),
         );
         let (graph, leases) = Self::state_from(&settings, snap, &log);
-        let finished_told = set_finished(&graph);
+        let finished_told = progress::set_finished(&graph);
         PackageQueue {
             publisher: Publisher::new(settings.staging_dir.clone(), settings.binhost_dir.clone())
                 .with_signing(settings.signing.clone()),
@@ -347,17 +346,6 @@ impl PackageQueue {
         }));
     }
 
-    /// Where the set stands now (a timeline progress sample).
-    fn progress_now(&self) -> crate::wire::orchestrator::ProgressSample {
-        let c = views::counts(&self.graph);
-        crate::wire::orchestrator::ProgressSample {
-            t: crate::sys::clock::unix_now(),
-            done: c.built + c.failed + c.blocked,
-            total: c.total,
-            eta_s: self.eta_now(),
-        }
-    }
-
     /// Tells the build logs of a lease's life once the batch it follows from is
     /// committed.
     fn tell_log(&mut self, l: LeaseLog) {
@@ -371,17 +359,6 @@ impl PackageQueue {
         if self.peers.notify.is_some() {
             self.commit.after(Tell::Notify(e));
         }
-    }
-
-    /// Every package is built, failed or blocked: `set_finished` (once per set).
-    fn note_progress(&mut self) {
-        let finished = set_finished(&self.graph);
-        if finished && !self.finished_told {
-            let counts = views::counts(&self.graph);
-            info!(self.log, "set finished"; "built" => counts.built, "failed" => counts.failed, "blocked" => counts.blocked);
-            self.tell(Event::set_finished(counts));
-        }
-        self.finished_told = finished;
     }
 
     // ------------------------------------------------------------ durability
@@ -536,18 +513,6 @@ impl PackageQueue {
     }
 }
 
-/// Whether every package is built (and indexed), failed or blocked, and there is one.
-fn set_finished(g: &PackageGraph) -> bool {
-    use PackageState::*;
-    !g.is_empty()
-        && g.unindexed() == 0
-        && [Waiting, Queued, Building, Uploading]
-            .iter()
-            .all(|s| g.count(*s) == 0)
-}
-
-/// See [`PackageQueue::eligible`]; a free function so a claim can use it while it
-/// borrows the graph mutably.
 /// Waits for durability, then answers `value`.
 async fn after_commit<T>(rx: Durable, value: Result<T, QueueError>) -> Result<T, QueueError> {
     let value = value?;
@@ -573,13 +538,7 @@ impl Actor for PackageQueue {
         self.arm_active_leases();
         ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         ctx.run_interval(SAVE_LEARNED_EVERY, |act, ctx| act.save_learned(ctx));
-        ctx.run_interval(PROGRESS_EVERY, |act, _| {
-            let s = act.progress_now();
-            act.progress.push_back(s);
-            if act.progress.len() > PROGRESS_KEPT {
-                act.progress.pop_front();
-            }
-        });
+        ctx.run_interval(PROGRESS_EVERY, |act, _| act.sample_progress());
         self.sweep(ctx);
     }
 }
@@ -801,21 +760,6 @@ impl Handler<DroneQueueView> for PackageQueue {
             &self.leases,
             msg.drone,
             |id| self.eligible(id, &drone),
-        ))
-    }
-}
-
-impl Handler<GetTimeline> for PackageQueue {
-    type Result = MessageResult<GetTimeline>;
-    fn handle(&mut self, msg: GetTimeline, _: &mut Self::Context) -> Self::Result {
-        MessageResult(timeline::timeline(
-            &self.leases,
-            &self.graph,
-            &self.progress,
-            self.progress_now(),
-            (msg.from, msg.to),
-            msg.limit,
-            msg.fit,
         ))
     }
 }

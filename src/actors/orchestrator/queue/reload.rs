@@ -95,7 +95,7 @@ impl PackageQueue {
         self.apply_fleet();
         self.leases = leases;
         // A `set_finished` told with the failed batch was dropped with it.
-        self.finished_told = super::set_finished(&self.graph);
+        self.finished_told = super::progress::set_finished(&self.graph);
         // Completions still being verified keep their package busy.
         let verifying: Vec<u32> = self.publisher.verifying().map(|m| m.pkg).collect();
         for pkg in verifying {
