@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Bucket bounds (seconds) of the claim latency: a claim is an in-memory pick plus one
 /// group commit, so milliseconds.
@@ -187,18 +187,10 @@ impl Metrics {
         self.failures.get_or_create(&kind_label(kind)).inc();
     }
 
-    pub fn failures(&self, kind: FailureKind) -> u64 {
-        self.failures.get_or_create(&kind_label(kind)).get()
-    }
-
     pub fn reclaimed(&self, reason: ReclaimReason, leases: usize) {
         self.reclaims
             .get_or_create(&reason_label(reason))
             .inc_by(leases as u64);
-    }
-
-    pub fn reclaims(&self, reason: ReclaimReason) -> u64 {
-        self.reclaims.get_or_create(&reason_label(reason)).get()
     }
 
     /// The whole exposition: the counters here plus the gauges read at scrape time.
@@ -415,14 +407,10 @@ impl QueueMetrics {
     }
 }
 
-/// Seconds as a histogram observes them (for callers holding a `Duration`).
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn render(m: &Metrics) -> String {
         m.render(&Snapshot {
@@ -443,7 +431,7 @@ mod tests {
             Duration::from_millis(2),
             Duration::from_secs(4),
         ] {
-            m.claim_latency.observe(seconds(d));
+            m.claim_latency.observe(d.as_secs_f64());
         }
         let out = render(&m);
         assert!(
