@@ -101,7 +101,14 @@ async fn log_follow_prints_every_line_once_in_order_late_readers_get_the_tail_an
     .await;
     // The build's wall time: from building to built (the claim's idle poll left out).
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The late reader comes once more lines went by than the orchestrator keeps (a fixed
+    // sleep raced the drone's start-up on a loaded machine).
+    wait_for(30, "more output than the ring keeps", || async {
+        anon.live_log(first_atom, None, 0)
+            .await
+            .is_ok_and(|l| l.first > 100)
+    })
+    .await;
     let late = follow(&app.url, first_atom);
     built(&anon, first_atom).await;
     let alone = t0.elapsed();
