@@ -106,8 +106,9 @@ async fn a_package_that_is_not_the_leased_one_is_not_published() {
 /// A dependent is handed out only once an index on disk lists its dependency.
 #[actix_web::test]
 async fn dependents_are_claimable_only_once_the_index_lists_their_dependencies() {
-    // A long write interval makes the wait visible.
-    let app = spawn_app(|c| c.binhost.write_interval_ms = 1500).await;
+    // A long write interval makes the wait visible (and leaves a slow machine time to
+    // complete `base` and read the status inside it).
+    let app = spawn_app(|c| c.binhost.write_interval_ms = 5000).await;
     app.register("d1", 2).await;
     let set = r#"{"packages":[{"atom":"a/base-1"},{"atom":"a/other-1"},
         {"atom":"a/top-1","deps":["a/base-1"]}]}"#;
@@ -134,7 +135,7 @@ async fn dependents_are_claimable_only_once_the_index_lists_their_dependencies()
         d.claim("d1").await.expect("claim").is_none(),
         "top handed out before the index lists base"
     );
-    let top = eventually("top claimable", Duration::from_secs(10), || async {
+    let top = eventually("top claimable", Duration::from_secs(20), || async {
         d.claim("d1").await.ok().flatten()
     })
     .await;

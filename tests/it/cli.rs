@@ -887,34 +887,49 @@ async fn watch_follows_the_set_until_it_is_built() {
         .await
         .unwrap();
     let cli = Cli::new();
-    let child = cli
+    let mut child = cli
         .command(&["--orchestrator", &app.url, "watch", "--interval", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let build = async {
-        let d = app.drone();
-        for _ in 0..2 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            let w = d.claim("drone-a").await.unwrap().expect("work");
-            d.uploading(w.lease, w.epoch).await.unwrap();
-            let req = fake_upload(&app.staging(), &w, &artifact_bytes(&w.atom));
-            assert!(d.complete(w.lease, &req).await.unwrap().accepted);
-        }
+    // What watch printed so far, read as it comes (a slow start must not miss "0/2").
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let seen = seen.clone();
+        actix_web::rt::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf).await {
+                seen.lock().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
     };
-    let (out, ()) = tokio::join!(
-        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()),
-        build
-    );
-    let out = out.expect("watch ends when the set is done").expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    wait_for(30, "watch shows the set before anything is built", || {
+        let shown = seen.lock().contains("0/2 built");
+        async move { shown }
+    })
+    .await;
+    let d = app.drone();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let w = d.claim("drone-a").await.unwrap().expect("work");
+        d.uploading(w.lease, w.epoch).await.unwrap();
+        let req = fake_upload(&app.staging(), &w, &artifact_bytes(&w.atom));
+        assert!(d.complete(w.lease, &req).await.unwrap().accepted);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("watch ends when the set is done")
+        .expect("wait");
+    let _ = reader.await;
+    let stdout = seen.lock().clone();
     assert!(
         out.status.success(),
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("0/2 built"), "{stdout}");
     assert!(
         stdout.contains("done: 2 built, 0 failed, 0 blocked of 2"),
         "{stdout}"

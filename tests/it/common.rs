@@ -492,6 +492,25 @@ pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
     out
 }
 
+/// How long ago process `pid` started (from its start time in /proc, to 10 ms), so a
+/// test that polls for a process is not misled by how late its poll saw it.
+pub fn process_age(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let start_ticks: f64 = after.split(' ').nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(Duration::from_secs_f64(
+        (uptime - start_ticks / ticks).max(0.0),
+    ))
+}
+
 /// The value of an unlabelled metric in the orchestrator's `/metrics`.
 pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
     let mut resp = awc::Client::default()

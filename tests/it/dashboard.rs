@@ -352,12 +352,17 @@ async fn dashboard_draws_the_timeline_of_a_real_run_with_a_bar_on_every_drone_sl
         return;
     }
     let app = spawn_app(|_| {}).await;
-    let set: String = (0..16).map(|i| format!("app-misc/tl{i}-1.0\n")).collect();
-    app.submit(&set).await;
     let env = [("STANDIN_SECONDS", "0.6"), ("STANDIN_KB", "16")];
     let _d1 = spawn_drone(&drone_config(app.dir.path(), "d1", &app.url, "", ""), &env);
     let _d2 = spawn_drone(&drone_config(app.dir.path(), "d2", &app.url, "", ""), &env);
     let anon = app.anon();
+    // Both drones first: one that started late could find the set already built.
+    wait_for(60, "both drones registered", || async {
+        anon.status().await.is_ok_and(|s| s.drones.active == 2)
+    })
+    .await;
+    let set: String = (0..16).map(|i| format!("app-misc/tl{i}-1.0\n")).collect();
+    app.submit(&set).await;
     wait_for(90, "all 16 packages built", || async {
         anon.status().await.is_ok_and(|s| s.counts.built == 16)
     })
@@ -613,15 +618,22 @@ async fn dashboard_shows_a_central_fault_and_copes_without_package_listings() {
         "drones": {"total": 2, "active": 1, "grounded": 1, "offline": 0, "paused": 0},
         "central_fault": {"since": now - 300, "reason": "rsync to the upload target: No space left on device"}
     });
-    let drones = serde_json::json!({"drones": [
-        {"name": "d-ok", "aliases": [], "host": "h1", "state": "building", "slots": 2,
-         "current": ["app-misc/x-1"], "failures": 0, "grounded_until": null, "last_seen": now},
-        {"name": "d-bad", "aliases": [], "host": "h2", "state": "grounded", "slots": 1,
-         "current": [], "failures": 5, "grounded_until": now + 100, "last_seen": now,
-         "grounded_reason": "5 consecutive failures, last (infra): rsync exit 30"}
-    ]});
+    // Grounded until 100 s after each answer (Chromium's start-up is not counted).
+    let drones = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        serde_json::json!({"drones": [
+            {"name": "d-ok", "aliases": [], "host": "h1", "state": "building", "slots": 2,
+             "current": ["app-misc/x-1"], "failures": 0, "grounded_until": null, "last_seen": now},
+            {"name": "d-bad", "aliases": [], "host": "h2", "state": "grounded", "slots": 1,
+             "current": [], "failures": 5, "grounded_until": now + 100, "last_seen": now,
+             "grounded_reason": "5 consecutive failures, last (infra): rsync exit 30"}
+        ]})
+    };
     let server = HttpServer::new(move || {
-        let (status, drones) = (status.clone(), drones.clone());
+        let status = status.clone();
         App::new()
             .route("/", web::get().to(dashboard::index))
             .route("/dashboard/app.js", web::get().to(dashboard::app_js))
@@ -636,7 +648,7 @@ async fn dashboard_shows_a_central_fault_and_copes_without_package_listings() {
             .route(
                 "/api/v1/drones",
                 web::get().to(move || {
-                    let d = drones.clone();
+                    let d = drones();
                     async move { HttpResponse::Ok().json(d) }
                 }),
             )
@@ -666,9 +678,10 @@ async fn dashboard_shows_a_central_fault_and_copes_without_package_listings() {
     let rows = tbody(&dom, "drones-body");
     assert!(rows.contains("data-state=\"grounded\""), "{rows}");
     assert!(rows.contains("rsync exit 30"), "{rows}");
-    // 100 s ahead, read a moment later: "in 1m 40s" or a few seconds less.
+    // 100 s after the answer (whole seconds, so up to 1 s more), read a moment later:
+    // "in 1m 41s", "in 1m 40s" or a few seconds less.
     assert!(
-        rows.contains(">in 1m 3") || rows.contains(">in 1m 40s<"),
+        rows.contains(">in 1m 3") || rows.contains(">in 1m 40s<") || rows.contains(">in 1m 41s<"),
         "{rows}"
     );
     // No package listings there: the panels step aside instead of showing errors.
@@ -1003,7 +1016,9 @@ async fn metrics_parse_as_prometheus_text_and_count_claims_completions_failures_
 #[actix_web::test]
 async fn metrics_count_build_and_upload_timeouts_and_honour_the_read_token() {
     let app = spawn_app(|c| {
-        c.leases.build_timeout_s = 1;
+        // Far apart, so a slow `uploading` report cannot turn w2's upload timeout into a
+        // second build timeout.
+        c.leases.build_timeout_s = 5;
         c.leases.upload_timeout_s = 1;
         c.auth.read_token = Some("reader".into());
     })
@@ -1024,7 +1039,7 @@ async fn metrics_count_build_and_upload_timeouts_and_honour_the_read_token() {
     assert_eq!(get_text(&url, None).await.0, 401, "read token required");
     assert_eq!(get_text(&url, Some("wrong")).await.0, 401);
     let u = &url;
-    wait_for(10, "both timeouts to reclaim their leases", || async move {
+    wait_for(20, "both timeouts to reclaim their leases", || async move {
         let (_, _, text) = get_text(u, Some("reader")).await;
         let m = Scraped::parse(&text);
         let r = |reason| m.value("build_swarm_lease_reclaims_total", &[("reason", reason)]);

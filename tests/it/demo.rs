@@ -3,7 +3,7 @@
 //! its dependents are blocked), uploads with rsync, publishes, prints the summary and stops
 //! every process it started — with `--keep` only on Ctrl-C.
 
-use crate::common::{processes_matching, require_rsync};
+use crate::common::{processes_matching, require_rsync, wait_for};
 use std::time::Duration;
 
 const CLI: &str = env!("CARGO_BIN_EXE_build-swarm");
@@ -84,9 +84,11 @@ async fn the_demo_runs_a_small_set_end_to_end() {
         .expect("ratio in the summary");
     assert!(ratio > 0.9 && ratio <= 1.02, "{ratio}");
     // Every process the demo started is gone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = processes_matching(&demo_dir.display().to_string());
-    assert!(left.is_empty(), "left running: {left:?}");
+    let mine = demo_dir.display().to_string();
+    wait_for(10, "every process of the demo gone", || async {
+        processes_matching(&mine).is_empty()
+    })
+    .await;
 }
 
 /// `--keep`: the swarm stays up after the set is done, the dashboard and the CLI work on
@@ -181,7 +183,9 @@ async fn the_demo_keeps_the_swarm_up_until_ctrl_c() {
         .expect("the demo stops on Ctrl-C")
         .expect("wait");
     assert!(status.success(), "{status:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = processes_matching(&demo_dir.display().to_string());
-    assert!(left.is_empty(), "left running: {left:?}");
+    let mine = demo_dir.display().to_string();
+    wait_for(10, "every process of the demo gone", || async {
+        processes_matching(&mine).is_empty()
+    })
+    .await;
 }

@@ -202,8 +202,13 @@ async fn a_result_is_reported_once_the_orchestrator_is_back_after_20_seconds() {
     .await;
     orch.kill().await.unwrap();
     // The drone finishes its build and upload while nobody answers...
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let log = std::fs::read_to_string(dir.path().join("d1/drone.log")).unwrap();
+    let log_path = dir.path().join("d1/drone.log");
+    wait_for(60, "the result kept while nobody answers", || async {
+        std::fs::read_to_string(&log_path)
+            .is_ok_and(|l| l.contains("cannot report yet, keeping the result"))
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("upload finished"),
         "the drone finished while the orchestrator was away"
@@ -444,7 +449,10 @@ async fn a_killed_drones_build_and_upload_die_with_it() {
     })
     .await;
     drone.kill().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(10, "the drone's children gone", || async {
+        processes_matching(build).is_empty() && upload().is_empty()
+    })
+    .await;
     assert!(
         processes_matching(build).is_empty(),
         "the build outlived its drone"

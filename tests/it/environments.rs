@@ -418,8 +418,8 @@ async fn learned_build_times_order_the_next_set_and_survive_a_restart() {
     for _ in 0..3 {
         let w = app.claim("d").await;
         let ms = match w.atom.as_str() {
-            "app-misc/long-1" => 1200,
-            "app-misc/mid-1" => 400,
+            "app-misc/long-1" => 800,
+            "app-misc/mid-1" => 250,
             _ => 10,
         };
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -438,7 +438,8 @@ async fn learned_build_times_order_the_next_set_and_survive_a_restart() {
     // Set order is short, mid, long: the learned times put long first, then mid.
     app.submit("app-misc/short-2\napp-misc/mid-2\napp-misc/long-2\n")
         .await;
-    // 1.2 + 0.4 + 0.01 s learned, one slot: 2 s (unknown, each would count 1 s: 3 s).
+    // 0.8 + 0.25 + 0.01 s slept (plus commits and requests: learned as up to 2 s), one
+    // slot: 2 s (unknown, each would count 1 s: 3 s).
     let eta = app.anon().status().await.expect("status").eta_s;
     assert_eq!(eta, Some(2));
     let first = app.claim("d").await;
@@ -519,11 +520,11 @@ async fn a_slower_drone_leaves_the_longest_chain_to_a_faster_idle_one() {
     for round in 1..=4 {
         app.submit(&format!("app-misc/probe-{round}\n")).await;
         let w = app.claim("fast").await;
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
         app.upload_and_complete(&w).await;
         app.submit(&format!("app-misc/probe-{round}.1\n")).await;
         let w = app.claim("slow").await;
-        tokio::time::sleep(Duration::from_millis(240)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         app.upload_and_complete(&w).await;
     }
     let speed = |name: &str| {

@@ -693,7 +693,9 @@ async fn the_demo_builds_the_demo_repository_with_real_portage() {
     );
     assert!(!orch_log.contains("does not fit"), "{orch_log}");
     // Nothing is left running (GnuPG's agent included).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = processes_matching(&demo_dir.display().to_string());
-    assert!(left.is_empty(), "left running: {left:?}");
+    let mine = demo_dir.display().to_string();
+    wait_for(10, "every process of the demo gone", || async {
+        processes_matching(&mine).is_empty()
+    })
+    .await;
 }
