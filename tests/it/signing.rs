@@ -85,6 +85,61 @@ async fn published_packages_are_signed_and_the_index_describes_the_signed_file()
     app.stop().await;
 }
 
+/// A published file changed while the orchestrator was down is read again at start-up:
+/// with its signature broken it is not listed (its dependents wait), one merely touched
+/// is listed again.
+#[actix_web::test]
+async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_signed() {
+    let app = spawn_app(|c| c.signing.key = Some(test_signing_key())).await;
+    app.register("d1", 2).await;
+    app.submit("app-misc/a-1\napp-misc/b-1\n").await;
+    for _ in 0..2 {
+        let w = app.claim("d1").await;
+        assert!(app.upload_and_complete(&w).await.accepted);
+    }
+    wait_indexed(&app).await;
+    let (a, b) = ("app-misc/a-1.gpkg.tar", "app-misc/b-1.gpkg.tar");
+    assert_eq!(index_paths(&app.binhost()), vec![a, b]);
+    let TestApp {
+        handle, dir, cfg, ..
+    } = app;
+    handle.stop(true).await;
+
+    // a: one byte of its signature changed; b: the same bytes under a new mtime.
+    let binhost = cfg.binhost_dir.clone();
+    let mut bytes = std::fs::read(binhost.join(a)).expect("read");
+    let at = find(&bytes, b"-----BEGIN PGP SIGNATURE-----").expect("a signature") + 40;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::remove_file(binhost.join(a)).expect("rm");
+    std::fs::write(binhost.join(a), &bytes).expect("write");
+    // The index's MTIME has whole seconds: move both well away from the published ones.
+    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in [a, b] {
+        std::fs::File::options()
+            .write(true)
+            .open(binhost.join(f))
+            .and_then(|f| f.set_modified(earlier))
+            .expect("touch");
+    }
+
+    let app = spawn_app_in(dir, cfg).await;
+    eventually(
+        "the index written again without a",
+        std::time::Duration::from_secs(10),
+        || async { (index_paths(&app.binhost()) == vec![b]).then_some(()) },
+    )
+    .await;
+    let logs = app.logs.text();
+    assert!(
+        logs.contains("a built package cannot be indexed") && logs.contains("bad signature"),
+        "{logs}"
+    );
+    // a waits for `binhost verify --fix` or a rebuild; b is served as published.
+    let st = app.anon().status().await.expect("status");
+    assert_eq!(st.counts.unindexed, 1, "{st:?}");
+    app.stop().await;
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -14,6 +14,7 @@ use crate::orchestrator::binhost::index::{self, Entry, Header};
 use crate::orchestrator::binhost::index_file;
 use crate::orchestrator::binhost::live::LiveIndex;
 use crate::orchestrator::binhost::verify::{self, Problem};
+use crate::orchestrator::publish::Signing;
 use actix::prelude::*;
 use slog::{crit, info, warn, Logger};
 use std::collections::BTreeMap;
@@ -251,6 +252,7 @@ impl BinhostIndex {
         header: Header,
         gzip: bool,
         built: Vec<BuiltPackage>,
+        signing: Option<Signing>,
         log: Logger,
     ) -> std::io::Result<Loaded> {
         let temps = index_file::remove_temps(&dir);
@@ -315,7 +317,12 @@ impl BinhostIndex {
                     live.insert(e);
                     listed.push(pkg);
                 }
-                _ => match verify::entry_of_file(&dir, &path, Some((&category, &pf))) {
+                _ => match verify::entry_of_signed_file(
+                    &dir,
+                    &path,
+                    Some((&category, &pf)),
+                    signing.as_ref(),
+                ) {
                     Ok(e) => {
                         Self::add(&mut live, e);
                         added.push(pkg);
@@ -354,11 +361,12 @@ impl Actor for BinhostIndex {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (dir, header, log) = (self.settings.dir.clone(), self.header(), self.log.clone());
-        let gzip = self.settings.gzip;
+        let (gzip, signing) = (self.settings.gzip, self.settings.signing.clone());
         let built = std::mem::take(&mut self.built);
         let started = Instant::now();
-        let work =
-            actix_web::rt::task::spawn_blocking(move || Self::load(dir, header, gzip, built, log));
+        let work = actix_web::rt::task::spawn_blocking(move || {
+            Self::load(dir, header, gzip, built, signing, log)
+        });
         ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
             let loaded = match res {
                 Ok(Ok(l)) => l,
@@ -458,18 +466,9 @@ impl Handler<Verify> for BinhostIndex {
                         // A package whose signature is not good is no longer listed.
                         "missing" | "signature" => fixes.push((p.path.clone(), None)),
                         _ => {
-                            let signed_ok =
-                                |path: &str| match &signing {
-                                    None => true,
-                                    Some(s) => std::fs::File::open(dir.join(path))
-                                        .ok()
-                                        .is_some_and(|mut f| {
-                                            verify::bad_signature(s, &mut f, path).is_none()
-                                        }),
-                                };
-                            let entry = verify::entry_of_file(&dir, &p.path, None)
-                                .ok()
-                                .filter(|_| signed_ok(&p.path));
+                            let entry =
+                                verify::entry_of_signed_file(&dir, &p.path, None, signing.as_ref())
+                                    .ok();
                             fixes.push((p.path.clone(), entry))
                         }
                     }
@@ -545,11 +544,17 @@ impl Handler<Relist> for BinhostIndex {
         // Built, but not in the index (its entry was lost with the refused commit's
         // answer): read from its file.
         let dir = self.settings.dir.clone();
+        let signing = self.settings.signing.clone();
         let log = self.log.clone();
         let work = actix_web::rt::task::spawn_blocking(move || {
             missing
                 .into_iter()
-                .filter_map(|(pkg, path)| match verify::entry_of_file(&dir, &path, None) {
+                .filter_map(|(pkg, path)| match verify::entry_of_signed_file(
+                    &dir,
+                    &path,
+                    None,
+                    signing.as_ref(),
+                ) {
                     Ok(e) => Some((pkg, e)),
                     Err(why) => {
                         crit!(log, "a built package cannot be indexed; its dependents wait (build-swarm binhost verify)";

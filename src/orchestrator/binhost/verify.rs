@@ -89,6 +89,24 @@ pub fn entry_of_file(dir: &Path, rel: &str, expect: Option<(&str, &str)>) -> Res
     .map_err(|e| e.to_string())
 }
 
+/// [`entry_of_file`]; with `signing`, the file must also carry a good signature by the
+/// binhost's key (as publishing checked), so a file changed while nobody watched is not
+/// listed again unsigned.
+pub fn entry_of_signed_file(
+    dir: &Path,
+    rel: &str,
+    expect: Option<(&str, &str)>,
+    signing: Option<&Signing>,
+) -> Result<Entry, String> {
+    if let Some(signing) = signing {
+        let mut f = File::open(dir.join(rel)).map_err(|e| e.to_string())?;
+        if let Some(why) = bad_signature(signing, &mut f, rel) {
+            return Err(format!("bad signature: {why}"));
+        }
+    }
+    entry_of_file(dir, rel, expect)
+}
+
 /// Whether the file still looks like its entry (size and mtime), without reading it.
 pub fn unchanged(dir: &Path, e: &Entry) -> bool {
     use std::os::unix::fs::MetadataExt;
