@@ -134,9 +134,17 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
         logs.contains("a built package cannot be indexed") && logs.contains("bad signature"),
         "{logs}"
     );
-    // a waits for `binhost verify --fix` or a rebuild; b is served as published.
-    let st = app.anon().status().await.expect("status");
-    assert_eq!(st.counts.unindexed, 1, "{st:?}");
+    // a waits for `binhost verify --fix` or a rebuild; b is served as published (the
+    // queue hears of it after the index is written).
+    eventually(
+        "the queue to count only a unindexed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let st = app.anon().status().await.ok()?;
+            (st.counts.unindexed == 1).then_some(())
+        },
+    )
+    .await;
     app.stop().await;
 }
 
