@@ -31,6 +31,9 @@ pub struct NotifyConfig {
     pub bearer_token: Option<String>,
     /// Read the bearer token from this environment variable (wins over `bearer_token`).
     pub bearer_token_env: Option<String>,
+    /// An https webhook trusts only the certificates in this PEM file (a private CA, a
+    /// self-signed receiver) instead of the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Seconds one delivery may take (the request, or the command's run).
     pub timeout_s: u64,
     /// Delivery attempts of one event before it is dropped (logged and counted).
@@ -50,6 +53,7 @@ impl Default for NotifyConfig {
             events: Vec::new(),
             bearer_token: None,
             bearer_token_env: None,
+            ca_file: None,
             timeout_s: 10,
             max_attempts: 20,
             retry_s: 2.0,
@@ -76,6 +80,13 @@ impl NotifyConfig {
         }
     }
 
+    /// Whether this entry is an https webhook (it needs TLS).
+    pub fn is_https(&self) -> bool {
+        self.url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
     /// Whether this entry wants `event` (a name from [`EVENTS`]).
     pub fn wants(&self, event: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|e| e == event)
@@ -97,16 +108,7 @@ impl NotifyConfig {
                         .into(),
                 })
             }
-            (Some(url), true) => {
-                if url.starts_with("https://") {
-                    return Err(ConfigError::invalid(
-                        &key("url"),
-                        "https webhooks are not built in (no TLS library in this build); \
-                         use `command = [\"curl\", \"-fsS\", \"--json\", \"@-\", \"https://…\"]`",
-                    ));
-                }
-                super::check_url(&key("url"), url)?
-            }
+            (Some(url), true) => super::check_url(&key("url"), url)?,
             (None, false) => {
                 if self.command[0].is_empty() {
                     return Err(ConfigError::invalid(
@@ -128,6 +130,12 @@ impl NotifyConfig {
             return Err(ConfigError::invalid(
                 &key("bearer_token"),
                 "only a webhook (`url`) sends a bearer token",
+            ));
+        }
+        if self.ca_file.is_some() && !self.is_https() {
+            return Err(ConfigError::invalid(
+                &key("ca_file"),
+                "only an https webhook (`url = \"https://…\"`) uses a CA file",
             ));
         }
         if self.timeout_s == 0 {

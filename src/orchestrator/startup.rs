@@ -59,6 +59,8 @@ pub enum StartError {
     Random(#[source] std::io::Error),
     #[error(transparent)]
     SigningKey(#[from] crate::orchestrator::binhost::signing::KeyError),
+    #[error(transparent)]
+    NotifyTls(#[from] crate::orchestrator::notify::tls::TlsError),
 }
 
 pub struct Orchestrator {
@@ -113,6 +115,14 @@ impl Orchestrator {
                 })
             }
             None => None,
+        };
+        let notify_tls = {
+            let sinks = cfg.notify.clone();
+            actix_web::rt::task::spawn_blocking(move || {
+                crate::orchestrator::notify::tls::for_entries(&sinks)
+            })
+            .await
+            .map_err(|e| StartError::Interrupted(e.to_string()))??
         };
         for dir in [&cfg.state_dir, &cfg.staging_dir, &cfg.binhost_dir] {
             std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
@@ -213,6 +223,7 @@ impl Orchestrator {
         let notifier = (!cfg.notify.is_empty()).then(|| {
             Notifier::new(
                 &cfg.notify,
+                notify_tls,
                 &cfg.name,
                 std::mem::take(&mut snapshot.outbox),
                 std::mem::take(&mut snapshot.alerts),

@@ -35,7 +35,8 @@ fn the_orchestrator_examples_notify_entries_are_valid_when_uncommented() {
         build_swarm::config::parse_toml(&full, Path::new("uncommented.toml")).expect("parses");
     cfg.validate().expect("valid");
     assert_eq!(cfg.notify.len(), 2);
-    assert!(cfg.notify[0].url.is_some() && cfg.notify[1].command[0] == "curl");
+    assert!(cfg.notify[0].is_https() && cfg.notify[0].ca_file.is_some());
+    assert_eq!(cfg.notify[1].command[0], "logger");
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod failure_policy;
 mod gateway;
 mod live_logs;
 mod notifications;
+mod notify_https;
 mod orchestrator_api;
 mod orchestrator_process;
 mod portage;

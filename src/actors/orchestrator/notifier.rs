@@ -14,6 +14,7 @@ use crate::config::notify::NotifyConfig;
 use crate::orchestrator::metrics::Metrics;
 use crate::orchestrator::notify::deliver::deliver;
 use crate::orchestrator::notify::outbox::{AfterFailure, Outbox, OutboxRow};
+use crate::orchestrator::notify::tls::{self, ClientConfig};
 use crate::orchestrator::notify::Event;
 use actix::prelude::*;
 use slog::{crit, info, warn, Logger};
@@ -38,17 +39,20 @@ pub struct Notifier {
     /// Rows of entries no longer configured, deleted at start.
     orphans: Vec<OutboxRow>,
     store: Addr<Store>,
-    http: awc::Client,
+    /// Each entry's HTTP client (with its TLS configuration for an https webhook).
+    http: Vec<awc::Client>,
     clock: crate::sys::clock::SharedClock,
     metrics: Arc<Metrics>,
     log: Logger,
 }
 
 impl Notifier {
-    /// `outbox`/`alerts`: what the state database kept.
+    /// `outbox`/`alerts`: what the state database kept; `tls`: each https entry's TLS
+    /// configuration ([`crate::orchestrator::notify::tls`]), `None` for the others.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         sinks: &[NotifyConfig],
+        tls: Vec<Option<Arc<ClientConfig>>>,
         orchestrator: &str,
         outbox: Vec<OutboxRow>,
         alerts: Vec<(String, String)>,
@@ -68,7 +72,7 @@ impl Notifier {
             outbox,
             orphans,
             store,
-            http: awc::Client::default(),
+            http: tls.into_iter().map(tls::http_client).collect(),
             clock,
             metrics,
             log: log.new(slog::o!("actor" => "notifier")),
@@ -84,7 +88,7 @@ impl Notifier {
         let Some(row) = self.outbox.take_next(i) else {
             return;
         };
-        let http = self.http.clone();
+        let http = self.http[i].clone();
         let sink = self.outbox.sink(i).clone();
         let token = self.tokens[i].clone();
         let fut = async move {
