@@ -1,5 +1,6 @@
 //! HTTP client for the orchestrator's API (docs/contract.md §5), used by the drone, the CLI, the
-//! gateway and the tests. Must run inside an actix system (awc is single-threaded).
+//! gateway and the tests; http or https. Must run inside an actix system (awc is
+//! single-threaded).
 
 pub mod gateway;
 
@@ -48,6 +49,9 @@ pub struct ApiClient {
     base: String,
     token: Option<String>,
     http: awc::Client,
+    /// Why an https `base` cannot be reached (no trusted certificates): every request
+    /// fails with it.
+    tls_problem: Option<&'static crate::sys::tls::TlsError>,
 }
 
 impl ApiClient {
@@ -55,15 +59,26 @@ impl ApiClient {
         Self::with_timeout(base, token, Duration::from_secs(30))
     }
 
+    /// `base` is `http://…` or `https://…` (trusting the system's store, see
+    /// [`crate::sys::tls`]).
     pub fn with_timeout(base: &str, token: Option<String>, timeout: Duration) -> Self {
+        let mut connector = awc::Connector::new().timeout(Duration::from_secs(5));
+        let mut tls_problem = None;
+        if base.starts_with("https://") {
+            match crate::sys::tls::system_client_config() {
+                Ok(config) => connector = connector.rustls_0_23(config),
+                Err(e) => tls_problem = Some(e),
+            }
+        }
         let http = awc::Client::builder()
             .timeout(timeout)
-            .connector(awc::Connector::new().timeout(Duration::from_secs(5)))
+            .connector(connector)
             .finish();
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             http,
+            tls_problem,
         }
     }
 
@@ -137,8 +152,20 @@ impl ApiClient {
             })
     }
 
+    /// The https client cannot work here at all.
+    fn check_tls(&self, url: &str) -> Result<(), ClientError> {
+        match self.tls_problem {
+            Some(e) => Err(ClientError::Unreachable {
+                url: url.to_string(),
+                message: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
+        self.check_tls(&url)?;
         let res = self.request(awc::http::Method::GET, &url).send().await;
         Self::finish(url.clone(), res)
             .await?
@@ -155,6 +182,7 @@ impl ApiClient {
         body: &B,
     ) -> Result<Option<T>, ClientError> {
         let url = self.url(path);
+        self.check_tls(&url)?;
         let res = self
             .request(awc::http::Method::POST, &url)
             .send_json(body)
@@ -201,6 +229,7 @@ impl ApiClient {
         } else {
             self.url(&format!("/api/v1/packages?priority={priority}"))
         };
+        self.check_tls(&url)?;
         let res = self
             .request(awc::http::Method::POST, &url)
             .insert_header(("content-type", "text/plain"))

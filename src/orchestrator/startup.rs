@@ -60,7 +60,7 @@ pub enum StartError {
     #[error(transparent)]
     SigningKey(#[from] crate::orchestrator::binhost::signing::KeyError),
     #[error(transparent)]
-    NotifyTls(#[from] crate::orchestrator::notify::tls::TlsError),
+    NotifyTls(#[from] crate::orchestrator::notify::tls::EntryTlsError),
 }
 
 pub struct Orchestrator {

@@ -21,7 +21,7 @@ mod failure_policy;
 mod gateway;
 mod live_logs;
 mod notifications;
-mod notify_https;
+
 mod orchestrator_api;
 mod orchestrator_process;
 mod portage;
@@ -32,3 +32,4 @@ mod priority;
 mod prometheus;
 mod releases;
 mod signing;
+mod tls;

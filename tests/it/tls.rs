@@ -1,8 +1,10 @@
-//! https webhooks against a real TLS receiver: certificates made by the `openssl`
-//! program, a server on rustls. An entry whose `ca_file` holds the receiver's CA gets its
-//! events, as does one trusting the system's store (`SSL_CERT_FILE`); one that trusts
-//! another CA never reaches the receiver and keeps retrying; a `ca_file` without
-//! certificates stops the start naming the key.
+//! https against real TLS servers: certificates made by the `openssl` program, servers on
+//! rustls. Webhooks: an entry whose `ca_file` holds the receiver's CA gets its events, as
+//! does one trusting the system's store (`SSL_CERT_FILE`); one that trusts another CA
+//! never reaches the receiver and keeps retrying; a `ca_file` without certificates stops
+//! the start naming the key. The API: a client and the `build-swarm` CLI reach an
+//! orchestrator behind a TLS-terminating proxy, and refuse one whose certificate they do
+//! not trust.
 
 use crate::common::*;
 use build_swarm::config::notify::NotifyConfig;
@@ -78,18 +80,47 @@ fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
     dir.join(format!("{name}-ca.pem"))
 }
 
-/// What the receiver was sent: (path, Authorization header, body), one per request.
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+/// Certificates for every test in this process: the servers' CA (which `SSL_CERT_FILE`
+/// names, as the system's store), a server certificate for 127.0.0.1 it signed, and a
+/// second CA that signed nothing here. `None` without openssl (outside CI).
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
 
-/// An https receiver on 127.0.0.1 answering every request 204.
-async fn receiver(cert: &Path, key: &Path) -> (u16, Received) {
+fn pki() -> Option<&'static Pki> {
+    static PKI: std::sync::OnceLock<Option<Pki>> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        if !require_openssl() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let ca = make_ca(&dir, "servers", true);
+        let other_ca = make_ca(&dir, "other", false);
+        // Read once per process, by the first https client or webhook without a ca_file.
+        std::env::set_var("SSL_CERT_FILE", &ca);
+        std::env::remove_var("SSL_CERT_DIR");
+        Some(Pki {
+            ca,
+            other_ca,
+            cert: dir.join("servers-server.pem"),
+            key: dir.join("servers-server.key"),
+        })
+    })
+    .as_ref()
+}
+
+/// The TLS side of a server with the test certificate.
+fn acceptor(pki: &Pki) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
         .expect("read cert")
         .collect::<Result<_, _>>()
         .expect("parse cert");
-    let key = PrivateKeyDer::from_pem_file(key).expect("read key");
+    let key = PrivateKeyDer::from_pem_file(&pki.key).expect("read key");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -98,32 +129,66 @@ async fn receiver(cert: &Path, key: &Path) -> (u16, Received) {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Accepts TLS connections on a new port of 127.0.0.1 and hands each to `serve`.
+async fn tls_server<F, Fut>(pki: &Pki, serve: F) -> u16
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let acceptor = acceptor(pki);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let received = Received::default();
-    let seen = received.clone();
+    let serve = Arc::new(serve);
     actix_web::rt::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
             actix_web::rt::spawn(async move {
                 // A client that refuses the certificate ends here.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if let Some(req) = read_request(&mut tls).await {
-                    seen.lock().push(req);
-                    let _ = tls
-                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                        .await;
-                    let _ = tls.shutdown().await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls).await;
                 }
             });
         }
     });
+    port
+}
+
+/// What the receiver was sent: (path, Authorization header, body), one per request.
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// An https webhook receiver answering every request 204.
+async fn receiver(pki: &Pki) -> (u16, Received) {
+    let received = Received::default();
+    let seen = received.clone();
+    let port = tls_server(pki, move |mut tls| {
+        let seen = seen.clone();
+        async move {
+            if let Some(req) = read_request(&mut tls).await {
+                seen.lock().push(req);
+                let _ = tls
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    })
+    .await;
     (port, received)
+}
+
+/// A TLS-terminating proxy in front of 127.0.0.1:`to` (as nginx would be).
+async fn proxy(pki: &Pki, to: u16) -> u16 {
+    tls_server(pki, move |mut tls| async move {
+        if let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+        }
+    })
+    .await
 }
 
 /// One HTTP/1.1 request: its path, Authorization header and body.
@@ -175,24 +240,14 @@ fn entry(url: String, ca_file: Option<PathBuf>) -> NotifyConfig {
 
 #[actix_web::test]
 async fn an_https_webhook_is_reached_only_through_the_ca_it_trusts() {
-    if !require_openssl() {
+    let Some(pki) = pki() else {
         return;
-    }
-    let certs = tempfile::tempdir().expect("tempdir");
-    let ca = make_ca(certs.path(), "receiver", true);
-    let other_ca = make_ca(certs.path(), "other", false);
-    let (port, received) = receiver(
-        &certs.path().join("receiver-server.pem"),
-        &certs.path().join("receiver-server.key"),
-    )
-    .await;
+    };
+    let (ca, other_ca) = (pki.ca.clone(), pki.other_ca.clone());
+    let (port, received) = receiver(pki).await;
     let trusted = format!("https://127.0.0.1:{port}/trusted");
     let untrusted = format!("https://127.0.0.1:{port}/untrusted");
     let system = format!("https://127.0.0.1:{port}/system");
-    // The system's store, as OpenSSL and rustls-native-certs read it: here the receiver's
-    // CA (read only for an https entry without `ca_file`; no other test has one).
-    std::env::set_var("SSL_CERT_FILE", &ca);
-    std::env::remove_var("SSL_CERT_DIR");
     let app = spawn_app(|c| {
         c.notify = vec![
             entry(trusted.clone(), Some(ca.clone())),
@@ -266,7 +321,7 @@ async fn a_ca_file_that_holds_no_certificate_stops_the_start_naming_it() {
     assert_eq!(
         e,
         format!(
-            "notify[0].ca_file {}: no usable certificate in it (PEM `CERTIFICATE` blocks expected)",
+            "notify[0].ca_file: {}: no usable certificate in it (PEM `CERTIFICATE` blocks expected)",
             ca.display()
         )
     );
@@ -280,4 +335,60 @@ async fn a_ca_file_that_holds_no_certificate_stops_the_start_naming_it() {
         cfg.validate().expect_err("refused").to_string(),
         "config key `notify[0].ca_file`: only an https webhook (`url = \"https://…\"`) uses a CA file"
     );
+}
+
+#[actix_web::test]
+async fn clients_reach_an_orchestrator_behind_tls_and_refuse_one_they_do_not_trust() {
+    let Some(pki) = pki() else {
+        return;
+    };
+    let app = spawn_app(|_| {}).await;
+    let port: u16 = app
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the orchestrator's port");
+    let https = format!("https://127.0.0.1:{}", proxy(pki, port).await);
+
+    // The client the drone, the CLI and the gateway use (trusting SSL_CERT_FILE).
+    let admin = build_swarm::client::ApiClient::new(&https, Some(ADMIN.into()));
+    let r = admin
+        .submit(b"app-misc/a-1\napp-misc/b-1\n".to_vec())
+        .await
+        .expect("a set submitted over https");
+    assert_eq!(r.added, 2, "{r:?}");
+
+    // The CLI, trusting the servers' CA, then only another CA.
+    let home = tempfile::tempdir().expect("tempdir");
+    let cli = |ca: &Path| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
+            .args(["--orchestrator", &https, "--token", ADMIN, "status"])
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("BUILD_SWARM_GATEWAY")
+            .env_remove("BUILD_SWARM_ORCHESTRATOR")
+            .env_remove("BUILD_SWARM_TOKEN")
+            .kill_on_drop(true)
+            .output()
+    };
+    let out = cli(&pki.ca).await.expect("run build-swarm");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Progress  0% (0/2)"), "{stdout}");
+
+    let out = cli(&pki.other_ca).await.expect("run build-swarm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&https) && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    app.stop().await;
 }
