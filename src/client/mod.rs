@@ -51,7 +51,7 @@ pub struct ApiClient {
     http: awc::Client,
     /// Why an https `base` cannot be reached (no trusted certificates): every request
     /// fails with it.
-    tls_problem: Option<&'static crate::sys::tls::TlsError>,
+    tls_problem: Option<std::sync::Arc<crate::sys::tls::TlsError>>,
 }
 
 impl ApiClient {
@@ -70,8 +70,11 @@ impl ApiClient {
                 Err(e) => tls_problem = Some(e),
             }
         }
+        // The API never redirects; a proxy that does (http → https) is named in the error
+        // rather than followed.
         let http = awc::Client::builder()
             .timeout(timeout)
+            .disable_redirects()
             .connector(connector)
             .finish();
         ApiClient {
@@ -114,6 +117,19 @@ impl ApiClient {
             message: e.to_string(),
         })?;
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("elsewhere")
+                .to_string();
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                message: format!("redirected to {to}; configure that URL instead"),
+            });
+        }
         let body = resp
             .body()
             .limit(BODY_LIMIT)
@@ -154,7 +170,7 @@ impl ApiClient {
 
     /// The https client cannot work here at all.
     fn check_tls(&self, url: &str) -> Result<(), ClientError> {
-        match self.tls_problem {
+        match &self.tls_problem {
             Some(e) => Err(ClientError::Unreachable {
                 url: url.to_string(),
                 message: e.to_string(),

@@ -24,6 +24,8 @@ pub enum DroneStartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::sys::tls::KeyTlsError),
     #[error("cannot serve metrics on {addr} ([metrics] listen): {source}")]
     MetricsListen {
         addr: String,
@@ -45,6 +47,16 @@ impl Drone {
     /// heartbeats carry to the orchestrator.
     pub fn start(cfg: DroneConfig, tap: LogTap, log: Logger) -> Result<Drone, DroneStartError> {
         let token = cfg.token()?;
+        // Whom https calls trust: read before the agent starts calling (a drone that could
+        // trust nothing stops here, naming the key).
+        let urls = [
+            ("orchestrator", &cfg.orchestrator),
+            ("gateway", &cfg.gateway),
+        ];
+        crate::sys::tls::preload(
+            urls.into_iter()
+                .filter_map(|(k, u)| u.as_deref().map(|u| (k.to_string(), u))),
+        )?;
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| DroneStartError::StateDir {
             path: cfg.state_dir.clone(),
             source,

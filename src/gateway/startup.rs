@@ -14,6 +14,10 @@ use std::time::Duration;
 pub enum GatewayStartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::sys::tls::KeyTlsError),
+    #[error("start-up was interrupted: {0}")]
+    Interrupted(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -39,6 +43,18 @@ impl Gateway {
         cfg.validate()?;
         let addr = cfg.listen_addr()?;
         let configured = cfg.orchestrator_urls();
+        // Whom https calls trust: read now, off the event loop (orchestrators that register
+        // later with an https URL are read on their first poll).
+        let urls: Vec<String> = cfg.orchestrators.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            crate::sys::tls::preload(
+                urls.iter()
+                    .enumerate()
+                    .map(|(i, u)| (format!("orchestrators[{i}]"), u.as_str())),
+            )
+        })
+        .await
+        .map_err(|e| GatewayStartError::Interrupted(e.to_string()))??;
         if configured.is_empty() {
             warn!(
                 log,

@@ -60,7 +60,7 @@ pub enum StartError {
     #[error(transparent)]
     SigningKey(#[from] crate::orchestrator::binhost::signing::KeyError),
     #[error(transparent)]
-    NotifyTls(#[from] crate::orchestrator::notify::tls::EntryTlsError),
+    Tls(#[from] crate::sys::tls::KeyTlsError),
 }
 
 pub struct Orchestrator {
@@ -116,9 +116,14 @@ impl Orchestrator {
             }
             None => None,
         };
+        // Whom https calls trust: read now, off the event loop (a program that could trust
+        // nothing stops here, naming the key).
         let notify_tls = {
             let sinks = cfg.notify.clone();
+            let gateway = cfg.gateway.clone();
             actix_web::rt::task::spawn_blocking(move || {
+                let urls = gateway.as_deref().map(|u| ("gateway".to_string(), u));
+                crate::sys::tls::preload(urls)?;
                 crate::orchestrator::notify::tls::for_entries(&sinks)
             })
             .await

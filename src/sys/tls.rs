@@ -28,6 +28,15 @@ pub enum TlsError {
     Rustls(#[source] rustls::Error),
 }
 
+/// A [`TlsError`] of the URL or file under a config key (start-up refuses with it).
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {source}")]
+pub struct KeyTlsError {
+    pub key: String,
+    #[source]
+    pub source: Arc<TlsError>,
+}
+
 /// The certificates in the PEM file `path` (a private CA, a self-signed server).
 pub fn ca_file_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let fail = |source| TlsError::CaFile {
@@ -52,7 +61,10 @@ pub fn ca_file_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 /// The system's trusted certificates (reads files: call it off the event loop, or once).
 pub fn system_roots() -> Result<RootCertStore, TlsError> {
-    let found = rustls_native_certs::load_native_certs();
+    roots_of(rustls_native_certs::load_native_certs())
+}
+
+fn roots_of(found: rustls_native_certs::CertificateResult) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
@@ -77,14 +89,28 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsError
     Ok(Arc::new(config))
 }
 
-/// The configuration trusting the system's store, read once per process (the first
-/// https client pays for reading it).
-pub fn system_client_config() -> Result<Arc<ClientConfig>, &'static TlsError> {
-    static SYSTEM: OnceLock<Result<Arc<ClientConfig>, TlsError>> = OnceLock::new();
+/// The configuration trusting the system's store, read once per process: by
+/// [`preload`] at start, or else by the first https client.
+pub fn system_client_config() -> Result<Arc<ClientConfig>, Arc<TlsError>> {
+    static SYSTEM: OnceLock<Result<Arc<ClientConfig>, Arc<TlsError>>> = OnceLock::new();
     SYSTEM
-        .get_or_init(|| system_roots().and_then(client_config))
-        .as_ref()
-        .map(Arc::clone)
+        .get_or_init(|| system_roots().and_then(client_config).map_err(Arc::new))
+        .clone()
+}
+
+/// Reads the system's store now if any of `urls` (config key, URL) is https, so a program
+/// that could trust nothing stops at start naming the key, instead of failing every call
+/// later. Reads files: call it before serving, or off the event loop.
+pub fn preload<'a>(urls: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), KeyTlsError> {
+    match urls
+        .into_iter()
+        .find(|(_, url)| url.starts_with("https://"))
+    {
+        Some((key, _)) => system_client_config()
+            .map(|_| ())
+            .map_err(|source| KeyTlsError { key, source }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -104,11 +130,9 @@ mod tests {
                 path.display()
             )
         );
-        // An empty system store (here SSL_CERT_FILE, as OpenSSL reads it; nothing else in
-        // this test binary reads the system's store).
-        std::env::set_var("SSL_CERT_FILE", &path);
-        std::env::remove_var("SSL_CERT_DIR");
-        let e = system_roots().expect_err("refused").to_string();
+        // A system store without certificates (as SSL_CERT_FILE = that file would be).
+        let found = rustls_native_certs::load_certs_from_paths(Some(&path), None);
+        let e = roots_of(found).expect_err("refused").to_string();
         assert!(
             e.starts_with("no trusted certificates in the system's store"),
             "{e}"

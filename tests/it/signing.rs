@@ -86,8 +86,9 @@ async fn published_packages_are_signed_and_the_index_describes_the_signed_file()
 }
 
 /// A published file changed while the orchestrator was down is read again at start-up:
-/// with its signature broken it is not listed (its dependents wait), one merely touched
-/// is listed again.
+/// with its signature broken it is not listed (its dependents wait, `binhost verify`
+/// names it, `--fix` lists it once the good file is back), one merely touched is listed
+/// again.
 #[actix_web::test]
 async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_signed() {
     let app = spawn_app(|c| c.signing.key = Some(test_signing_key())).await;
@@ -107,7 +108,8 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
 
     // a: one byte of its signature changed; b: the same bytes under a new mtime.
     let binhost = cfg.binhost_dir.clone();
-    let mut bytes = std::fs::read(binhost.join(a)).expect("read");
+    let good = std::fs::read(binhost.join(a)).expect("read");
+    let mut bytes = good.clone();
     let at = find(&bytes, b"-----BEGIN PGP SIGNATURE-----").expect("a signature") + 40;
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::remove_file(binhost.join(a)).expect("rm");
@@ -134,15 +136,44 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
         logs.contains("a built package cannot be indexed") && logs.contains("bad signature"),
         "{logs}"
     );
-    // a waits for `binhost verify --fix` or a rebuild; b is served as published (the
-    // queue hears of it after the index is written).
+    // b is served as published (the queue hears of it after the index is written); a
+    // waits, and `binhost verify` says why.
+    let unindexed = |n: u64| {
+        let anon = app.anon();
+        async move {
+            let st = anon.status().await.ok()?;
+            (st.counts.unindexed as u64 == n).then_some(())
+        }
+    };
     eventually(
-        "the queue to count only a unindexed",
+        "only a unindexed",
         std::time::Duration::from_secs(10),
-        || async {
-            let st = app.anon().status().await.ok()?;
-            (st.counts.unindexed == 1).then_some(())
-        },
+        || unindexed(1),
+    )
+    .await;
+    let report = app.admin().verify_binhost(false).await.expect("verify");
+    let kinds: Vec<(&str, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.kind.as_str()))
+        .collect();
+    assert_eq!(kinds, vec![(a, "signature")], "{report:?}");
+    // `--fix` cannot list it while its signature is bad; with the good file back, it does
+    // and a's dependents may go.
+    app.admin().verify_binhost(true).await.expect("fix");
+    assert_eq!(index_paths(&app.binhost()), vec![b]);
+    std::fs::write(binhost.join(a), &good).expect("put the good file back");
+    app.admin().verify_binhost(true).await.expect("fix");
+    eventually(
+        "a listed again",
+        std::time::Duration::from_secs(10),
+        || async { (index_paths(&app.binhost()) == vec![a, b]).then_some(()) },
+    )
+    .await;
+    eventually(
+        "nothing unindexed",
+        std::time::Duration::from_secs(10),
+        || unindexed(0),
     )
     .await;
     app.stop().await;

@@ -1,16 +1,21 @@
 //! https against real TLS servers: certificates made by the `openssl` program, servers on
-//! rustls. Webhooks: an entry whose `ca_file` holds the receiver's CA gets its events, as
-//! does one trusting the system's store (`SSL_CERT_FILE`); one that trusts another CA
-//! never reaches the receiver and keeps retrying; a `ca_file` without certificates stops
-//! the start naming the key. The API: a client and the `build-swarm` CLI reach an
-//! orchestrator behind a TLS-terminating proxy, and refuse one whose certificate they do
-//! not trust.
+//! rustls, and the real programs as processes (whose `SSL_CERT_FILE` stands for the
+//! system's store; the test process's own environment is never changed).
+//!
+//! Webhooks: an entry whose `ca_file` holds the receiver's CA gets its events, one that
+//! trusts another CA never reaches the receiver and keeps retrying, a `ca_file` without
+//! certificates stops the start naming the key. Every https URL through the system's
+//! store: an orchestrator's webhook, a drone building through a TLS-terminating proxy,
+//! the CLI (refusing an unknown CA and a certificate for another name), and a drone that
+//! could trust nothing stopping at start.
 
 use crate::common::*;
+use build_swarm::client::ApiClient;
 use build_swarm::config::notify::NotifyConfig;
 use build_swarm::orchestrator::Orchestrator;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,80 +52,85 @@ fn openssl(dir: &Path, args: &str) {
     );
 }
 
-/// A CA `<name>-ca.pem`; with `server`, also a certificate for 127.0.0.1 it signed
-/// (`<name>-server.pem`, key `<name>-server.key`).
-fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(
-        dir,
-        &format!(
-            "req -x509 {ec} -days 2 -subj /CN={name}-ca -keyout {name}-ca.key -out {name}-ca.pem"
-        ),
-    );
-    if server {
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write extensions");
-        let srv = format!("{name}-server");
-        openssl(
-            dir,
-            &format!("req {ec} -subj /CN=localhost -keyout {srv}.key -out {srv}.csr"),
-        );
-        openssl(
-            dir,
-            &format!(
-                "x509 -req -in {srv}.csr -CA {name}-ca.pem -CAkey {name}-ca.key -CAcreateserial \
-                 -days 2 -extfile server.ext -out {srv}.pem"
-            ),
-        );
-    }
-    dir.join(format!("{name}-ca.pem"))
-}
-
-/// Certificates for every test in this process: the servers' CA (which `SSL_CERT_FILE`
-/// names, as the system's store), a server certificate for 127.0.0.1 it signed, and a
-/// second CA that signed nothing here. `None` without openssl (outside CI).
-struct Pki {
-    ca: PathBuf,
-    other_ca: PathBuf,
+/// A server certificate and its key, signed by [`Pki::ca`].
+struct ServerCert {
     cert: PathBuf,
     key: PathBuf,
 }
 
-fn pki() -> Option<&'static Pki> {
-    static PKI: std::sync::OnceLock<Option<Pki>> = std::sync::OnceLock::new();
-    PKI.get_or_init(|| {
+/// One test's certificates: a CA, server certificates it signed (for 127.0.0.1, and for
+/// another name only), and a second CA that signed nothing here. Removed with the test.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server: ServerCert,
+    wrong_name: ServerCert,
+}
+
+impl Pki {
+    /// `None` without openssl (outside CI).
+    fn new() -> Option<Pki> {
         if !require_openssl() {
             return None;
         }
-        let dir = tempfile::tempdir().expect("tempdir").keep();
-        let ca = make_ca(&dir, "servers", true);
-        let other_ca = make_ca(&dir, "other", false);
-        // Read once per process, by the first https client or webhook without a ca_file.
-        std::env::set_var("SSL_CERT_FILE", &ca);
-        std::env::remove_var("SSL_CERT_DIR");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        for ca in ["ca", "other-ca"] {
+            openssl(
+                d,
+                &format!("req -x509 {ec} -days 2 -subj /CN={ca} -keyout {ca}.key -out {ca}.pem"),
+            );
+        }
+        let server = |name: &str, san: &str| {
+            std::fs::write(
+                d.join(format!("{name}.ext")),
+                format!(
+                    "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+                     keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+                ),
+            )
+            .expect("write extensions");
+            openssl(
+                d,
+                &format!("req {ec} -subj /CN={name} -keyout {name}.key -out {name}.csr"),
+            );
+            openssl(
+                d,
+                &format!(
+                    "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                     -extfile {name}.ext -out {name}.pem"
+                ),
+            );
+            ServerCert {
+                cert: d.join(format!("{name}.pem")),
+                key: d.join(format!("{name}.key")),
+            }
+        };
+        let (server, wrong_name) = (
+            server("server", "IP:127.0.0.1,DNS:localhost"),
+            server("elsewhere", "DNS:elsewhere.test"),
+        );
         Some(Pki {
-            ca,
-            other_ca,
-            cert: dir.join("servers-server.pem"),
-            key: dir.join("servers-server.key"),
+            ca: d.join("ca.pem"),
+            other_ca: d.join("other-ca.pem"),
+            server,
+            wrong_name,
+            _dir: dir,
         })
-    })
-    .as_ref()
+    }
 }
 
-/// The TLS side of a server with the test certificate.
-fn acceptor(pki: &Pki) -> tokio_rustls::TlsAcceptor {
+/// The TLS side of a server with `cert`.
+fn acceptor(cert: &ServerCert) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert)
         .expect("read cert")
         .collect::<Result<_, _>>()
         .expect("parse cert");
-    let key = PrivateKeyDer::from_pem_file(&pki.key).expect("read key");
+    let key = PrivateKeyDer::from_pem_file(&cert.key).expect("read key");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -133,12 +143,12 @@ fn acceptor(pki: &Pki) -> tokio_rustls::TlsAcceptor {
 }
 
 /// Accepts TLS connections on a new port of 127.0.0.1 and hands each to `serve`.
-async fn tls_server<F, Fut>(pki: &Pki, serve: F) -> u16
+async fn tls_server<F, Fut>(cert: &ServerCert, serve: F) -> u16
 where
     F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    let acceptor = acceptor(pki);
+    let acceptor = acceptor(cert);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -162,10 +172,10 @@ where
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
 /// An https webhook receiver answering every request 204.
-async fn receiver(pki: &Pki) -> (u16, Received) {
+async fn receiver(cert: &ServerCert) -> (u16, Received) {
     let received = Received::default();
     let seen = received.clone();
-    let port = tls_server(pki, move |mut tls| {
+    let port = tls_server(cert, move |mut tls| {
         let seen = seen.clone();
         async move {
             if let Some(req) = read_request(&mut tls).await {
@@ -182,8 +192,8 @@ async fn receiver(pki: &Pki) -> (u16, Received) {
 }
 
 /// A TLS-terminating proxy in front of 127.0.0.1:`to` (as nginx would be).
-async fn proxy(pki: &Pki, to: u16) -> u16 {
-    tls_server(pki, move |mut tls| async move {
+async fn proxy(cert: &ServerCert, to: u16) -> u16 {
+    tls_server(cert, move |mut tls| async move {
         if let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
             let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
         }
@@ -240,19 +250,16 @@ fn entry(url: String, ca_file: Option<PathBuf>) -> NotifyConfig {
 
 #[actix_web::test]
 async fn an_https_webhook_is_reached_only_through_the_ca_it_trusts() {
-    let Some(pki) = pki() else {
+    let Some(pki) = Pki::new() else {
         return;
     };
-    let (ca, other_ca) = (pki.ca.clone(), pki.other_ca.clone());
-    let (port, received) = receiver(pki).await;
+    let (port, received) = receiver(&pki.server).await;
     let trusted = format!("https://127.0.0.1:{port}/trusted");
     let untrusted = format!("https://127.0.0.1:{port}/untrusted");
-    let system = format!("https://127.0.0.1:{port}/system");
     let app = spawn_app(|c| {
         c.notify = vec![
-            entry(trusted.clone(), Some(ca.clone())),
-            entry(untrusted.clone(), Some(other_ca.clone())),
-            entry(system.clone(), None),
+            entry(trusted.clone(), Some(pki.ca.clone())),
+            entry(untrusted.clone(), Some(pki.other_ca.clone())),
         ]
     })
     .await;
@@ -261,19 +268,15 @@ async fn an_https_webhook_is_reached_only_through_the_ca_it_trusts() {
     let w = app.claim("d1").await;
     assert!(app.upload_and_complete(&w).await.accepted);
 
-    let mut got = eventually(
-        "set_finished to reach the receiver twice",
+    let (path, auth, body) = eventually(
+        "set_finished to reach the receiver",
         Duration::from_secs(20),
-        || async { Some(received.lock().clone()).filter(|r| r.len() >= 2) },
+        || async { received.lock().first().cloned() },
     )
     .await;
-    got.sort();
-    assert_eq!(got[0].0, "/system");
-    assert_eq!(got[1].0, "/trusted");
-    assert_eq!(got[0].2, got[1].2, "the same event to both");
-    let (_, auth, body) = &got[1];
+    assert_eq!(path, "/trusted");
     assert_eq!(auth, "Bearer tls-secret");
-    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(v["event"], "set_finished", "{v}");
     assert_eq!(v["counts"]["built"], 1, "{v}");
 
@@ -297,7 +300,7 @@ async fn an_https_webhook_is_reached_only_through_the_ca_it_trusts() {
             .any(|l| l.contains(&untrusted) && l.contains("UnknownIssuer")),
         "{logs}"
     );
-    assert_eq!(received.lock().len(), 2, "{:?}", received.lock());
+    assert_eq!(received.lock().len(), 1, "{:?}", received.lock());
     app.stop().await;
 }
 
@@ -337,58 +340,144 @@ async fn a_ca_file_that_holds_no_certificate_stops_the_start_naming_it() {
     );
 }
 
+/// `build-swarm … status` against `url`, trusting the certificates in `ca` (as the system's
+/// store); its exit status, stdout and stderr.
+async fn cli_status(url: &str, ca: &Path, home: &Path) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
+        .args(["--orchestrator", url, "--token", ADMIN, "status"])
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("BUILD_SWARM_GATEWAY")
+        .env_remove("BUILD_SWARM_ORCHESTRATOR")
+        .env_remove("BUILD_SWARM_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run build-swarm");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 #[actix_web::test]
-async fn clients_reach_an_orchestrator_behind_tls_and_refuse_one_they_do_not_trust() {
-    let Some(pki) = pki() else {
+async fn every_https_url_is_trusted_through_the_system_store() {
+    let Some(pki) = Pki::new() else {
         return;
     };
-    let app = spawn_app(|_| {}).await;
-    let port: u16 = app
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the orchestrator's port");
-    let https = format!("https://127.0.0.1:{}", proxy(pki, port).await);
+    if !require_rsync() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // "The system's store" of every process below: only the test CA.
+    let no_dir = d.join("no-cert-dir");
+    std::fs::create_dir_all(&no_dir).expect("mkdir");
+    let store = [
+        ("SSL_CERT_FILE", pki.ca.as_path()),
+        ("SSL_CERT_DIR", no_dir.as_path()),
+    ];
 
-    // The client the drone, the CLI and the gateway use (trusting SSL_CERT_FILE).
-    let admin = build_swarm::client::ApiClient::new(&https, Some(ADMIN.into()));
-    let r = admin
+    // The orchestrator: a webhook without ca_file.
+    let (hook_port, received) = receiver(&pki.server).await;
+    let port = free_port();
+    let config = write_orchestrator_config(
+        d,
+        port,
+        "tls-orch",
+        30,
+        &format!(
+            "[[notify]]\nurl = \"https://127.0.0.1:{hook_port}/system\"\n\
+             events = [\"set_finished\"]\nretry_s = 0.2\nmax_retry_s = 0.5\n"
+        ),
+    );
+    let _orch = tokio::process::Command::new(ORCH_BIN)
+        .arg("--config")
+        .arg(&config)
+        .envs(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn orchestrator");
+    let plain = ApiClient::with_timeout(
+        &format!("http://127.0.0.1:{port}"),
+        None,
+        Duration::from_secs(2),
+    );
+    wait_for(20, "the orchestrator to come up", || async {
+        plain.healthz().await.is_ok()
+    })
+    .await;
+    let https = format!("https://127.0.0.1:{}", proxy(&pki.server, port).await);
+
+    // A drone that talks to it only through the TLS proxy builds the set.
+    let mut drone_env: Vec<(&str, &str)> = vec![("STANDIN_SECONDS", "0.2"), ("STANDIN_KB", "16")];
+    let (ca, no_dir_s) = (pki.ca.display().to_string(), no_dir.display().to_string());
+    drone_env.extend([
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("SSL_CERT_DIR", no_dir_s.as_str()),
+    ]);
+    let _d1 = spawn_drone(&drone_config(d, "d1", &https, "", ""), &drone_env);
+    ApiClient::new(&format!("http://127.0.0.1:{port}"), Some(ADMIN.into()))
         .submit(b"app-misc/a-1\napp-misc/b-1\n".to_vec())
         .await
-        .expect("a set submitted over https");
-    assert_eq!(r.added, 2, "{r:?}");
+        .expect("submit");
+    wait_for(
+        60,
+        "both packages built by the drone over https",
+        || async { plain.status().await.is_ok_and(|s| s.counts.built == 2) },
+    )
+    .await;
+    let (path, _, body) = eventually(
+        "set_finished at the webhook",
+        Duration::from_secs(20),
+        || async { received.lock().first().cloned() },
+    )
+    .await;
+    assert_eq!(path, "/system");
+    assert!(body.contains("\"set_finished\""), "{body}");
 
-    // The CLI, trusting the servers' CA, then only another CA.
-    let home = tempfile::tempdir().expect("tempdir");
-    let cli = |ca: &Path| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_build-swarm"))
-            .args(["--orchestrator", &https, "--token", ADMIN, "status"])
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
-            .env("SSL_CERT_FILE", ca)
-            .env_remove("SSL_CERT_DIR")
-            .env_remove("BUILD_SWARM_GATEWAY")
-            .env_remove("BUILD_SWARM_ORCHESTRATOR")
-            .env_remove("BUILD_SWARM_TOKEN")
-            .kill_on_drop(true)
-            .output()
-    };
-    let out = cli(&pki.ca).await.expect("run build-swarm");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("Progress  0% (0/2)"), "{stdout}");
-
-    let out = cli(&pki.other_ca).await.expect("run build-swarm");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // The CLI: through the store; not with another CA; not to a certificate for another
+    // name (the same CA signed it).
+    let (ok, stdout, stderr) = cli_status(&https, &pki.ca, d).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("Progress  100% (2/2)"), "{stdout}");
+    let (ok, _, stderr) = cli_status(&https, &pki.other_ca, d).await;
+    assert!(!ok);
     assert!(
         stderr.contains(&https) && stderr.contains("UnknownIssuer"),
         "{stderr}"
     );
+    let elsewhere = format!("https://127.0.0.1:{}", proxy(&pki.wrong_name, port).await);
+    let (ok, _, stderr) = cli_status(&elsewhere, &pki.ca, d).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("certificate not valid for name"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    app.stop().await;
+
+    // A drone whose store holds nothing stops at start, naming the key.
+    let empty = d.join("empty.pem");
+    std::fs::write(&empty, "").expect("write");
+    let out = tokio::process::Command::new(DRONE_BIN)
+        .arg("--config")
+        .arg(drone_config(d, "d2", &https, "", ""))
+        .env("SSL_CERT_FILE", &empty)
+        .env("SSL_CERT_DIR", &no_dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("the drone to stop at start")
+        .expect("run swarm-drone");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("orchestrator: no trusted certificates in the system's store"),
+        "{stderr}"
+    );
 }

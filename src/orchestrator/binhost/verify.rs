@@ -66,10 +66,27 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<String>, Vec<String>)> {
 /// The index entry of a published file from what it holds (its metadata, checksums,
 /// size, mtime). `expect`: `(category, pf)` it must be.
 pub fn entry_of_file(dir: &Path, rel: &str, expect: Option<(&str, &str)>) -> Result<Entry, String> {
+    entry_of_signed_file(dir, rel, expect, None)
+}
+
+/// [`entry_of_file`]; with `signing`, the file must also carry a good signature by the
+/// binhost's key (as publishing checked), so a file changed while nobody watched is not
+/// listed again unsigned. One open file for both, so the entry is of the file checked.
+pub fn entry_of_signed_file(
+    dir: &Path,
+    rel: &str,
+    expect: Option<(&str, &str)>,
+    signing: Option<&Signing>,
+) -> Result<Entry, String> {
     use std::os::unix::fs::MetadataExt;
     let format = BinpkgFormat::of(rel).ok_or_else(|| "not a binary package".to_string())?;
-    let path = dir.join(rel);
-    let mut f = File::open(&path).map_err(|e| e.to_string())?;
+    let mut f = File::open(dir.join(rel)).map_err(|e| e.to_string())?;
+    if let Some(signing) = signing {
+        if let Some(why) = bad_signature(signing, &mut f, rel) {
+            return Err(format!("bad signature: {why}"));
+        }
+        io::Seek::rewind(&mut f).map_err(|e| e.to_string())?;
+    }
     let m = f.metadata().map_err(|e| e.to_string())?;
     let sums = sums_sized(&mut f, m.len(), true).map_err(|e| e.to_string())?;
     let meta = metadata::read(&mut f, format).map_err(|e| e.to_string())?;
@@ -87,24 +104,6 @@ pub fn entry_of_file(dir: &Path, rel: &str, expect: Option<(&str, &str)>) -> Res
         },
     )
     .map_err(|e| e.to_string())
-}
-
-/// [`entry_of_file`]; with `signing`, the file must also carry a good signature by the
-/// binhost's key (as publishing checked), so a file changed while nobody watched is not
-/// listed again unsigned.
-pub fn entry_of_signed_file(
-    dir: &Path,
-    rel: &str,
-    expect: Option<(&str, &str)>,
-    signing: Option<&Signing>,
-) -> Result<Entry, String> {
-    if let Some(signing) = signing {
-        let mut f = File::open(dir.join(rel)).map_err(|e| e.to_string())?;
-        if let Some(why) = bad_signature(signing, &mut f, rel) {
-            return Err(format!("bad signature: {why}"));
-        }
-    }
-    entry_of_file(dir, rel, expect)
 }
 
 /// Whether the file still looks like its entry (size and mtime), without reading it.
@@ -183,11 +182,20 @@ pub fn check(dir: &Path, entries: &[Entry], signing: Option<&Signing>) -> io::Re
         }
     }
     for f in files.iter().filter(|f| !indexed.contains(f.as_str())) {
-        problems.push(problem(
-            f,
-            "unindexed",
-            "a package file the index does not list".into(),
-        ));
+        // Not listed because its signature is not good (found at start-up, or after a
+        // refused commit): said as such, since listing it would need a good file.
+        let unsigned = signing.and_then(|s| {
+            let mut file = File::open(dir.join(f)).ok()?;
+            bad_signature(s, &mut file, f)
+        });
+        problems.push(match unsigned {
+            Some(why) => problem(f, "signature", format!("not listed: {why}")),
+            None => problem(
+                f,
+                "unindexed",
+                "a package file the index does not list".into(),
+            ),
+        });
     }
     for t in temps {
         problems.push(problem(
