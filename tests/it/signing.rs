@@ -87,8 +87,7 @@ async fn published_packages_are_signed_and_the_index_describes_the_signed_file()
 
 /// A published file changed while the orchestrator was down is read again at start-up:
 /// with its signature broken it is not listed (its dependents wait, `binhost verify`
-/// names it, `--fix` lists it once the good file is back), one merely touched is listed
-/// again.
+/// names it, `retry` builds it again), one merely touched is listed again.
 #[actix_web::test]
 async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_signed() {
     let app = spawn_app(|c| c.signing.key = Some(test_signing_key())).await;
@@ -108,8 +107,7 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
 
     // a: one byte of its signature changed; b: the same bytes under a new mtime.
     let binhost = cfg.binhost_dir.clone();
-    let good = std::fs::read(binhost.join(a)).expect("read");
-    let mut bytes = good.clone();
+    let mut bytes = std::fs::read(binhost.join(a)).expect("read");
     let at = find(&bytes, b"-----BEGIN PGP SIGNATURE-----").expect("a signature") + 40;
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::remove_file(binhost.join(a)).expect("rm");
@@ -158,12 +156,23 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
         .map(|p| (p.path.as_str(), p.kind.as_str()))
         .collect();
     assert_eq!(kinds, vec![(a, "signature")], "{report:?}");
-    // `--fix` cannot list it while its signature is bad; with the good file back, it does
-    // and a's dependents may go.
+    // `--fix` cannot list it while its signature is bad; `retry` builds it again, and the
+    // new file is signed and listed.
     app.admin().verify_binhost(true).await.expect("fix");
     assert_eq!(index_paths(&app.binhost()), vec![b]);
-    std::fs::write(binhost.join(a), &good).expect("put the good file back");
-    app.admin().verify_binhost(true).await.expect("fix");
+    let r = app
+        .admin()
+        .retry(&build_swarm::wire::orchestrator::RetryRequest {
+            atoms: vec!["app-misc/a-1".into()],
+            state: None,
+        })
+        .await
+        .expect("retry");
+    assert_eq!(r.retried, 1);
+    app.register("d1", 2).await;
+    let w = app.claim("d1").await;
+    assert_eq!(w.atom, "app-misc/a-1");
+    assert!(app.upload_and_complete(&w).await.accepted);
     eventually(
         "a listed again",
         std::time::Duration::from_secs(10),
@@ -176,6 +185,9 @@ async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_
         || unindexed(0),
     )
     .await;
+    let report = app.admin().verify_binhost(false).await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_ne!(std::fs::read(binhost.join(a)).expect("read"), bytes);
     app.stop().await;
 }
 

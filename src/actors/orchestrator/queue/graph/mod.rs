@@ -712,7 +712,22 @@ impl PackageGraph {
         let mut retried = 0;
         let mut dependents: Vec<u32> = Vec::new();
         for id in targets {
-            if self.packages[id as usize].state != PackageState::Failed {
+            let p = &self.packages[id as usize];
+            if p.state == PackageState::Built && !p.indexed {
+                // Built, but the binhost index cannot list it (its file went missing or
+                // bad): built again. Its dependents still count it as unbuilt.
+                let p = self.get_mut(id);
+                p.tries.clear();
+                p.reason = None;
+                p.path = None;
+                p.size = None;
+                p.sha256 = None;
+                self.unindexed -= 1;
+                self.requeue(id);
+                retried += 1;
+                continue;
+            }
+            if p.state != PackageState::Failed {
                 continue;
             }
             let p = self.get_mut(id);

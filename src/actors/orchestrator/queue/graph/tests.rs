@@ -133,6 +133,35 @@ fn a_failure_blocks_dependents_and_retry_unblocks_them() {
     ));
 }
 
+/// A built package the index cannot list (its file went bad) is built again on retry;
+/// one the index lists is left alone.
+#[test]
+fn retry_builds_again_a_built_package_the_index_does_not_list() {
+    let mut g = graph(DIAMOND);
+    let (a, e) = (id(&g, "x/a-1"), id(&g, "x/e-1"));
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    assert_eq!(take(&mut g).as_deref(), Some("x/e-1"));
+    g.mark_built(a, "x/a-1.gpkg.tar".into(), 1, "00", false);
+    g.mark_built(e, "x/e-1.gpkg.tar".into(), 1, "00", true);
+    assert_eq!(g.unindexed(), 1);
+    let res = g
+        .retry(&RetryRequest {
+            atoms: vec!["x/a-1".into(), "x/e-1".into()],
+            state: None,
+        })
+        .unwrap();
+    assert_eq!((res.retried, res.unblocked), (1, 0));
+    assert_eq!(g.get(e).state, PackageState::Built, "listed: left alone");
+    assert_eq!(g.get(a).state, PackageState::Queued);
+    assert_eq!((g.get(a).path.as_deref(), g.unindexed()), (None, 0));
+    assert_eq!(g.count(PackageState::Built), 1);
+    // Its dependents still wait for it, and go once it is built and listed.
+    assert_eq!(take(&mut g).as_deref(), Some("x/a-1"));
+    assert_eq!(take(&mut g), None);
+    g.mark_built(a, "x/a-1.gpkg.tar".into(), 1, "00", true);
+    assert_eq!(take(&mut g).as_deref(), Some("x/c-1"));
+}
+
 #[test]
 fn a_late_set_raises_the_priority_of_what_it_depends_on() {
     let mut g = graph(
