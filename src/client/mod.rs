@@ -64,7 +64,7 @@ impl ApiClient {
     pub fn with_timeout(base: &str, token: Option<String>, timeout: Duration) -> Self {
         let mut connector = awc::Connector::new().timeout(Duration::from_secs(5));
         let mut tls_problem = None;
-        if base.starts_with("https://") {
+        if crate::sys::tls::is_https(base) {
             match crate::sys::tls::system_client_config() {
                 Ok(config) => connector = connector.rustls_0_23(config),
                 Err(e) => tls_problem = Some(e),

@@ -82,9 +82,7 @@ impl NotifyConfig {
 
     /// Whether this entry is an https webhook (it needs TLS).
     pub fn is_https(&self) -> bool {
-        self.url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.url.as_deref().is_some_and(crate::sys::tls::is_https)
     }
 
     /// Whether this entry wants `event` (a name from [`EVENTS`]).

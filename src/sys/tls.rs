@@ -37,6 +37,11 @@ pub struct KeyTlsError {
     pub source: Arc<TlsError>,
 }
 
+/// Whether `url` needs TLS.
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
 /// The certificates in the PEM file `path` (a private CA, a self-signed server).
 pub fn ca_file_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let fail = |source| TlsError::CaFile {
@@ -102,10 +107,7 @@ pub fn system_client_config() -> Result<Arc<ClientConfig>, Arc<TlsError>> {
 /// that could trust nothing stops at start naming the key, instead of failing every call
 /// later. Reads files: call it before serving, or off the event loop.
 pub fn preload<'a>(urls: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), KeyTlsError> {
-    match urls
-        .into_iter()
-        .find(|(_, url)| url.starts_with("https://"))
-    {
+    match urls.into_iter().find(|(_, url)| is_https(url)) {
         Some((key, _)) => system_client_config()
             .map(|_| ())
             .map_err(|source| KeyTlsError { key, source }),

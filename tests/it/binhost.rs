@@ -240,14 +240,8 @@ async fn the_binhost_is_served_with_exact_if_modified_since_and_ranges() {
 #[actix_web::test]
 async fn binhost_verify_names_each_difference_and_fix_rewrites_the_index() {
     let app = spawn_app(|_| {}).await;
-    app.register("d1", 3).await;
-    app.submit("app-misc/a-1\napp-misc/b-1\napp-misc/c-1\n")
+    app.build_and_index("app-misc/a-1\napp-misc/b-1\napp-misc/c-1\n")
         .await;
-    for _ in 0..3 {
-        let w = app.claim("d1").await;
-        assert!(app.upload_and_complete(&w).await.accepted);
-    }
-    wait_indexed(&app).await;
     let admin = app.admin();
     let r = admin.verify_binhost(false).await.expect("verify");
     assert!(r.ok && r.problems.is_empty() && r.entries == 3, "{r:?}");
@@ -331,13 +325,7 @@ async fn binhost_verify_names_each_difference_and_fix_rewrites_the_index() {
 #[actix_web::test]
 async fn a_restart_reads_the_index_back_and_completes_it() {
     let app = spawn_app(|_| {}).await;
-    app.register("d1", 2).await;
-    app.submit("app-misc/a-1\napp-misc/b-1\n").await;
-    for _ in 0..2 {
-        let w = app.claim("d1").await;
-        assert!(app.upload_and_complete(&w).await.accepted);
-    }
-    wait_indexed(&app).await;
+    app.build_and_index("app-misc/a-1\napp-misc/b-1\n").await;
     let read_ts = |b: &std::path::Path| -> u64 {
         let text = std::fs::read_to_string(b.join("Packages")).expect("Packages");
         build_swarm::orchestrator::binhost::index::parse(&text)

@@ -153,6 +153,18 @@ impl TestApp {
             .await
             .expect("heartbeat")
     }
+    /// Drone `d1` registers, builds and publishes every package of `set` (independent
+    /// packages, one per line), and the index lists them all.
+    pub async fn build_and_index(&self, set: &str) {
+        let n = set.lines().filter(|l| !l.trim().is_empty()).count();
+        self.register("d1", n as u32).await;
+        self.submit(set).await;
+        for _ in 0..n {
+            let w = self.claim("d1").await;
+            assert!(self.upload_and_complete(&w).await.accepted, "{w:?}");
+        }
+        wait_indexed(self).await;
+    }
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
@@ -527,9 +539,16 @@ pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
 /// rsync is installed by scripts/install-deps; without it the tests that need it skip
 /// (saying so), and fail in CI.
 pub fn require_rsync() -> bool {
-    let have = std::process::Command::new("rsync")
-        .arg("--version")
+    require_program("rsync", "--version")
+}
+
+/// Whether `program` runs (`program arg` exits 0). It is installed by
+/// scripts/install-deps: without it a test skips (saying so), and fails in CI.
+pub fn require_program(program: &str, arg: &str) -> bool {
+    let have = std::process::Command::new(program)
+        .arg(arg)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if have {
@@ -537,8 +556,8 @@ pub fn require_rsync() -> bool {
     }
     assert!(
         std::env::var("CI").is_err(),
-        "rsync is missing in CI: scripts/install-deps must install it"
+        "{program} is missing in CI: scripts/install-deps must install it"
     );
-    eprintln!("SKIPPED: rsync is not installed (run scripts/install-deps)");
+    eprintln!("SKIPPED: {program} is not installed (run scripts/install-deps)");
     false
 }

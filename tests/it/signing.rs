@@ -19,14 +19,7 @@ async fn get(url: &str) -> (u16, Vec<u8>) {
 #[actix_web::test]
 async fn published_packages_are_signed_and_the_index_describes_the_signed_file() {
     let app = spawn_app(|c| c.signing.key = Some(test_signing_key())).await;
-    app.register("d1", 2).await;
-    app.submit("app-misc/a-1\napp-misc/b-1\n").await;
-    for _ in 0..2 {
-        let w = app.claim("d1").await;
-        let done = app.upload_and_complete(&w).await;
-        assert!(done.accepted);
-    }
-    wait_indexed(&app).await;
+    app.build_and_index("app-misc/a-1\napp-misc/b-1\n").await;
     let key = signer();
     let text = std::fs::read_to_string(app.binhost().join("Packages")).expect("index");
     let parsed = build_swarm::orchestrator::binhost::index::parse(&text);
@@ -91,13 +84,7 @@ async fn published_packages_are_signed_and_the_index_describes_the_signed_file()
 #[actix_web::test]
 async fn a_file_changed_while_the_orchestrator_was_down_is_listed_again_only_if_signed() {
     let app = spawn_app(|c| c.signing.key = Some(test_signing_key())).await;
-    app.register("d1", 2).await;
-    app.submit("app-misc/a-1\napp-misc/b-1\n").await;
-    for _ in 0..2 {
-        let w = app.claim("d1").await;
-        assert!(app.upload_and_complete(&w).await.accepted);
-    }
-    wait_indexed(&app).await;
+    app.build_and_index("app-misc/a-1\napp-misc/b-1\n").await;
     let (a, b) = ("app-misc/a-1.gpkg.tar", "app-misc/b-1.gpkg.tar");
     assert_eq!(index_paths(&app.binhost()), vec![a, b]);
     let TestApp {

@@ -21,23 +21,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
-/// `openssl` (installed by scripts/install-deps), or a skip (a failure in CI).
-fn require_openssl() -> bool {
-    let have = std::process::Command::new("openssl")
-        .arg("version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var("CI").is_err(),
-            "openssl is missing in CI: scripts/install-deps must install it"
-        );
-        eprintln!("SKIPPED: openssl is not installed (run scripts/install-deps)");
-    }
-    have
-}
-
 /// Runs `openssl` with `args` (split at spaces) in `dir`.
 fn openssl(dir: &Path, args: &str) {
     let out = std::process::Command::new("openssl")
@@ -71,7 +54,7 @@ struct Pki {
 impl Pki {
     /// `None` without openssl (outside CI).
     fn new() -> Option<Pki> {
-        if !require_openssl() {
+        if !require_program("openssl", "version") {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -191,6 +174,14 @@ async fn receiver(cert: &ServerCert) -> (u16, Received) {
     (port, received)
 }
 
+/// The first request `received` got (waiting for it).
+async fn first_request(received: &Received, what: &str) -> (String, String, String) {
+    eventually(what, Duration::from_secs(20), || async {
+        received.lock().first().cloned()
+    })
+    .await
+}
+
 /// A TLS-terminating proxy in front of 127.0.0.1:`to` (as nginx would be).
 async fn proxy(cert: &ServerCert, to: u16) -> u16 {
     tls_server(cert, move |mut tls| async move {
@@ -268,12 +259,7 @@ async fn an_https_webhook_is_reached_only_through_the_ca_it_trusts() {
     let w = app.claim("d1").await;
     assert!(app.upload_and_complete(&w).await.accepted);
 
-    let (path, auth, body) = eventually(
-        "set_finished to reach the receiver",
-        Duration::from_secs(20),
-        || async { received.lock().first().cloned() },
-    )
-    .await;
+    let (path, auth, body) = first_request(&received, "set_finished at the receiver").await;
     assert_eq!(path, "/trusted");
     assert_eq!(auth, "Bearer tls-secret");
     let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
@@ -430,12 +416,7 @@ async fn every_https_url_is_trusted_through_the_system_store() {
         || async { plain.status().await.is_ok_and(|s| s.counts.built == 2) },
     )
     .await;
-    let (path, _, body) = eventually(
-        "set_finished at the webhook",
-        Duration::from_secs(20),
-        || async { received.lock().first().cloned() },
-    )
-    .await;
+    let (path, _, body) = first_request(&received, "set_finished at the webhook").await;
     assert_eq!(path, "/system");
     assert!(body.contains("\"set_finished\""), "{body}");
 

@@ -713,30 +713,26 @@ impl PackageGraph {
         let mut dependents: Vec<u32> = Vec::new();
         for id in targets {
             let p = &self.packages[id as usize];
-            if p.state == PackageState::Built && !p.indexed {
-                // Built, but the binhost index cannot list it (its file went missing or
-                // bad): built again. Its dependents still count it as unbuilt.
-                let p = self.get_mut(id);
-                p.tries.clear();
-                p.reason = None;
-                p.path = None;
-                p.size = None;
-                p.sha256 = None;
-                self.unindexed -= 1;
-                self.requeue(id);
-                retried += 1;
-                continue;
-            }
-            if p.state != PackageState::Failed {
+            // Built, but the binhost index cannot list it (its file went missing or bad):
+            // built again. Its dependents still count it as unbuilt.
+            let unlisted = p.state == PackageState::Built && !p.indexed;
+            if !unlisted && p.state != PackageState::Failed {
                 continue;
             }
             let p = self.get_mut(id);
             p.tries.clear();
             p.reason = None;
-            p.retried = true;
+            if unlisted {
+                (p.path, p.size, p.sha256) = (None, None, None);
+                self.unindexed -= 1;
+            } else {
+                p.retried = true;
+            }
             self.requeue(id);
             retried += 1;
-            dependents.extend(self.packages[id as usize].dependents.iter().copied());
+            if !unlisted {
+                dependents.extend(self.packages[id as usize].dependents.iter().copied());
+            }
         }
         let unblocked = self.unblock(dependents);
         Ok(RetryResult { retried, unblocked })
